@@ -1,0 +1,55 @@
+//! The custom resource types: the single source of truth for the CRDs under `crds/`.
+//!
+//! Owns the Rust types, their schemas and CEL rules, and the YAML generation. Must not do I/O
+//! beyond formatting; controllers and the `check` command build on these types.
+
+pub mod condition;
+pub mod duration;
+pub mod password_policy;
+pub mod vault_secret;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use password_policy::{PasswordPolicy, PasswordPolicySpec, PasswordPolicyStatus};
+pub use vault_secret::{Ownership, VaultSecret, VaultSecretSpec, VaultSecretStatus};
+
+/// The API group of every kind here.
+pub const GROUP: &str = "privx-operator.dev";
+/// The one served version.
+pub const VERSION: &str = "v1alpha1";
+
+/// What happens to the PrivX object when the Kubernetes object is deleted.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    /// Leave the PrivX object in place (the default).
+    #[default]
+    Retain,
+    /// Delete the PrivX object (guarded by a finalizer).
+    Delete,
+}
+
+/// Both CRDs, in a stable order.
+pub fn all_crds() -> Vec<CustomResourceDefinition> {
+    vec![PasswordPolicy::crd(), VaultSecret::crd()]
+}
+
+/// The file under `crds/` a CRD is written to.
+pub fn crd_file_name(crd: &CustomResourceDefinition) -> String {
+    format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("unnamed"))
+}
+
+/// One CRD as YAML.
+pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {
+    serde_saphyr::to_string(crd).expect("a CRD always serializes")
+}
+
+/// Both CRDs as one multi-document YAML stream (what `privx-operator crd` prints).
+pub fn crds_yaml() -> String {
+    all_crds()
+        .iter()
+        .map(|crd| format!("---\n{}", crd_yaml(crd)))
+        .collect()
+}

@@ -1,0 +1,326 @@
+//! The `VaultSecret` custom resource: one PrivX vault secret, declared.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::DeletionPolicy;
+
+/// A PrivX vault secret managed from Kubernetes, optionally mirrored into a Kubernetes Secret.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "privx-operator.dev",
+    version = "v1alpha1",
+    kind = "VaultSecret",
+    namespaced,
+    status = "VaultSecretStatus",
+    shortname = "pvs",
+    category = "privx",
+    doc = "A PrivX vault secret (shared, or personal to one PrivX user) declared from Kubernetes. Its data comes from a Kubernetes Secret, is generated to a PasswordPolicy, or (without a source) is read from PrivX; it can be mirrored into a Kubernetes Secret.",
+    derive = "PartialEq",
+    printcolumn(
+        name = "PrivX name",
+        type_ = "string",
+        json_path = ".status.privx.name"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = Rule::new("has(self.name) == has(oldSelf.name)").message("spec.name is immutable: it can be neither added nor removed after creation").field_path(".name"),
+    validation = Rule::new("has(self.owner) == has(oldSelf.owner)").message("spec.owner is immutable: a secret cannot move between shared and personal").field_path(".owner"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultSecretSpec {
+    /// The secret's name in PrivX. Defaults to the operator's name template
+    /// (`k8s/{namespace}/{name}` unless configured otherwise). Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.name is immutable"))]
+    #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 512").message("spec.name must be 1 to 512 characters"))]
+    #[x_kube(validation = Rule::new("!self.matches('[\\\\x00-\\\\x1f\\\\x7f]')").message("spec.name must not contain control characters"))]
+    pub name: Option<String>,
+
+    /// Makes this a personal secret of one PrivX user. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.owner is immutable"))]
+    pub owner: Option<SecretOwner>,
+
+    /// Roles whose members may read the secret's data in PrivX.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub read_roles: Option<Vec<RoleRef>>,
+
+    /// Roles whose members may replace the secret's data in PrivX.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub write_roles: Option<Vec<RoleRef>>,
+
+    /// Where the data comes from. Absent: PrivX is the source of truth and the secret is only
+    /// read (and mirrored, with `mirror`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SecretSource>,
+
+    /// Write the PrivX data into a Kubernetes Secret in this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorSpec>,
+
+    /// How often PrivX is read to detect drift and changes (Go duration, 10s to 168h). Default 1h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(ms|s|m|h))+$') && duration(self) >= duration('10s') && duration(self) <= duration('168h')").message("spec.refreshInterval must be a duration such as 30s, 5m or 1h, from 10s to 168h (7d)"))]
+    pub refresh_interval: Option<String>,
+
+    /// What happens to the PrivX secret when this object is deleted. Default `Retain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+
+    /// May an existing PrivX secret of this name, not created by this object, be taken over
+    /// (and then overwritten with the declared data)? Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt: Option<bool>,
+}
+
+/// The PrivX user that owns a personal secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretOwner {
+    /// The PrivX user ID (a UUID) of the owner.
+    #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 128").message("spec.owner.userId must be 1 to 128 characters"))]
+    pub user_id: String,
+}
+
+/// A PrivX role, by name or by ID (exactly one).
+#[derive(
+    KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[x_kube(validation = Rule::new("has(self.name) != has(self.id)").message("a role reference needs exactly one of name or id"))]
+#[serde(rename_all = "camelCase")]
+pub struct RoleRef {
+    /// The role's name; resolved to its ID through PrivX.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub name: Option<String>,
+    /// The role's ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub id: Option<String>,
+}
+
+/// Exactly one of `secretRef` or `generate`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.secretRef) != has(self.generate)").message("spec.source needs exactly one of secretRef or generate"))]
+#[serde(rename_all = "camelCase")]
+pub struct SecretSource {
+    /// Push the keys of a Kubernetes Secret in the same namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SourceSecretRef>,
+    /// Generate a password to a PasswordPolicy and store it in PrivX.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<GenerateSource>,
+}
+
+/// A Kubernetes Secret in the VaultSecret's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSecretRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The keys to push (all keys when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub keys: Option<Vec<String>>,
+}
+
+/// A password generated once to a PasswordPolicy.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GenerateSource {
+    /// The cluster-scoped PasswordPolicy whose lengths and character classes the password follows.
+    pub password_policy_ref: PolicyRef,
+    /// The data field that holds the password.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// A PasswordPolicy by its Kubernetes name.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// The Kubernetes Secret that mirrors the PrivX data.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MirrorSpec {
+    /// The Secret's name (default: the VaultSecret's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') && self.size() <= 253").message("spec.mirror.secretName must be a valid Secret name (lowercase DNS subdomain)"))]
+    pub secret_name: Option<String>,
+    /// The Secret's type (default Opaque).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<MirrorSecretType>,
+    /// Extra labels on the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Extra annotations on the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// Renames PrivX data fields to Secret keys (`privxField: secretKey`); fields not listed
+    /// keep their names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_mapping: Option<BTreeMap<String, String>>,
+    /// Workloads in this namespace restarted (by a pod-template annotation) when the data changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub rollout_restart_targets: Option<Vec<RolloutTarget>>,
+}
+
+/// The Secret types a mirror may have. Service-account and bootstrap tokens are refused:
+/// they grant cluster access and must not be minted from a vault.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MirrorSecretType {
+    #[default]
+    Opaque,
+    #[serde(rename = "kubernetes.io/basic-auth")]
+    BasicAuth,
+    #[serde(rename = "kubernetes.io/ssh-auth")]
+    SshAuth,
+    #[serde(rename = "kubernetes.io/tls")]
+    Tls,
+    #[serde(rename = "kubernetes.io/dockerconfigjson")]
+    DockerConfigJson,
+}
+
+impl MirrorSecretType {
+    /// The Kubernetes `type` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Opaque => "Opaque",
+            Self::BasicAuth => "kubernetes.io/basic-auth",
+            Self::SshAuth => "kubernetes.io/ssh-auth",
+            Self::Tls => "kubernetes.io/tls",
+            Self::DockerConfigJson => "kubernetes.io/dockerconfigjson",
+        }
+    }
+
+    /// Keys the API server requires for this type (all of them, or for basic-auth at least one).
+    pub fn required_keys(self) -> &'static [&'static str] {
+        match self {
+            Self::Opaque => &[],
+            Self::BasicAuth => &["username", "password"],
+            Self::SshAuth => &["ssh-privatekey"],
+            Self::Tls => &["tls.crt", "tls.key"],
+            Self::DockerConfigJson => &[".dockerconfigjson"],
+        }
+    }
+}
+
+/// A workload to restart when mirrored data changes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutTarget {
+    pub kind: RolloutKind,
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RolloutKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+impl RolloutKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deployment => "Deployment",
+            Self::StatefulSet => "StatefulSet",
+            Self::DaemonSet => "DaemonSet",
+        }
+    }
+}
+
+/// What the operator observed and did; never the data itself.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultSecretStatus {
+    /// `Ready` and `Synced`, with specific reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The generation the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// What PrivX reports about the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privx: Option<PrivxSecretStatus>,
+    /// Keyed hash (HMAC-SHA256 with the operator's key) of the synced data; never the data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_hash: Option<String>,
+    /// The mirrored Secret's name, once written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_secret_name: Option<String>,
+    /// The value of the regenerate annotation the current generated password answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regenerate_token: Option<String>,
+}
+
+/// The PrivX side of a VaultSecret.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrivxSecretStatus {
+    /// The secret's name in PrivX.
+    pub name: String,
+    /// The owner of a personal secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    /// How this object came to manage the secret: `Created` or `Adopted`. Absent: not managed
+    /// (read-only mirror, or refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ownership: Option<Ownership>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
+}
+
+/// How a PrivX object came under this operator's management.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Ownership {
+    Created,
+    Adopted,
+}
+
+impl VaultSecretSpec {
+    /// The deletion policy, with its default.
+    pub fn deletion_policy(&self) -> DeletionPolicy {
+        self.deletion_policy.unwrap_or_default()
+    }
+
+    /// Whether adoption was allowed, with its default.
+    pub fn adopt(&self) -> bool {
+        self.adopt.unwrap_or(false)
+    }
+}

@@ -1,0 +1,1 @@
+//! privx (under construction)

@@ -1,8 +1,12 @@
-//! Process wiring for `privx-operator run` (under construction).
+//! Process wiring for `privx-operator run`: configuration, logging, leader election, the HTTP
+//! endpoints (`/livez`, `/readyz`, `/metrics`), metrics and shutdown.
+//!
+//! Owns the process lifecycle. Must not contain reconcile logic (that is `controller`) nor
+//! speak HTTP to PrivX (that is `privx`).
 
-/// Arguments of `privx-operator run`.
-#[derive(clap::Args, Debug)]
-pub struct RunArgs {}
+mod args;
+
+pub use args::{LogFormat, RunArgs};
 
 pub async fn main(_args: RunArgs) -> anyhow::Result<()> {
     anyhow::bail!("the operator runtime is not built yet")

@@ -1,0 +1,141 @@
+//! Flags and environment variables of `privx-operator run`. Every flag also reads the
+//! environment variable named in its help; PrivX credentials are never flags (they come from
+//! the environment or from files, see `privx::config`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which generation of PrivX's password-policy API to speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PolicyGenerationArg {
+    /// Find out from the server once, then remember.
+    Auto,
+    /// PrivX 34 and older (Go durations, fallbackToPrevious, deleteVersionAfter).
+    V34,
+    /// PrivX 35 and newer (ISO 8601 durations, checkout settings).
+    V35,
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    crate::crd::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Arguments of `privx-operator run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// PrivX base URL (https; plain http only for loopback addresses).
+    #[arg(long, env = "PRIVX_API_BASE_URL", value_name = "URL")]
+    pub privx_url: Option<String>,
+
+    /// PEM bundle of CA certificates PrivX's certificate is checked against (re-read when it changes).
+    #[arg(long, env = "PRIVX_CA_FILE", value_name = "FILE")]
+    pub privx_ca_file: Option<PathBuf>,
+
+    /// Trust only the --privx-ca-file bundle, not the system's roots.
+    #[arg(long, env = "PRIVX_CA_ONLY", requires = "privx_ca_file")]
+    pub privx_ca_only: bool,
+
+    /// Timeout of one PrivX request.
+    #[arg(long, env = "PRIVX_TIMEOUT", default_value = "30s", value_parser = parse_duration_arg, value_name = "DURATION")]
+    pub privx_timeout: Duration,
+
+    /// PrivX password-policy API generation.
+    #[arg(
+        long,
+        env = "PRIVX_POLICY_GENERATION",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub privx_policy_generation: PolicyGenerationArg,
+
+    /// Template of default PrivX secret names; must contain {namespace} before {name}.
+    #[arg(
+        long,
+        env = "PRIVX_OPERATOR_NAME_TEMPLATE",
+        default_value = "k8s/{namespace}/{name}"
+    )]
+    pub name_template: String,
+
+    /// Namespaces to watch, comma-separated (default: all).
+    #[arg(
+        long,
+        env = "PRIVX_OPERATOR_NAMESPACES",
+        value_delimiter = ',',
+        value_name = "NS,..."
+    )]
+    pub namespaces: Vec<String>,
+
+    /// The operator's own namespace (its Lease and HMAC-key Secret live there).
+    #[arg(long, env = "POD_NAMESPACE", value_name = "NS")]
+    pub operator_namespace: Option<String>,
+
+    /// Name of the Secret (in the operator's namespace) holding the key of the data hashes.
+    #[arg(
+        long,
+        env = "PRIVX_OPERATOR_HMAC_SECRET",
+        default_value = "privx-operator-hmac"
+    )]
+    pub hmac_secret_name: String,
+
+    /// Address of the HTTP listener for /livez, /readyz and /metrics.
+    #[arg(long, env = "PRIVX_OPERATOR_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "PRIVX_OPERATOR_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// Log level or filter (e.g. info, debug, privx_operator=debug).
+    #[arg(long, env = "PRIVX_OPERATOR_LOG", default_value = "info")]
+    pub log_level: String,
+
+    /// Elect a leader through a Lease so that only one replica reconciles (needed with replicas > 1).
+    #[arg(long, env = "PRIVX_OPERATOR_LEADER_ELECTION")]
+    pub leader_election: bool,
+
+    /// Name of the Lease used for leader election.
+    #[arg(
+        long,
+        env = "PRIVX_OPERATOR_LEASE_NAME",
+        default_value = "privx-operator-leader"
+    )]
+    pub lease_name: String,
+
+    /// How long a Lease is valid without renewal; a standby takes over after it.
+    #[arg(long, env = "PRIVX_OPERATOR_LEASE_DURATION", default_value = "15s", value_parser = parse_duration_arg)]
+    pub lease_duration: Duration,
+
+    /// Restart listed workloads when mirrored data changes (needs RBAC on deployments, statefulsets, daemonsets).
+    #[arg(long, env = "PRIVX_OPERATOR_ROLLOUT_RESTART", default_value_t = true, action = clap::ArgAction::Set)]
+    pub rollout_restart: bool,
+
+    /// Reconciles running at once per controller.
+    #[arg(long, env = "PRIVX_OPERATOR_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u16,
+
+    /// Try-it mode: start the PrivX simulator in-process with the demo seed, use it as PrivX, and
+    /// apply the CRDs if missing.
+    #[arg(long)]
+    pub embedded_privx: bool,
+
+    /// Listen address of the embedded simulator.
+    #[arg(long, default_value = "127.0.0.1:8443", requires = "embedded_privx")]
+    pub embedded_privx_addr: SocketAddr,
+}

@@ -134,7 +134,7 @@ fn iso_part(input: &str, mut s: &str, units: &[(char, f64)]) -> Result<f64, Dura
 }
 
 fn to_duration(input: &str, seconds: f64) -> Result<Duration, DurationError> {
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 1e12 {
+    if !seconds.is_finite() || !(0.0..=1e12).contains(&seconds) {
         return Err(err(input, "out of range"));
     }
     // Round to whole nanoseconds so that 1.5h and 90m compare equal.
@@ -149,9 +149,9 @@ pub fn format_go(d: Duration) -> String {
     let total_secs = d.as_secs();
     let nanos = d.subsec_nanos();
     if total_secs == 0 {
-        return if nanos % 1_000_000 == 0 {
+        return if nanos.is_multiple_of(1_000_000) {
             format!("{}ms", nanos / 1_000_000)
-        } else if nanos % 1000 == 0 {
+        } else if nanos.is_multiple_of(1000) {
             format!("{}µs", nanos / 1000)
         } else {
             format!("{nanos}ns")

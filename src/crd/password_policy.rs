@@ -1,5 +1,8 @@
 //! The `PasswordPolicy` custom resource: one PrivX password policy, declared.
 
+// kube-derive repeats `type_` once per printer column; clippy reads that as a duplicate.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;

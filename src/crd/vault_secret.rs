@@ -1,5 +1,8 @@
 //! The `VaultSecret` custom resource: one PrivX vault secret, declared.
 
+// kube-derive repeats `type_` once per printer column; clippy reads that as a duplicate.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

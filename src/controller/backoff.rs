@@ -1,0 +1,108 @@
+//! Per-object exponential backoff with jitter for failing reconciles: about 1 s, doubling, up
+//! to 5 min; reset by the first success.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rand::Rng;
+
+pub const BASE: Duration = Duration::from_secs(1);
+pub const CAP: Duration = Duration::from_secs(300);
+
+#[derive(Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    /// Records one more failure of `key` and returns how long to wait before retrying.
+    pub fn next_delay(&self, key: &str) -> Duration {
+        let attempt = {
+            let mut failures = self.failures.lock().expect("backoff lock");
+            let n = failures.entry(key.to_string()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        jittered(delay_for_attempt(attempt))
+    }
+
+    /// Forgets the failures of `key` (after a success or when the object is gone).
+    pub fn reset(&self, key: &str) {
+        self.failures.lock().expect("backoff lock").remove(key);
+    }
+
+    pub fn failures(&self, key: &str) -> u32 {
+        self.failures
+            .lock()
+            .expect("backoff lock")
+            .get(key)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// The un-jittered delay of the n-th consecutive failure (1-based).
+pub fn delay_for_attempt(attempt: u32) -> Duration {
+    let exp = attempt.saturating_sub(1).min(16);
+    BASE.saturating_mul(1 << exp).min(CAP)
+}
+
+/// Spreads a delay over [d/2, d] so that objects failing together do not retry together.
+pub fn jittered(d: Duration) -> Duration {
+    let half = d / 2;
+    half + Duration::from_millis(rand::rng().random_range(0..=half.as_millis().max(1) as u64))
+}
+
+/// Spreads a refresh interval over ±10 % so that thousands of objects never align.
+pub fn jittered_refresh(d: Duration) -> Duration {
+    let spread = d.as_millis() as u64 / 10;
+    let offset = rand::rng().random_range(0..=spread * 2);
+    Duration::from_millis(d.as_millis() as u64 - spread + offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubles_from_one_second_to_five_minutes() {
+        assert_eq!(delay_for_attempt(1), Duration::from_secs(1));
+        assert_eq!(delay_for_attempt(2), Duration::from_secs(2));
+        assert_eq!(delay_for_attempt(5), Duration::from_secs(16));
+        assert_eq!(delay_for_attempt(9), Duration::from_secs(256));
+        assert_eq!(delay_for_attempt(10), CAP);
+        assert_eq!(delay_for_attempt(1000), CAP);
+    }
+
+    #[test]
+    fn per_object_and_reset() {
+        let b = Backoff::default();
+        for _ in 0..3 {
+            b.next_delay("a");
+        }
+        b.next_delay("b");
+        assert_eq!(b.failures("a"), 3);
+        assert_eq!(b.failures("b"), 1);
+        let d = b.next_delay("a");
+        assert!(
+            d >= Duration::from_secs(4) && d <= Duration::from_secs(8),
+            "{d:?}"
+        );
+        b.reset("a");
+        assert_eq!(b.failures("a"), 0);
+    }
+
+    #[test]
+    fn refresh_jitter_stays_within_ten_percent_and_varies() {
+        let base = Duration::from_secs(3600);
+        let samples: Vec<_> = (0..200).map(|_| jittered_refresh(base)).collect();
+        assert!(
+            samples
+                .iter()
+                .all(|d| *d >= Duration::from_secs(3240) && *d <= Duration::from_secs(3960))
+        );
+        let distinct: std::collections::HashSet<_> = samples.iter().collect();
+        assert!(distinct.len() > 100, "jitter must spread objects out");
+    }
+}

@@ -1,0 +1,78 @@
+//! What every reconcile shares: the Kubernetes and PrivX clients, settings, caches and stores.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+
+use super::backoff::Backoff;
+use super::hashing::HmacKey;
+use super::roles::RoleCache;
+use super::tenancy::NameTemplate;
+use crate::crd::{PasswordPolicy, VaultSecret};
+use crate::privx::PrivxClient;
+
+/// Operator-wide settings of the controllers.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub name_template: NameTemplate,
+    /// PrivX roles added to the read and write roles of every secret the operator writes, so it
+    /// can read back and update what it wrote.
+    pub self_roles: Vec<String>,
+    /// Whether rollout restarts are enabled (RBAC on workloads granted).
+    pub rollout_restart: bool,
+    /// Refresh interval of objects that do not set one.
+    pub default_refresh: Duration,
+    pub hmac_key: HmacKey,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            name_template: NameTemplate::default(),
+            self_roles: Vec::new(),
+            rollout_restart: true,
+            default_refresh: Duration::from_secs(3600),
+            hmac_key: HmacKey::random(),
+        }
+    }
+}
+
+/// What the controllers report to the operator's metrics.
+pub trait ControllerMetrics: Send + Sync + 'static {
+    /// One reconcile finished; `error` is the error label when it failed.
+    fn reconciled(&self, controller: &'static str, duration: Duration, error: Option<&str>);
+    /// The object's Ready condition is now `ready` with `reason`.
+    fn object_condition(&self, controller: &'static str, key: &str, ready: bool, reason: &str);
+    /// The object is gone.
+    fn forget_object(&self, controller: &'static str, key: &str);
+}
+
+/// Metrics that go nowhere (tests, tools).
+pub struct NoMetrics;
+
+impl ControllerMetrics for NoMetrics {
+    fn reconciled(&self, _: &'static str, _: Duration, _: Option<&str>) {}
+    fn object_condition(&self, _: &'static str, _: &str, _: bool, _: &str) {}
+    fn forget_object(&self, _: &'static str, _: &str) {}
+}
+
+/// Shared state of both controllers.
+pub struct Context {
+    pub client: kube::Client,
+    pub privx: PrivxClient,
+    pub settings: Settings,
+    pub metrics: Arc<dyn ControllerMetrics>,
+    pub recorder: Recorder,
+    pub roles: RoleCache,
+    pub backoff: Backoff,
+    /// All VaultSecrets (the controller's own store), for mappers and claim conflicts.
+    pub vault_secrets: Store<DeserializeGuard<VaultSecret>>,
+    /// All PasswordPolicies.
+    pub policies: Store<DeserializeGuard<PasswordPolicy>>,
+    /// Namespace metadata (tenancy annotations).
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+}

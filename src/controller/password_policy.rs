@@ -1,0 +1,1 @@
+//! PasswordPolicy controller (next).

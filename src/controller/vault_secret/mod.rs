@@ -1,0 +1,998 @@
+//! The VaultSecret controller: push declared data to PrivX, mirror PrivX data into a Kubernetes
+//! Secret, correct drift, report honestly.
+//!
+//! `reconcile` runs the pipeline fetch → validate → plan ([`plan`], pure) → apply → status.
+//! This module does the I/O of fetch and apply; it must not decide anything the plan can.
+
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, DeserializeGuard, error_boundary::InvalidObject};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use self::plan::{
+    MirrorAction, Owner, PrivxAction, PrivxInput, Refusal, SourceInput, Target, WriteCause, reason,
+};
+use super::backoff::jittered_refresh;
+use super::tenancy::{NamespacePolicy, check_access};
+use super::{Context, Error, FIELD_MANAGER, FINALIZER, REGENERATE_ANNOTATION, SOURCE_LABEL};
+use crate::crd::condition::{self, DesiredCondition};
+use crate::crd::vault_secret::Ownership;
+use crate::crd::{DeletionPolicy, VaultSecret, VaultSecretStatus};
+use crate::privx::{PrivxError, SecretData, SecretLocation};
+
+/// The controller's name in metrics and events.
+pub const CONTROLLER: &str = "vaultsecret";
+
+/// How soon a VaultSecret waiting for its source Secret looks again (an unlabelled Secret that
+/// appears later is not seen by the narrow Secret watch).
+const SOURCE_RETRY: Duration = Duration::from_secs(30);
+
+/// The PrivX target of a VaultSecret: explicit `spec.name`, or the operator's template.
+pub fn target_of(vs: &VaultSecret, ctx_template: &super::tenancy::NameTemplate) -> Target {
+    let namespace = vs.namespace().unwrap_or_default();
+    let name = vs
+        .spec
+        .name
+        .clone()
+        .unwrap_or_else(|| ctx_template.render(&namespace, &vs.name_any()));
+    let location = match &vs.spec.owner {
+        Some(owner) => SecretLocation::Personal {
+            user_id: owner.user_id.clone(),
+        },
+        None => SecretLocation::Shared,
+    };
+    Target { location, name }
+}
+
+/// The refresh interval of an object (validated elsewhere; falls back to the default).
+pub fn refresh_of(vs: &VaultSecret, default: Duration) -> Duration {
+    vs.spec
+        .refresh_interval
+        .as_deref()
+        .and_then(|s| crate::crd::duration::parse_duration(s).ok())
+        .map(|d| d.clamp(Duration::from_secs(10), Duration::from_secs(7 * 86400)))
+        .unwrap_or(default)
+}
+
+/// Entry point of every reconcile.
+#[instrument(skip_all, fields(namespace = guard.namespace().unwrap_or_default(), name = guard.name_any()))]
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<VaultSecret>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = match &guard.0 {
+        Ok(vs) => Reconciler { vs, ctx: &ctx }.run().await,
+        Err(invalid) => report_invalid_object(invalid, &ctx).await,
+    };
+    ctx.metrics.reconciled(
+        CONTROLLER,
+        started.elapsed(),
+        result.as_ref().err().map(|e| e.label()),
+    );
+    result
+}
+
+/// Requeues a failed object with per-object exponential backoff.
+pub fn error_policy(
+    guard: Arc<DeserializeGuard<VaultSecret>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = object_key(guard.namespace().as_deref(), &guard.name_any());
+    let delay = ctx.backoff.next_delay(&key);
+    warn!(%key, error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn object_key(namespace: Option<&str>, name: &str) -> String {
+    format!("{}/{name}", namespace.unwrap_or_default())
+}
+
+/// An object that does not even deserialise: say why in status and wait for a change. If it is
+/// being deleted, let it go (its spec cannot be trusted to clean anything up).
+async fn report_invalid_object(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
+    let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
+    let name = invalid.metadata.name.clone().unwrap_or_default();
+    let ar = ApiResource::erase::<VaultSecret>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &ar);
+    if invalid.metadata.deletion_timestamp.is_some() {
+        let finalizers = invalid.metadata.finalizers.clone().unwrap_or_default();
+        if finalizers.iter().any(|f| f == FINALIZER) {
+            let rest: Vec<_> = finalizers.into_iter().filter(|f| f != FINALIZER).collect();
+            let patch = json!({"metadata": {"resourceVersion": invalid.metadata.resource_version, "finalizers": rest}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(Error::kube(format!(
+                    "remove finalizer of invalid VaultSecret {namespace}/{name}"
+                )))?;
+        }
+        return Ok(Action::await_change());
+    }
+    let message = format!(
+        "the object does not match the VaultSecret schema: {}",
+        invalid.error
+    );
+    let conditions = condition::merge(
+        &[],
+        &failure_conditions(reason::INVALID_SPEC, &message),
+        invalid.metadata.generation,
+        now(),
+    );
+    let patch = json!({
+        "apiVersion": ar.api_version,
+        "kind": ar.kind,
+        "status": {"conditions": conditions, "observedGeneration": invalid.metadata.generation},
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube(format!(
+        "write status of invalid VaultSecret {namespace}/{name}"
+    )))?;
+    ctx.metrics.object_condition(
+        CONTROLLER,
+        &object_key(Some(&namespace), &name),
+        false,
+        reason::INVALID_SPEC,
+    );
+    Ok(Action::await_change())
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+fn failure_conditions(reason: &str, message: &str) -> Vec<DesiredCondition> {
+    vec![
+        DesiredCondition::new(condition::READY, false, reason, message),
+        DesiredCondition::new(condition::SYNCED, false, reason, message),
+    ]
+}
+
+/// How a stopped reconcile continues.
+enum Next {
+    /// Wait for a change of the object (or of something watched).
+    AwaitChange,
+    /// Look again after this long.
+    After(Duration),
+    /// Fail: the error policy backs off.
+    Fail(Box<Error>),
+}
+
+/// One reconcile of one valid object.
+struct Reconciler<'a> {
+    vs: &'a VaultSecret,
+    ctx: &'a Context,
+}
+
+impl Reconciler<'_> {
+    fn namespace(&self) -> String {
+        self.vs.namespace().unwrap_or_default()
+    }
+
+    fn key(&self) -> String {
+        object_key(self.vs.namespace().as_deref(), &self.vs.name_any())
+    }
+
+    fn refresh(&self) -> Duration {
+        refresh_of(self.vs, self.ctx.settings.default_refresh)
+    }
+
+    fn api(&self) -> Api<VaultSecret> {
+        Api::namespaced(self.ctx.client.clone(), &self.namespace())
+    }
+
+    fn secrets(&self) -> Api<KubeSecret> {
+        Api::namespaced(self.ctx.client.clone(), &self.namespace())
+    }
+
+    fn has_finalizer(&self) -> bool {
+        self.vs.finalizers().iter().any(|f| f == FINALIZER)
+    }
+
+    async fn run(self) -> Result<Action, Error> {
+        if self.vs.meta().deletion_timestamp.is_some() {
+            return self.cleanup().await;
+        }
+        match self.sync().await {
+            Ok(action) => {
+                self.ctx.backoff.reset(&self.key());
+                Ok(action)
+            }
+            Err((refusal, next)) => {
+                self.report_refusal(&refusal).await?;
+                match next {
+                    Next::AwaitChange => {
+                        self.ctx.backoff.reset(&self.key());
+                        Ok(Action::await_change())
+                    }
+                    Next::After(d) => {
+                        self.ctx.backoff.reset(&self.key());
+                        Ok(Action::requeue(jittered_refresh(d)))
+                    }
+                    Next::Fail(e) => Err(*e),
+                }
+            }
+        }
+    }
+
+    /// fetch → validate → plan → apply → status. A refusal stops the pipeline with its reason.
+    async fn sync(&self) -> Result<Action, (Refusal, Next)> {
+        let ctx = self.ctx;
+        let spec = &self.vs.spec;
+
+        // Validate.
+        let errors = crate::crd::validate::validate_vault_secret(spec);
+        if !errors.is_empty() {
+            let message = errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err((
+                Refusal::new(reason::INVALID_SPEC, message),
+                Next::AwaitChange,
+            ));
+        }
+        let target = target_of(self.vs, &ctx.settings.name_template);
+        let namespace = self.namespace();
+        let ns_policy = NamespacePolicy::from_annotations(
+            ctx.namespaces
+                .state()
+                .iter()
+                .find(|n| n.metadata.name.as_deref() == Some(namespace.as_str()))
+                .and_then(|n| n.metadata.annotations.as_ref()),
+        );
+        if let Err(message) = check_access(
+            &ctx.settings.name_template,
+            &namespace,
+            &ns_policy,
+            &target.name,
+            target.owner_id(),
+        ) {
+            return Err((
+                Refusal::new(reason::NOT_ALLOWED, message),
+                Next::AwaitChange,
+            ));
+        }
+        if let Some(other) = self.older_claimant(&target) {
+            return Err((
+                Refusal::new(
+                    reason::CONFLICT,
+                    format!(
+                        "PrivX secret {} is already declared by VaultSecret {other}",
+                        target.describe()
+                    ),
+                ),
+                Next::After(self.refresh()),
+            ));
+        }
+
+        // Fetch: source, roles, PrivX.
+        let source = self.fetch_source().await?;
+        let (read_roles, write_roles) = self.resolve_roles(&source).await?;
+        let current = match ctx.privx.get_secret(&target.location, &target.name).await {
+            Ok(secret) => Some(secret),
+            Err(PrivxError::NotFound { .. }) => None,
+            Err(e) => {
+                return Err(privx_refusal(
+                    e,
+                    &format!("read secret {}", target.describe()),
+                ));
+            }
+        };
+
+        // Plan.
+        let status = self.vs.status.as_ref();
+        let privx_plan = plan::plan_privx(&PrivxInput {
+            spec,
+            status,
+            generation: self.vs.metadata.generation,
+            target: &target,
+            source,
+            read_roles,
+            write_roles,
+            current: current.as_ref(),
+            regenerate_request: self
+                .vs
+                .annotations()
+                .get(REGENERATE_ANNOTATION)
+                .map(String::as_str),
+            hash_key: &ctx.settings.hmac_key,
+        })
+        .map_err(|r| (r, Next::After(self.refresh())))?;
+        let bytes = plan::data_bytes(&privx_plan.data, None)
+            .map_err(|m| (Refusal::new(reason::INVALID_SPEC, m), Next::AwaitChange))?;
+        let hash = ctx.settings.hmac_key.hash(&bytes);
+        let uid = self.vs.uid().unwrap_or_default();
+        let vs_name = self.vs.name_any();
+        let owner = Owner {
+            name: &vs_name,
+            namespace: &namespace,
+            uid: &uid,
+        };
+        let mirror_spec = spec.mirror.as_ref();
+        let existing_mirror = match mirror_spec {
+            Some(m) => self
+                .secrets()
+                .get_opt(plan::mirror_name(m, &vs_name))
+                .await
+                .map_err(|e| kube_failure("read mirrored Secret", e))?,
+            None => None,
+        };
+        let mirror_action = plan::plan_mirror(
+            mirror_spec,
+            &owner,
+            &privx_plan.data,
+            &hash,
+            existing_mirror.as_ref(),
+        )
+        .map_err(|r| (r, Next::After(self.refresh())))?;
+
+        // Apply: finalizer first (so a crash after the PrivX write still cleans up), PrivX, mirror,
+        // rollout restarts, events, status.
+        let wants_finalizer =
+            spec.deletion_policy() == DeletionPolicy::Delete && privx_plan.ownership.is_some();
+        self.set_finalizer(wants_finalizer)
+            .await
+            .map_err(|e| (kube_refusal(&e), Next::Fail(Box::new(e))))?;
+
+        let mut current_meta = current.clone();
+        match &privx_plan.action {
+            PrivxAction::None => {}
+            PrivxAction::Create(body) => {
+                ctx.privx
+                    .create_secret(&target.location, &target.name, body)
+                    .await
+                    .map_err(|e| {
+                        privx_refusal(e, &format!("create secret {}", target.describe()))
+                    })?;
+            }
+            PrivxAction::Update(body) => {
+                ctx.privx
+                    .update_secret(&target.location, &target.name, body)
+                    .await
+                    .map_err(|e| {
+                        privx_refusal(e, &format!("update secret {}", target.describe()))
+                    })?;
+            }
+        }
+        if privx_plan.action != PrivxAction::None {
+            // Metadata only (author, timestamps) for status; a failure here is not worth a retry.
+            if let Ok(meta) = ctx
+                .privx
+                .get_secret_metadata(&target.location, &target.name)
+                .await
+            {
+                current_meta = Some(meta);
+            }
+        }
+
+        match mirror_action {
+            MirrorAction::NotDeclared | MirrorAction::InSync => {}
+            MirrorAction::Apply(secret) => self.apply_mirror(&secret).await?,
+            MirrorAction::Replace(secret) => {
+                let name = secret.metadata.name.clone().unwrap_or_default();
+                self.secrets()
+                    .delete(&name, &DeleteParams::default())
+                    .await
+                    .map_err(|e| kube_failure("delete mirrored Secret to change its type", e))?;
+                self.apply_mirror(&secret).await?;
+            }
+        }
+
+        let previous_hash = status.and_then(|s| s.data_hash.as_deref());
+        let targets = mirror_spec
+            .and_then(|m| m.rollout_restart_targets.clone())
+            .unwrap_or_default();
+        if ctx.settings.rollout_restart
+            && plan::needs_rollout(previous_hash, &hash, !targets.is_empty())
+        {
+            for t in &targets {
+                self.restart(t, &hash).await;
+            }
+        }
+
+        if let Some(cause) = privx_plan.cause {
+            let (reason, note) = match cause {
+                WriteCause::Created => (
+                    "Created",
+                    format!("created PrivX secret {}", target.describe()),
+                ),
+                WriteCause::Updated => (
+                    "Updated",
+                    format!("updated PrivX secret {}", target.describe()),
+                ),
+                WriteCause::DriftCorrected => (
+                    "DriftCorrected",
+                    format!(
+                        "PrivX secret {} was changed outside Kubernetes; the declared data and roles were put back",
+                        target.describe()
+                    ),
+                ),
+                WriteCause::Adopted => (
+                    "Adopted",
+                    format!("adopted and overwrote PrivX secret {}", target.describe()),
+                ),
+                WriteCause::Regenerated => (
+                    "Regenerated",
+                    format!(
+                        "generated a new password for PrivX secret {}",
+                        target.describe()
+                    ),
+                ),
+            };
+            info!(privx_name = %target.name, reason, "PrivX secret written");
+            self.event(EventType::Normal, reason, note).await;
+        }
+
+        let new_status = VaultSecretStatus {
+            conditions: Vec::new(),
+            observed_generation: self.vs.metadata.generation,
+            privx: Some(plan::privx_status(
+                &target,
+                &privx_plan,
+                current_meta.as_ref(),
+            )),
+            data_hash: Some(hash),
+            mirror_secret_name: mirror_spec.map(|m| plan::mirror_name(m, &vs_name).to_string()),
+            regenerate_token: privx_plan.regenerate_token.clone(),
+        };
+        let message = match privx_plan.ownership {
+            None => format!("mirrored PrivX secret {}", target.describe()),
+            Some(Ownership::Created | Ownership::Adopted) => {
+                format!(
+                    "PrivX secret {} matches the declared state",
+                    target.describe()
+                )
+            }
+        };
+        let conditions = vec![
+            DesiredCondition::new(condition::READY, true, reason::SYNCED, message.clone()),
+            DesiredCondition::new(condition::SYNCED, true, reason::SYNCED, message),
+        ];
+        self.write_status(new_status, &conditions)
+            .await
+            .map_err(|e| (kube_refusal(&e), Next::Fail(Box::new(e))))?;
+        ctx.metrics
+            .object_condition(CONTROLLER, &self.key(), true, reason::SYNCED);
+        Ok(Action::requeue(jittered_refresh(self.refresh())))
+    }
+
+    /// Another VaultSecret, created earlier, that targets the same PrivX secret.
+    fn older_claimant(&self, target: &Target) -> Option<String> {
+        let mine = (self.vs.metadata.creation_timestamp.clone(), self.vs.uid());
+        self.ctx
+            .vault_secrets
+            .state()
+            .iter()
+            .filter_map(|g| g.0.as_ref().ok())
+            .filter(|other| {
+                other.uid() != self.vs.uid() && other.metadata.deletion_timestamp.is_none()
+            })
+            .filter(|other| {
+                let t = target_of(other, &self.ctx.settings.name_template);
+                &t == target
+            })
+            .filter(|other| (other.metadata.creation_timestamp.clone(), other.uid()) < mine)
+            .map(|other| object_key(other.namespace().as_deref(), &other.name_any()))
+            .next()
+    }
+
+    async fn fetch_source(&self) -> Result<SourceInput, (Refusal, Next)> {
+        let Some(source) = &self.vs.spec.source else {
+            return Ok(SourceInput::ReadOnly);
+        };
+        if let Some(secret_ref) = &source.secret_ref {
+            let secret = self
+                .secrets()
+                .get_opt(&secret_ref.name)
+                .await
+                .map_err(|e| kube_failure("read source Secret", e))?
+                .ok_or_else(|| {
+                    (
+                        Refusal::new(
+                            reason::SOURCE_NOT_FOUND,
+                            format!(
+                                "source Secret {}/{} not found",
+                                self.namespace(),
+                                secret_ref.name
+                            ),
+                        ),
+                        Next::After(SOURCE_RETRY.min(self.refresh())),
+                    )
+                })?;
+            self.ensure_source_label(&secret).await;
+            let all = secret.data.unwrap_or_default();
+            let wanted: Vec<String> = match &secret_ref.keys {
+                Some(keys) => keys.clone(),
+                None => all.keys().cloned().collect(),
+            };
+            let missing: Vec<&str> = wanted
+                .iter()
+                .filter(|k| !all.contains_key(*k))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                return Err((
+                    Refusal::new(
+                        reason::SOURCE_NOT_FOUND,
+                        format!(
+                            "source Secret {}/{} has no key(s) {}",
+                            self.namespace(),
+                            secret_ref.name,
+                            missing.join(", ")
+                        ),
+                    ),
+                    Next::After(SOURCE_RETRY.min(self.refresh())),
+                ));
+            }
+            let mut data = BTreeMap::new();
+            for key in wanted {
+                let bytes = &all[&key].0;
+                let text = String::from_utf8(bytes.clone()).map_err(|_| {
+                    (
+                        Refusal::new(
+                            reason::INVALID_SPEC,
+                            format!(
+                                "source Secret {}/{} key {key:?} is not UTF-8 text; PrivX stores text",
+                                self.namespace(),
+                                secret_ref.name
+                            ),
+                        ),
+                        Next::AwaitChange,
+                    )
+                })?;
+                data.insert(key, serde_json::Value::String(text));
+            }
+            return Ok(SourceInput::Secret(SecretData(data)));
+        }
+        let generate = source
+            .generate
+            .as_ref()
+            .expect("validated: exactly one source");
+        let policy_name = &generate.password_policy_ref.name;
+        let policy = self
+            .ctx
+            .policies
+            .state()
+            .into_iter()
+            .find(|p| p.name_any() == *policy_name);
+        let not_found = || {
+            (
+                Refusal::new(
+                    reason::POLICY_NOT_FOUND,
+                    format!("PasswordPolicy {policy_name} not found"),
+                ),
+                Next::After(self.refresh()),
+            )
+        };
+        let policy = policy.ok_or_else(not_found)?;
+        let policy = policy.0.as_ref().map_err(|e| {
+            (
+                Refusal::new(
+                    reason::POLICY_NOT_FOUND,
+                    format!("PasswordPolicy {policy_name} is invalid: {}", e.error),
+                ),
+                Next::AwaitChange,
+            )
+        })?;
+        let rules = crate::password::PasswordRules::from(&policy.spec);
+        let candidate = crate::password::generate(&rules).map_err(|e| {
+            (
+                Refusal::new(
+                    reason::INVALID_SPEC,
+                    format!("PasswordPolicy {policy_name} cannot generate a password: {e}"),
+                ),
+                Next::AwaitChange,
+            )
+        })?;
+        Ok(SourceInput::Generate {
+            key: generate.key.clone(),
+            candidate,
+        })
+    }
+
+    /// Labels the source Secret so that the narrow Secret watch sees its changes. Best effort:
+    /// without the label the object is still refreshed on schedule.
+    async fn ensure_source_label(&self, secret: &KubeSecret) {
+        if secret.labels().contains_key(SOURCE_LABEL) {
+            return;
+        }
+        let patch = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": secret.name_any(), "labels": {SOURCE_LABEL: "true"}},
+        });
+        if let Err(e) = self
+            .secrets()
+            .patch(
+                &secret.name_any(),
+                &PatchParams::apply(FIELD_MANAGER),
+                &Patch::Apply(&patch),
+            )
+            .await
+        {
+            warn!(secret = %secret.name_any(), error = %e, "could not label the source Secret; changes are seen at the next refresh only");
+        }
+    }
+
+    async fn resolve_roles(
+        &self,
+        source: &SourceInput,
+    ) -> Result<(Vec<String>, Vec<String>), (Refusal, Next)> {
+        let spec = &self.vs.spec;
+        if matches!(source, SourceInput::ReadOnly) {
+            if spec.read_roles.as_ref().is_some_and(|r| !r.is_empty())
+                || spec.write_roles.as_ref().is_some_and(|r| !r.is_empty())
+            {
+                return Err((
+                    Refusal::new(
+                        reason::INVALID_SPEC,
+                        "spec.readRoles and spec.writeRoles need spec.source: without a source the operator only reads the secret",
+                    ),
+                    Next::AwaitChange,
+                ));
+            }
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let self_roles = &self.ctx.settings.self_roles;
+        let mut names: Vec<String> = self_roles.clone();
+        for list in [&spec.read_roles, &spec.write_roles].into_iter().flatten() {
+            names.extend(list.iter().filter_map(|r| r.name.clone()));
+        }
+        let resolved = if names.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.ctx
+                .roles
+                .resolve(&self.ctx.privx, &names)
+                .await
+                .map_err(|e| privx_refusal(e, "resolve role names"))?
+        };
+        let lookup = |field: &str,
+                      i: usize,
+                      r: &crate::crd::vault_secret::RoleRef|
+         -> Result<String, (Refusal, Next)> {
+            if let Some(id) = &r.id {
+                return Ok(id.clone());
+            }
+            let name = r.name.clone().unwrap_or_default();
+            resolved.get(&name).cloned().flatten().ok_or_else(|| {
+                (
+                    Refusal::new(
+                        reason::INVALID_SPEC,
+                        format!("{field}[{i}]: role {name:?} does not exist in PrivX"),
+                    ),
+                    Next::After(self.refresh().min(Duration::from_secs(300))),
+                )
+            })
+        };
+        let mut out = Vec::new();
+        for (field, list) in [
+            ("spec.readRoles", &spec.read_roles),
+            ("spec.writeRoles", &spec.write_roles),
+        ] {
+            let mut ids = Vec::new();
+            for (i, r) in list.iter().flatten().enumerate() {
+                ids.push(lookup(field, i, r)?);
+            }
+            for name in self_roles {
+                let id = resolved.get(name).cloned().flatten().ok_or_else(|| {
+                    (
+                        Refusal::new(
+                            reason::INVALID_SPEC,
+                            format!("the operator's own role {name:?} (--privx-self-roles) does not exist in PrivX"),
+                        ),
+                        Next::After(self.refresh().min(Duration::from_secs(300))),
+                    )
+                })?;
+                ids.push(id);
+            }
+            ids.sort();
+            ids.dedup();
+            out.push(ids);
+        }
+        let write = out.pop().unwrap_or_default();
+        let read = out.pop().unwrap_or_default();
+        Ok((read, write))
+    }
+
+    async fn apply_mirror(&self, secret: &KubeSecret) -> Result<(), (Refusal, Next)> {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let mut value = serde_json::to_value(secret).expect("a Secret serializes");
+        value["apiVersion"] = json!("v1");
+        value["kind"] = json!("Secret");
+        self.secrets()
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&value),
+            )
+            .await
+            .map_err(|e| kube_failure("write mirrored Secret", e))?;
+        Ok(())
+    }
+
+    /// Bumps a pod-template annotation to the new data hash: the same value twice is a no-op for
+    /// Kubernetes, so a retried reconcile never restarts twice.
+    async fn restart(&self, target: &crate::crd::vault_secret::RolloutTarget, hash: &str) {
+        use crate::crd::vault_secret::RolloutKind;
+        let patch = json!({
+            "apiVersion": "apps/v1",
+            "kind": target.kind.as_str(),
+            "metadata": {"name": target.name},
+            "spec": {"template": {"metadata": {"annotations": {super::DATA_HASH_ANNOTATION: hash}}}},
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let ns = self.namespace();
+        let client = self.ctx.client.clone();
+        let result = match target.kind {
+            RolloutKind::Deployment => {
+                Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client, &ns)
+                    .patch(&target.name, &params, &Patch::Apply(&patch))
+                    .await
+                    .map(|_| ())
+            }
+            RolloutKind::StatefulSet => {
+                Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client, &ns)
+                    .patch(&target.name, &params, &Patch::Apply(&patch))
+                    .await
+                    .map(|_| ())
+            }
+            RolloutKind::DaemonSet => {
+                Api::<k8s_openapi::api::apps::v1::DaemonSet>::namespaced(client, &ns)
+                    .patch(&target.name, &params, &Patch::Apply(&patch))
+                    .await
+                    .map(|_| ())
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.event(
+                    EventType::Normal,
+                    "RolloutRestarted",
+                    format!(
+                        "restarted {} {} because the mirrored data changed",
+                        target.kind.as_str(),
+                        target.name
+                    ),
+                )
+                .await
+            }
+            Err(e) => {
+                self.event(
+                    EventType::Warning,
+                    "RolloutRestartFailed",
+                    format!(
+                        "could not restart {} {}: {}",
+                        target.kind.as_str(),
+                        target.name,
+                        short_kube_error(&e)
+                    ),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn set_finalizer(&self, wanted: bool) -> Result<(), Error> {
+        let has = self.has_finalizer();
+        if has == wanted {
+            return Ok(());
+        }
+        let mut finalizers: Vec<String> = self.vs.finalizers().to_vec();
+        if wanted {
+            finalizers.push(FINALIZER.to_string());
+        } else {
+            finalizers.retain(|f| f != FINALIZER);
+        }
+        // The resourceVersion makes this a compare-and-set: no finalizer of others is lost.
+        let patch = json!({"metadata": {"resourceVersion": self.vs.resource_version(), "finalizers": finalizers}});
+        self.api()
+            .patch(
+                &self.vs.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(Error::kube(format!(
+                "update finalizers of VaultSecret {}",
+                self.key()
+            )))?;
+        Ok(())
+    }
+
+    /// Deletion: with `Delete` and a secret this object created or adopted, delete it in PrivX;
+    /// then release the finalizer. Uses what status recorded, so an invalid spec never blocks.
+    async fn cleanup(&self) -> Result<Action, Error> {
+        self.ctx.metrics.forget_object(CONTROLLER, &self.key());
+        if !self.has_finalizer() {
+            return Ok(Action::await_change());
+        }
+        let recorded = self.vs.status.as_ref().and_then(|s| s.privx.as_ref());
+        if self.vs.spec.deletion_policy() == DeletionPolicy::Delete
+            && let Some(privx) = recorded.filter(|p| p.ownership.is_some())
+        {
+            let location = match &privx.owner_id {
+                Some(user_id) => SecretLocation::Personal {
+                    user_id: user_id.clone(),
+                },
+                None => SecretLocation::Shared,
+            };
+            match self.ctx.privx.delete_secret(&location, &privx.name).await {
+                Ok(()) => {
+                    self.event(
+                        EventType::Normal,
+                        "Deleted",
+                        format!("deleted PrivX secret {:?}", privx.name),
+                    )
+                    .await
+                }
+                Err(PrivxError::NotFound { .. }) => {}
+                Err(e) => {
+                    let message = format!(
+                        "cannot delete PrivX secret {:?}: {e} (set spec.deletionPolicy: Retain to let go)",
+                        privx.name
+                    );
+                    let reason = privx_reason(&e);
+                    let _ = self
+                        .write_status(
+                            self.vs.status.clone().unwrap_or_default(),
+                            &failure_conditions(reason, &message),
+                        )
+                        .await;
+                    self.event(EventType::Warning, "DeleteFailed", message)
+                        .await;
+                    return Err(Error::privx(format!("delete secret {:?}", privx.name))(e));
+                }
+            }
+        }
+        self.set_finalizer(false).await?;
+        Ok(Action::await_change())
+    }
+
+    /// Writes status and condition for a refusal; keeps what status knew of PrivX and the data.
+    async fn report_refusal(&self, refusal: &Refusal) -> Result<(), Error> {
+        let previous_reason = self
+            .vs
+            .status
+            .as_ref()
+            .and_then(|s| condition::find(&s.conditions, condition::READY))
+            .map(|c| c.reason.clone());
+        let status = self.vs.status.clone().unwrap_or_default();
+        self.write_status(
+            status,
+            &failure_conditions(refusal.reason, &refusal.message),
+        )
+        .await?;
+        self.ctx
+            .metrics
+            .object_condition(CONTROLLER, &self.key(), false, refusal.reason);
+        if previous_reason.as_deref() != Some(refusal.reason) {
+            self.event(EventType::Warning, refusal.reason, refusal.message.clone())
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Server-side applies the status when it differs from the current one (conditions keep
+    /// their transition times when unchanged, so an unchanged status is never written).
+    async fn write_status(
+        &self,
+        mut status: VaultSecretStatus,
+        conditions: &[DesiredCondition],
+    ) -> Result<(), Error> {
+        let current = self.vs.status.clone().unwrap_or_default();
+        status.conditions = condition::merge(
+            &current.conditions,
+            conditions,
+            self.vs.metadata.generation,
+            now(),
+        );
+        status.observed_generation = self.vs.metadata.generation;
+        if status == current {
+            return Ok(());
+        }
+        let patch = json!({
+            "apiVersion": VaultSecret::api_version(&()),
+            "kind": VaultSecret::kind(&()),
+            "status": status,
+        });
+        self.api()
+            .patch_status(
+                &self.vs.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(Error::kube(format!(
+                "write status of VaultSecret {}",
+                self.key()
+            )))?;
+        Ok(())
+    }
+
+    async fn event(&self, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(truncate(&note, 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .ctx
+            .recorder
+            .publish(&event, &self.vs.object_ref(&()))
+            .await
+        {
+            warn!(error = %e, "could not publish event");
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The condition reason for a PrivX failure.
+pub fn privx_reason(e: &PrivxError) -> &'static str {
+    match e {
+        PrivxError::PermissionDenied { .. } => reason::PERMISSION_DENIED,
+        PrivxError::InvalidRequest { .. } | PrivxError::Unsupported { .. } => reason::INVALID_SPEC,
+        _ => reason::PRIVX_UNAVAILABLE,
+    }
+}
+
+fn privx_refusal(e: PrivxError, action: &str) -> (Refusal, Next) {
+    let refusal = Refusal::new(privx_reason(&e), format!("{action}: {e}"));
+    (
+        refusal,
+        Next::Fail(Box::new(Error::privx(action.to_string())(e))),
+    )
+}
+
+fn short_kube_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => other.to_string(),
+    }
+}
+
+fn kube_refusal(e: &Error) -> Refusal {
+    Refusal::new(reason::KUBERNETES_ERROR, e.to_string())
+}
+
+fn kube_failure(action: &str, e: kube::Error) -> (Refusal, Next) {
+    let refusal = Refusal::new(
+        reason::KUBERNETES_ERROR,
+        format!("{action}: {}", short_kube_error(&e)),
+    );
+    (
+        refusal,
+        Next::Fail(Box::new(Error::kube(action.to_string())(e))),
+    )
+}

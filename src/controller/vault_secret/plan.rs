@@ -1,0 +1,580 @@
+//! The pure middle of the VaultSecret reconcile: from what was fetched to what must be written.
+//!
+//! No I/O here. Every decision about ownership, drift, generation, mirroring, rollout restarts
+//! and status is a function of its inputs, tested on small fixtures.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::ObjectMeta;
+
+use crate::controller::hashing::HmacKey;
+use crate::controller::{
+    DATA_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, VAULT_SECRET_LABEL,
+};
+use crate::crd::vault_secret::{MirrorSecretType, MirrorSpec, Ownership, PrivxSecretStatus};
+use crate::crd::{VaultSecretSpec, VaultSecretStatus};
+use crate::privx::{RoleHandle, Secret, SecretData, SecretLocation, SecretWrite};
+
+/// Condition reasons (the `reason` of `Ready` / `Synced`).
+pub mod reason {
+    pub const SYNCED: &str = "Synced";
+    pub const SOURCE_NOT_FOUND: &str = "SourceNotFound";
+    pub const POLICY_NOT_FOUND: &str = "PolicyNotFound";
+    pub const PERMISSION_DENIED: &str = "PermissionDenied";
+    pub const NOT_READABLE: &str = "NotReadable";
+    pub const CONFLICT: &str = "Conflict";
+    pub const NOT_ALLOWED: &str = "NotAllowed";
+    pub const PRIVX_UNAVAILABLE: &str = "PrivXUnavailable";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// A Kubernetes API call failed (retried with backoff).
+    pub const KUBERNETES_ERROR: &str = "KubernetesError";
+}
+
+/// Where the secret lives in PrivX.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub location: SecretLocation,
+    pub name: String,
+}
+
+impl Target {
+    pub fn owner_id(&self) -> Option<&str> {
+        match &self.location {
+            SecretLocation::Shared => None,
+            SecretLocation::Personal { user_id } => Some(user_id),
+        }
+    }
+
+    /// How the target is named in messages: `"k8s/ns/x"` or `"k8s/ns/x" of user u`.
+    pub fn describe(&self) -> String {
+        match self.owner_id() {
+            None => format!("{:?}", self.name),
+            Some(u) => format!("{:?} (personal, user {u})", self.name),
+        }
+    }
+}
+
+/// The reason and message of a refusal: the reconcile stops, status says why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// The data source as fetched.
+#[derive(Clone, Debug)]
+pub enum SourceInput {
+    /// No source: PrivX is the source of truth.
+    ReadOnly,
+    /// The selected keys of the source Secret, as text.
+    Secret(SecretData),
+    /// A password to generate into `key`; `candidate` is used only if a new one is needed.
+    Generate {
+        key: String,
+        candidate: crate::password::Password,
+    },
+}
+
+/// Everything the PrivX plan looks at.
+#[derive(Clone, Debug)]
+pub struct PrivxInput<'a> {
+    pub spec: &'a VaultSecretSpec,
+    pub status: Option<&'a VaultSecretStatus>,
+    pub generation: Option<i64>,
+    pub target: &'a Target,
+    pub source: SourceInput,
+    /// Desired role IDs (spec roles plus the operator's own), sorted and deduplicated.
+    pub read_roles: Vec<String>,
+    pub write_roles: Vec<String>,
+    /// The secret in PrivX now, if it exists.
+    pub current: Option<&'a Secret>,
+    /// The value of the regenerate annotation, if set.
+    pub regenerate_request: Option<&'a str>,
+    /// The key of the data hash (to tell whether the source changed since the last sync).
+    pub hash_key: &'a HmacKey,
+}
+
+/// What to do in PrivX.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PrivxAction {
+    /// Nothing to write.
+    None,
+    Create(SecretWrite),
+    Update(SecretWrite),
+}
+
+/// Why a write happens (for events).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteCause {
+    /// The secret did not exist.
+    Created,
+    /// The declared state changed (spec or source).
+    Updated,
+    /// Someone changed the secret in PrivX; it is put back.
+    DriftCorrected,
+    /// An existing secret was adopted and overwritten.
+    Adopted,
+    /// A new password was requested with the regenerate annotation.
+    Regenerated,
+}
+
+/// The outcome of the PrivX plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrivxPlan {
+    pub action: PrivxAction,
+    pub cause: Option<WriteCause>,
+    /// How this object manages the secret after the action (`None` for read-only mirrors).
+    pub ownership: Option<Ownership>,
+    /// The data PrivX holds after the action (what is mirrored and hashed).
+    pub data: SecretData,
+    /// The regenerate annotation value the data answers (recorded in status).
+    pub regenerate_token: Option<String>,
+}
+
+fn sorted_ids(handles: &[RoleHandle]) -> Vec<String> {
+    let mut ids: Vec<String> = handles
+        .iter()
+        .filter(|h| h.deleted != Some(true))
+        .map(|h| h.id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+fn handles(ids: &[String]) -> Vec<RoleHandle> {
+    ids.iter()
+        .map(|id| RoleHandle {
+            id: id.clone(),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// Decides what to do in PrivX.
+pub fn plan_privx(input: &PrivxInput<'_>) -> Result<PrivxPlan, Refusal> {
+    let target = input.target;
+    let current = input.current;
+
+    // Without a source the operator only reads.
+    if matches!(input.source, SourceInput::ReadOnly) {
+        let Some(current) = current else {
+            return Err(Refusal::new(
+                reason::SOURCE_NOT_FOUND,
+                format!(
+                    "PrivX secret {} does not exist (without spec.source the operator only reads it)",
+                    target.describe()
+                ),
+            ));
+        };
+        let Some(data) = current.data.clone() else {
+            return Err(not_readable(target));
+        };
+        return Ok(PrivxPlan {
+            action: PrivxAction::None,
+            cause: None,
+            ownership: None,
+            data,
+            regenerate_token: None,
+        });
+    }
+
+    let regenerate_token = input.regenerate_request.map(String::from);
+    let recorded = input
+        .status
+        .and_then(|s| s.privx.as_ref())
+        .filter(|p| p.name == target.name && p.owner_id.as_deref() == target.owner_id())
+        .and_then(|p| p.ownership);
+
+    let Some(current) = current else {
+        // Absent: create it.
+        let data = match &input.source {
+            SourceInput::Secret(data) => data.clone(),
+            SourceInput::Generate { key, candidate } => generated(key, candidate),
+            SourceInput::ReadOnly => unreachable!("handled above"),
+        };
+        let body = SecretWrite {
+            data: data.clone(),
+            read_roles: handles(&input.read_roles),
+            write_roles: handles(&input.write_roles),
+        };
+        return Ok(PrivxPlan {
+            action: PrivxAction::Create(body),
+            cause: Some(WriteCause::Created),
+            ownership: Some(Ownership::Created),
+            data,
+            regenerate_token,
+        });
+    };
+
+    let roles_match = sorted_ids(&current.read_roles) == input.read_roles
+        && sorted_ids(&current.write_roles) == input.write_roles;
+
+    // Decide whether this object may write the existing secret.
+    let ownership = match recorded {
+        Some(o) => o,
+        None => {
+            if roles_match && looks_like_ours(&input.source, current.data.as_ref()) {
+                // We created it and crashed before recording so: the content is exactly
+                // what we would have written, so claiming it loses nothing.
+                Ownership::Created
+            } else if input.spec.adopt() {
+                Ownership::Adopted
+            } else {
+                return Err(Refusal::new(
+                    reason::CONFLICT,
+                    format!(
+                        "PrivX secret {} already exists and is not managed by this VaultSecret; set spec.adopt: true to take it over (its data and roles will be replaced)",
+                        target.describe()
+                    ),
+                ));
+            }
+        }
+    };
+    let newly_adopted = recorded.is_none() && ownership == Ownership::Adopted;
+
+    let Some(current_data) = current.data.as_ref() else {
+        return Err(not_readable(target));
+    };
+
+    let regenerate_requested = match (&input.source, input.regenerate_request) {
+        (SourceInput::Generate { .. }, Some(req)) => {
+            input.status.and_then(|s| s.regenerate_token.as_deref()) != Some(req)
+        }
+        _ => false,
+    };
+
+    let desired = match &input.source {
+        SourceInput::Secret(data) => data.clone(),
+        SourceInput::Generate { key, candidate } => {
+            let existing = current_data
+                .0
+                .get(key)
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty());
+            match existing {
+                // PrivX holds the password: keep it, unless a new one was asked for.
+                Some(value) if !regenerate_requested => {
+                    SecretData(BTreeMap::from([(key.clone(), value.into())]))
+                }
+                _ => generated(key, candidate),
+            }
+        }
+        SourceInput::ReadOnly => unreachable!("handled above"),
+    };
+
+    if &desired == current_data && roles_match {
+        return Ok(PrivxPlan {
+            action: PrivxAction::None,
+            cause: None,
+            ownership: Some(ownership),
+            data: desired,
+            regenerate_token: regenerate_token
+                .or_else(|| input.status.and_then(|s| s.regenerate_token.clone())),
+        });
+    }
+
+    let cause = if newly_adopted {
+        WriteCause::Adopted
+    } else if regenerate_requested {
+        WriteCause::Regenerated
+    } else if is_drift(input, &desired) {
+        WriteCause::DriftCorrected
+    } else {
+        WriteCause::Updated
+    };
+    Ok(PrivxPlan {
+        action: PrivxAction::Update(SecretWrite {
+            data: desired.clone(),
+            read_roles: handles(&input.read_roles),
+            write_roles: handles(&input.write_roles),
+        }),
+        cause: Some(cause),
+        ownership: Some(ownership),
+        data: desired,
+        regenerate_token,
+    })
+}
+
+fn generated(key: &str, candidate: &crate::password::Password) -> SecretData {
+    SecretData(BTreeMap::from([(
+        key.to_string(),
+        candidate.expose().into(),
+    )]))
+}
+
+fn not_readable(target: &Target) -> Refusal {
+    Refusal::new(
+        reason::NOT_READABLE,
+        format!(
+            "PrivX returned secret {} without its data: the operator's API client holds none of its read roles",
+            target.describe()
+        ),
+    )
+}
+
+/// Whether an unrecorded existing secret has exactly the content this object would have
+/// created (same data for a Secret source; exactly the one generated key for `generate`).
+fn looks_like_ours(source: &SourceInput, current: Option<&SecretData>) -> bool {
+    let Some(current) = current else {
+        return false;
+    };
+    match source {
+        SourceInput::Secret(data) => data == current,
+        SourceInput::Generate { key, .. } => {
+            current.0.len() == 1
+                && current
+                    .0
+                    .get(key)
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|s| !s.is_empty())
+        }
+        SourceInput::ReadOnly => false,
+    }
+}
+
+/// Drift: the declared state did not change since the last sync (same generation, same source
+/// data), yet PrivX differs — someone else changed it.
+fn is_drift(input: &PrivxInput<'_>, desired: &SecretData) -> bool {
+    let Some(status) = input.status else {
+        return false;
+    };
+    if status.observed_generation.is_none() || status.observed_generation != input.generation {
+        return false;
+    }
+    match (&input.source, &status.data_hash) {
+        (SourceInput::Generate { .. }, Some(_)) => true,
+        (SourceInput::Secret(_), Some(previous)) => {
+            data_bytes(desired, None).is_ok_and(|bytes| &input.hash_key.hash(&bytes) == previous)
+        }
+        _ => false,
+    }
+}
+
+/// PrivX data as Secret bytes, keys renamed by the mapping. Strings are stored as their UTF-8
+/// bytes, other JSON values as JSON text. Two fields mapped to one key is an error.
+pub fn data_bytes(
+    data: &SecretData,
+    mapping: Option<&BTreeMap<String, String>>,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let mut out = BTreeMap::new();
+    for (field, value) in &data.0 {
+        let key = mapping
+            .and_then(|m| m.get(field))
+            .cloned()
+            .unwrap_or_else(|| field.clone());
+        let bytes = match value {
+            serde_json::Value::String(s) => s.as_bytes().to_vec(),
+            other => other.to_string().into_bytes(),
+        };
+        if out.insert(key.clone(), bytes).is_some() {
+            return Err(format!(
+                "spec.mirror.keyMapping: two PrivX fields map to the Secret key {key:?}"
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `key` is a valid Secret data key.
+pub fn valid_secret_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// What to do with the mirrored Secret.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MirrorAction {
+    /// No mirror declared.
+    NotDeclared,
+    /// Already as desired.
+    InSync,
+    /// Server-side apply this Secret.
+    Apply(Box<KubeSecret>),
+    /// The type changed (immutable in Kubernetes): delete, then apply.
+    Replace(Box<KubeSecret>),
+}
+
+/// Identity of the VaultSecret for owner references and labels.
+#[derive(Clone, Debug)]
+pub struct Owner<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub uid: &'a str,
+}
+
+impl Owner<'_> {
+    fn reference(&self) -> OwnerReference {
+        OwnerReference {
+            api_version: format!("{}/{}", crate::crd::GROUP, crate::crd::VERSION),
+            kind: "VaultSecret".into(),
+            name: self.name.to_string(),
+            uid: self.uid.to_string(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
+}
+
+/// The name of the mirrored Secret.
+pub fn mirror_name<'a>(mirror: &'a MirrorSpec, owner_name: &'a str) -> &'a str {
+    mirror.secret_name.as_deref().unwrap_or(owner_name)
+}
+
+/// Decides what to do with the mirrored Secret.
+pub fn plan_mirror(
+    mirror: Option<&MirrorSpec>,
+    owner: &Owner<'_>,
+    data: &SecretData,
+    hash: &str,
+    existing: Option<&KubeSecret>,
+) -> Result<MirrorAction, Refusal> {
+    let Some(mirror) = mirror else {
+        return Ok(MirrorAction::NotDeclared);
+    };
+    let name = mirror_name(mirror, owner.name);
+    let bytes = data_bytes(data, mirror.key_mapping.as_ref())
+        .map_err(|m| Refusal::new(reason::INVALID_SPEC, m))?;
+    if let Some(bad) = bytes.keys().find(|k| !valid_secret_key(k)) {
+        return Err(Refusal::new(
+            reason::INVALID_SPEC,
+            format!(
+                "PrivX field {bad:?} is not a valid Secret key (letters, digits, '-', '_', '.'); rename it with spec.mirror.keyMapping"
+            ),
+        ));
+    }
+    let type_ = mirror.type_.unwrap_or_default();
+    check_type_keys(type_, &bytes)?;
+
+    let mut labels = mirror.labels.clone().unwrap_or_default();
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    labels.insert(VAULT_SECRET_LABEL.into(), owner.name.to_string());
+    let mut annotations = mirror.annotations.clone().unwrap_or_default();
+    annotations.insert(DATA_HASH_ANNOTATION.into(), hash.to_string());
+
+    let desired = KubeSecret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(owner.namespace.to_string()),
+            labels: Some(labels.clone()),
+            annotations: Some(annotations.clone()),
+            owner_references: Some(vec![owner.reference()]),
+            ..Default::default()
+        },
+        type_: Some(type_.as_str().to_string()),
+        data: Some(
+            bytes
+                .iter()
+                .map(|(k, v)| (k.clone(), ByteString(v.clone())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+
+    let Some(existing) = existing else {
+        return Ok(MirrorAction::Apply(Box::new(desired)));
+    };
+    let ours = existing
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.uid == owner.uid);
+    if !ours {
+        return Err(Refusal::new(
+            reason::CONFLICT,
+            format!(
+                "Secret {}/{name} already exists and is not managed by this VaultSecret; it is left alone (delete it or choose another spec.mirror.secretName)",
+                owner.namespace
+            ),
+        ));
+    }
+    let existing_type = existing.type_.as_deref().unwrap_or("Opaque");
+    if existing_type != type_.as_str() {
+        return Ok(MirrorAction::Replace(Box::new(desired)));
+    }
+    let existing_data: BTreeMap<String, Vec<u8>> = existing
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    let contains = |have: &Option<BTreeMap<String, String>>, want: &BTreeMap<String, String>| {
+        want.iter()
+            .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+    };
+    let in_sync = existing_data == bytes
+        && existing.string_data.is_none()
+        && contains(&existing.metadata.labels, &labels)
+        && contains(&existing.metadata.annotations, &annotations);
+    Ok(if in_sync {
+        MirrorAction::InSync
+    } else {
+        MirrorAction::Apply(Box::new(desired))
+    })
+}
+
+fn check_type_keys(
+    type_: MirrorSecretType,
+    data: &BTreeMap<String, Vec<u8>>,
+) -> Result<(), Refusal> {
+    let required = type_.required_keys();
+    let ok = match type_ {
+        MirrorSecretType::BasicAuth => required.iter().any(|k| data.contains_key(*k)),
+        _ => required.iter().all(|k| data.contains_key(*k)),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            reason::INVALID_SPEC,
+            format!(
+                "spec.mirror.type {} needs the key(s) {} in the mirrored data (map fields with spec.mirror.keyMapping)",
+                type_.as_str(),
+                required.join(", ")
+            ),
+        ))
+    }
+}
+
+/// Whether listed workloads must be restarted: only when the mirrored data changed from a
+/// previously synced value (never on the first sync, never when unchanged, so never at
+/// operator restart and never in a loop).
+pub fn needs_rollout(previous_hash: Option<&str>, new_hash: &str, targets_declared: bool) -> bool {
+    targets_declared && previous_hash.is_some_and(|p| p != new_hash)
+}
+
+/// The PrivX part of the status after a successful sync.
+pub fn privx_status(
+    target: &Target,
+    plan: &PrivxPlan,
+    current: Option<&Secret>,
+) -> PrivxSecretStatus {
+    PrivxSecretStatus {
+        name: target.name.clone(),
+        owner_id: target.owner_id().map(String::from),
+        ownership: plan.ownership,
+        author: current.and_then(|c| c.author.clone()),
+        created: current.and_then(|c| c.created.clone()),
+        updated: current.and_then(|c| c.updated.clone()),
+        updated_by: current.and_then(|c| c.updated_by.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

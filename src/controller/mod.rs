@@ -6,6 +6,7 @@
 //! backoff, role resolution). It must not speak HTTP to PrivX directly (that is [`crate::privx`]).
 
 pub mod backoff;
+pub mod common;
 pub mod context;
 pub mod error;
 pub mod hashing;

@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, DeserializeGuard, error_boundary::InvalidObject};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
@@ -24,6 +23,7 @@ use self::plan::{
     MirrorAction, Owner, PrivxAction, PrivxInput, Refusal, SourceInput, Target, WriteCause, reason,
 };
 use super::backoff::jittered_refresh;
+use super::common::{self, failure_conditions, now, short_kube_error};
 use super::tenancy::{NamespacePolicy, check_access};
 use super::{Context, Error, FIELD_MANAGER, FINALIZER, REGENERATE_ANNOTATION, SOURCE_LABEL};
 use crate::crd::condition::{self, DesiredCondition};
@@ -153,17 +153,6 @@ async fn report_invalid_object(invalid: &InvalidObject, ctx: &Context) -> Result
     Ok(Action::await_change())
 }
 
-fn now() -> Time {
-    Time(k8s_openapi::jiff::Timestamp::now())
-}
-
-fn failure_conditions(reason: &str, message: &str) -> Vec<DesiredCondition> {
-    vec![
-        DesiredCondition::new(condition::READY, false, reason, message),
-        DesiredCondition::new(condition::SYNCED, false, reason, message),
-    ]
-}
-
 /// How a stopped reconcile continues.
 enum Next {
     /// Wait for a change of the object (or of something watched).
@@ -202,7 +191,7 @@ impl Reconciler<'_> {
     }
 
     fn has_finalizer(&self) -> bool {
-        self.vs.finalizers().iter().any(|f| f == FINALIZER)
+        common::has_finalizer(self.vs)
     }
 
     async fn run(self) -> Result<Action, Error> {
@@ -792,30 +781,7 @@ impl Reconciler<'_> {
     }
 
     async fn set_finalizer(&self, wanted: bool) -> Result<(), Error> {
-        let has = self.has_finalizer();
-        if has == wanted {
-            return Ok(());
-        }
-        let mut finalizers: Vec<String> = self.vs.finalizers().to_vec();
-        if wanted {
-            finalizers.push(FINALIZER.to_string());
-        } else {
-            finalizers.retain(|f| f != FINALIZER);
-        }
-        // The resourceVersion makes this a compare-and-set: no finalizer of others is lost.
-        let patch = json!({"metadata": {"resourceVersion": self.vs.resource_version(), "finalizers": finalizers}});
-        self.api()
-            .patch(
-                &self.vs.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-            .map_err(Error::kube(format!(
-                "update finalizers of VaultSecret {}",
-                self.key()
-            )))?;
-        Ok(())
+        common::set_finalizer(&self.api(), self.vs, wanted).await
     }
 
     /// Deletion: with `Delete` and a secret this object created or adopted, delete it in PrivX;
@@ -909,53 +875,12 @@ impl Reconciler<'_> {
         if status == current {
             return Ok(());
         }
-        let patch = json!({
-            "apiVersion": VaultSecret::api_version(&()),
-            "kind": VaultSecret::kind(&()),
-            "status": status,
-        });
-        self.api()
-            .patch_status(
-                &self.vs.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-            .map_err(Error::kube(format!(
-                "write status of VaultSecret {}",
-                self.key()
-            )))?;
-        Ok(())
+        common::apply_status(&self.api(), self.vs, &status).await
     }
 
     async fn event(&self, type_: EventType, reason: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.to_string(),
-            note: Some(truncate(&note, 1000)),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = self
-            .ctx
-            .recorder
-            .publish(&event, &self.vs.object_ref(&()))
-            .await
-        {
-            warn!(error = %e, "could not publish event");
-        }
+        common::publish(&self.ctx.recorder, self.vs, type_, reason, note).await
     }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// The condition reason for a PrivX failure.
@@ -973,13 +898,6 @@ fn privx_refusal(e: PrivxError, action: &str) -> (Refusal, Next) {
         refusal,
         Next::Fail(Box::new(Error::privx(action.to_string())(e))),
     )
-}
-
-fn short_kube_error(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
-        other => other.to_string(),
-    }
 }
 
 fn kube_refusal(e: &Error) -> Refusal {

@@ -1,1 +1,0 @@
-//! PasswordPolicy controller (next).

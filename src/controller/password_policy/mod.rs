@@ -1,0 +1,439 @@
+//! The PasswordPolicy controller: keeps a PrivX password policy as declared.
+//!
+//! Pipeline: validate → fetch (generation, current policy) → plan ([`plan`], pure) → apply →
+//! status. It must not generate passwords (VaultSecrets do, from the same spec).
+
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, DeserializeGuard, error_boundary::InvalidObject};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use self::plan::{Found, PolicyAction, PolicyCause, Refusal, reason};
+use super::backoff::jittered_refresh;
+use super::common::{self, failure_conditions, now};
+use super::{Context, Error, FIELD_MANAGER, FINALIZER};
+use crate::crd::condition::{self, DesiredCondition};
+use crate::crd::{DeletionPolicy, PasswordPolicy, PasswordPolicyStatus};
+use crate::privx::PrivxError;
+
+/// The controller's name in metrics and events.
+pub const CONTROLLER: &str = "passwordpolicy";
+
+/// How often PrivX is read to correct drift.
+pub const REFRESH: Duration = Duration::from_secs(600);
+
+#[instrument(skip_all, fields(name = guard.name_any()))]
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<PasswordPolicy>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = match &guard.0 {
+        Ok(policy) => Reconciler { policy, ctx: &ctx }.run().await,
+        Err(invalid) => report_invalid_object(invalid, &ctx).await,
+    };
+    ctx.metrics.reconciled(
+        CONTROLLER,
+        started.elapsed(),
+        result.as_ref().err().map(|e| e.label()),
+    );
+    result
+}
+
+pub fn error_policy(
+    guard: Arc<DeserializeGuard<PasswordPolicy>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = guard.name_any();
+    let delay = ctx.backoff.next_delay(&format!("passwordpolicy/{key}"));
+    warn!(%key, error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn report_invalid_object(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
+    let name = invalid.metadata.name.clone().unwrap_or_default();
+    let ar = ApiResource::erase::<PasswordPolicy>(&());
+    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ar);
+    if invalid.metadata.deletion_timestamp.is_some() {
+        let finalizers = invalid.metadata.finalizers.clone().unwrap_or_default();
+        if finalizers.iter().any(|f| f == FINALIZER) {
+            let rest: Vec<_> = finalizers.into_iter().filter(|f| f != FINALIZER).collect();
+            let patch = json!({"metadata": {"resourceVersion": invalid.metadata.resource_version, "finalizers": rest}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(Error::kube(format!(
+                    "remove finalizer of invalid PasswordPolicy {name}"
+                )))?;
+        }
+        return Ok(Action::await_change());
+    }
+    let message = format!(
+        "the object does not match the PasswordPolicy schema: {}",
+        invalid.error
+    );
+    let conditions = condition::merge(
+        &[],
+        &failure_conditions(reason::INVALID_SPEC, &message),
+        invalid.metadata.generation,
+        now(),
+    );
+    let patch = json!({
+        "apiVersion": ar.api_version,
+        "kind": ar.kind,
+        "status": {"conditions": conditions, "observedGeneration": invalid.metadata.generation},
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube(format!(
+        "write status of invalid PasswordPolicy {name}"
+    )))?;
+    ctx.metrics
+        .object_condition(CONTROLLER, &name, false, reason::INVALID_SPEC);
+    Ok(Action::await_change())
+}
+
+struct Reconciler<'a> {
+    policy: &'a PasswordPolicy,
+    ctx: &'a Context,
+}
+
+/// How a refused reconcile continues.
+enum Next {
+    AwaitChange,
+    After(Duration),
+    Fail(Box<Error>),
+}
+
+fn privx_refusal(e: PrivxError, action: &str) -> (Refusal, Next) {
+    let reason = crate::controller::vault_secret::privx_reason(&e);
+    (
+        Refusal::new(reason, format!("{action}: {e}")),
+        Next::Fail(Box::new(Error::privx(action.to_string())(e))),
+    )
+}
+
+impl Reconciler<'_> {
+    fn api(&self) -> Api<PasswordPolicy> {
+        Api::all(self.ctx.client.clone())
+    }
+
+    fn key(&self) -> String {
+        self.policy.name_any()
+    }
+
+    fn backoff_key(&self) -> String {
+        format!("passwordpolicy/{}", self.key())
+    }
+
+    async fn run(self) -> Result<Action, Error> {
+        if self.policy.meta().deletion_timestamp.is_some() {
+            return self.cleanup().await;
+        }
+        match self.sync().await {
+            Ok(action) => {
+                self.ctx.backoff.reset(&self.backoff_key());
+                Ok(action)
+            }
+            Err((refusal, next)) => {
+                self.report_refusal(&refusal).await?;
+                match next {
+                    Next::AwaitChange => Ok(Action::await_change()),
+                    Next::After(d) => Ok(Action::requeue(jittered_refresh(d))),
+                    Next::Fail(e) => Err(*e),
+                }
+            }
+        }
+    }
+
+    async fn sync(&self) -> Result<Action, (Refusal, Next)> {
+        let ctx = self.ctx;
+        let spec = &self.policy.spec;
+        let errors = crate::crd::validate::validate_password_policy(spec);
+        if !errors.is_empty() {
+            let message = errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err((
+                Refusal::new(reason::INVALID_SPEC, message),
+                Next::AwaitChange,
+            ));
+        }
+        let name = plan::privx_name(spec, &self.policy.name_any());
+        let generation = ctx
+            .privx
+            .policy_generation()
+            .await
+            .map_err(|e| privx_refusal(e, "detect the password-policy API generation"))?;
+        let (desired, unsupported) =
+            plan::desired_policy(spec, &name, generation).map_err(|r| (r, Next::AwaitChange))?;
+
+        // Fetch: by the recorded id, else by name.
+        let status = self.policy.status.as_ref();
+        let recorded_id = status.and_then(|s| s.id.clone());
+        let recorded = match &recorded_id {
+            Some(id) => match ctx.privx.get_policy(id).await {
+                Ok(p) => Some(p),
+                Err(PrivxError::NotFound { .. }) => None,
+                Err(e) => return Err(privx_refusal(e, &format!("read password policy {id}"))),
+            },
+            None => None,
+        };
+        let by_name = if recorded.is_none() {
+            ctx.privx
+                .list_policies()
+                .await
+                .map_err(|e| privx_refusal(e, "list password policies"))?
+                .into_iter()
+                .find(|p| p.name == name)
+        } else {
+            None
+        };
+        let found = match (&recorded, &by_name) {
+            (Some(p), _) => Found::Recorded(p),
+            (None, Some(p)) if recorded_id.is_some() && p.id == recorded_id => Found::Recorded(p),
+            (None, Some(p)) => Found::ByName(p),
+            (None, None) => Found::Nothing,
+        };
+        let generation_changed =
+            status.and_then(|s| s.observed_generation) != self.policy.metadata.generation;
+        let policy_plan =
+            plan::plan_policy(&desired, found, status, spec.adopt(), generation_changed)
+                .map_err(|r| (r, Next::After(REFRESH)))?;
+
+        // Apply: finalizer before any create, then PrivX.
+        let wants_finalizer = spec.deletion_policy() == DeletionPolicy::Delete;
+        common::set_finalizer(&self.api(), self.policy, wants_finalizer)
+            .await
+            .map_err(|e| {
+                (
+                    Refusal::new(reason::KUBERNETES_ERROR, e.to_string()),
+                    Next::Fail(Box::new(e)),
+                )
+            })?;
+        let id = match &policy_plan.action {
+            PolicyAction::None => policy_plan.id.clone().unwrap_or_default(),
+            PolicyAction::Create(p) => ctx
+                .privx
+                .create_policy(p)
+                .await
+                .map_err(|e| privx_refusal(e, &format!("create password policy {name:?}")))?,
+            PolicyAction::Update { id, policy } => {
+                ctx.privx
+                    .update_policy(id, policy)
+                    .await
+                    .map_err(|e| privx_refusal(e, &format!("update password policy {name:?}")))?;
+                id.clone()
+            }
+        };
+        let current = if policy_plan.action == PolicyAction::None {
+            recorded.or(by_name)
+        } else {
+            ctx.privx.get_policy(&id).await.ok()
+        };
+
+        if let Some(cause) = policy_plan.cause {
+            let (event_reason, note) = match cause {
+                PolicyCause::Created => (
+                    "Created",
+                    format!("created PrivX password policy {name:?} (id {id})"),
+                ),
+                PolicyCause::Updated => {
+                    ("Updated", format!("updated PrivX password policy {name:?}"))
+                }
+                PolicyCause::DriftCorrected => (
+                    "DriftCorrected",
+                    format!(
+                        "PrivX password policy {name:?} was changed outside Kubernetes; the declared settings were put back"
+                    ),
+                ),
+                PolicyCause::Adopted => (
+                    "Adopted",
+                    format!("adopted PrivX password policy {name:?} (id {id})"),
+                ),
+            };
+            info!(privx_policy = %name, reason = event_reason, "PrivX password policy written");
+            common::publish(
+                &ctx.recorder,
+                self.policy,
+                EventType::Normal,
+                event_reason,
+                note,
+            )
+            .await;
+        }
+
+        let synced_message =
+            format!("PrivX password policy {name:?} (id {id}) matches the declared settings");
+        let conditions = if unsupported.is_empty() {
+            vec![
+                DesiredCondition::new(
+                    condition::READY,
+                    true,
+                    reason::SYNCED,
+                    synced_message.clone(),
+                ),
+                DesiredCondition::new(condition::SYNCED, true, reason::SYNCED, synced_message),
+            ]
+        } else {
+            let message = format!(
+                "PrivX speaks the {generation:?} password-policy API, which has no {}; those fields were not sent (remove them, or upgrade PrivX)",
+                unsupported.join(", ")
+            );
+            vec![
+                DesiredCondition::new(
+                    condition::READY,
+                    true,
+                    reason::UNSUPPORTED_FIELD,
+                    message.clone(),
+                ),
+                DesiredCondition::new(condition::SYNCED, false, reason::UNSUPPORTED_FIELD, message),
+            ]
+        };
+        let new_status = PasswordPolicyStatus {
+            id: Some(id),
+            name: Some(name),
+            ownership: Some(policy_plan.ownership),
+            created: current.as_ref().and_then(|c| c.created.clone()),
+            updated: current.as_ref().and_then(|c| c.updated.clone()),
+            conditions: Vec::new(),
+            observed_generation: self.policy.metadata.generation,
+        };
+        self.write_status(new_status, &conditions)
+            .await
+            .map_err(|e| {
+                (
+                    Refusal::new(reason::KUBERNETES_ERROR, e.to_string()),
+                    Next::Fail(Box::new(e)),
+                )
+            })?;
+        let ready_reason = if unsupported.is_empty() {
+            reason::SYNCED
+        } else {
+            reason::UNSUPPORTED_FIELD
+        };
+        ctx.metrics
+            .object_condition(CONTROLLER, &self.key(), true, ready_reason);
+        Ok(Action::requeue(jittered_refresh(REFRESH)))
+    }
+
+    async fn cleanup(&self) -> Result<Action, Error> {
+        self.ctx.metrics.forget_object(CONTROLLER, &self.key());
+        if !common::has_finalizer(self.policy) {
+            return Ok(Action::await_change());
+        }
+        let status = self.policy.status.as_ref();
+        if self.policy.spec.deletion_policy() == DeletionPolicy::Delete
+            && let Some(id) = status
+                .filter(|s| s.ownership.is_some())
+                .and_then(|s| s.id.clone())
+        {
+            match self.ctx.privx.delete_policy(&id).await {
+                Ok(()) => {
+                    common::publish(
+                        &self.ctx.recorder,
+                        self.policy,
+                        EventType::Normal,
+                        "Deleted",
+                        format!("deleted PrivX password policy {id}"),
+                    )
+                    .await
+                }
+                Err(PrivxError::NotFound { .. }) => {}
+                Err(e) => {
+                    let blocked = matches!(
+                        e,
+                        PrivxError::InvalidRequest { .. } | PrivxError::AlreadyExists { .. }
+                    );
+                    let reason = if blocked {
+                        reason::DELETE_BLOCKED
+                    } else {
+                        crate::controller::vault_secret::privx_reason(&e)
+                    };
+                    let message = format!(
+                        "PrivX refuses to delete password policy {id}: {e}; the finalizer stays and deletion is retried (set spec.deletionPolicy: Retain to let go)"
+                    );
+                    let _ = self
+                        .write_status(
+                            status.cloned().unwrap_or_default(),
+                            &failure_conditions(reason, &message),
+                        )
+                        .await;
+                    common::publish(
+                        &self.ctx.recorder,
+                        self.policy,
+                        EventType::Warning,
+                        reason,
+                        message,
+                    )
+                    .await;
+                    return Err(Error::privx(format!("delete password policy {id}"))(e));
+                }
+            }
+        }
+        common::set_finalizer(&self.api(), self.policy, false).await?;
+        Ok(Action::await_change())
+    }
+
+    async fn report_refusal(&self, refusal: &Refusal) -> Result<(), Error> {
+        let previous = self
+            .policy
+            .status
+            .as_ref()
+            .and_then(|s| condition::find(&s.conditions, condition::READY))
+            .map(|c| c.reason.clone());
+        let status = self.policy.status.clone().unwrap_or_default();
+        self.write_status(
+            status,
+            &failure_conditions(refusal.reason, &refusal.message),
+        )
+        .await?;
+        self.ctx
+            .metrics
+            .object_condition(CONTROLLER, &self.key(), false, refusal.reason);
+        if previous.as_deref() != Some(refusal.reason) {
+            common::publish(
+                &self.ctx.recorder,
+                self.policy,
+                EventType::Warning,
+                refusal.reason,
+                refusal.message.clone(),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    async fn write_status(
+        &self,
+        mut status: PasswordPolicyStatus,
+        conditions: &[DesiredCondition],
+    ) -> Result<(), Error> {
+        let current = self.policy.status.clone().unwrap_or_default();
+        status.conditions = condition::merge(
+            &current.conditions,
+            conditions,
+            self.policy.metadata.generation,
+            now(),
+        );
+        status.observed_generation = self.policy.metadata.generation;
+        if status == current {
+            return Ok(());
+        }
+        common::apply_status(&self.api(), self.policy, &status).await
+    }
+}

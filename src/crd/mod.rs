@@ -6,6 +6,7 @@
 pub mod condition;
 pub mod duration;
 pub mod password_policy;
+pub mod validate;
 pub mod vault_secret;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -1,15 +1,809 @@
-//! Placeholder until the validation branch lands.
+//! Semantic validation of VaultSecret and PasswordPolicy specs, shared by the controllers'
+//! validate step and `privx-operator check`, so both report the same messages.
+//!
+//! Repeats in code everything the CEL rules check (the API server enforces those, but nothing
+//! here trusts that the object went through it) and adds what CEL cannot express: durations
+//! that parse, defaults taken into account, duplicates, Secret key syntax and collisions.
+//! Pure functions of the spec: no I/O, no lookups of referenced objects. Where a check repeats a
+//! CEL rule, the message is the rule's message.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::duration::parse_duration;
+use super::password_policy::{DEFAULT_MAX_LENGTH, DEFAULT_MIN_LENGTH, MAX_PASSWORD_LENGTH};
+use super::vault_secret::{MirrorSecretType, MirrorSpec, RoleRef, SecretSource};
 use super::{PasswordPolicySpec, VaultSecretSpec};
 
+/// One problem with one field.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldError {
+    /// The path of the field at fault, e.g. `spec.source.secretRef.keys[1]`.
     pub field: String,
     pub message: String,
 }
 
-pub fn validate_vault_secret(_spec: &VaultSecretSpec) -> Vec<FieldError> {
-    Vec::new()
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
 }
 
-pub fn validate_password_policy(_spec: &PasswordPolicySpec) -> Vec<FieldError> {
-    Vec::new()
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Shortest and longest `spec.refreshInterval`.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+pub const MAX_REFRESH_INTERVAL: Duration = Duration::from_secs(168 * 3600);
+
+const REFRESH_INTERVAL_MESSAGE: &str =
+    "spec.refreshInterval must be a duration such as 30s, 5m or 1h, from 10s to 168h (7d)";
+const ROLE_REF_MESSAGE: &str = "a role reference needs exactly one of name or id";
+const SOURCE_MESSAGE: &str = "spec.source needs exactly one of secretRef or generate";
+const MIRROR_NAME_MESSAGE: &str =
+    "spec.mirror.secretName must be a valid Secret name (lowercase DNS subdomain)";
+
+static SECRET_KEY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[-._a-zA-Z0-9]+$").expect("valid regex"));
+static DNS_SUBDOMAIN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        .expect("valid regex")
+});
+static GO_DURATION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^([0-9]+(ms|s|m|h))+$").expect("valid regex"));
+static LABEL_NAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").expect("valid regex")
+});
+
+/// Is `name` a valid name for a Kubernetes object such as a Secret (a DNS subdomain)?
+pub fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && DNS_SUBDOMAIN.is_match(name)
+}
+
+/// Is `key` a valid key of a Kubernetes Secret's data?
+pub fn is_secret_key(key: &str) -> bool {
+    key.len() <= 253 && SECRET_KEY.is_match(key) && key != "." && key != ".."
+}
+
+/// Is `key` a valid label or annotation key (`[prefix/]name`)?
+fn is_qualified_name(key: &str) -> bool {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    prefix.is_none_or(|p| !p.is_empty() && is_dns_subdomain(p))
+        && name.len() <= 63
+        && LABEL_NAME.is_match(name)
+}
+
+fn is_label_value(value: &str) -> bool {
+    value.is_empty() || (value.len() <= 63 && LABEL_NAME.is_match(value))
+}
+
+fn length_between(field: &str, value: &str, min: usize, max: usize, out: &mut Vec<FieldError>) {
+    let length = value.chars().count();
+    if length < min || length > max {
+        out.push(FieldError::new(
+            field,
+            format!("must be {min} to {max} characters (is {length})"),
+        ));
+    }
+}
+
+fn at_most_items(field: &str, count: usize, max: usize, out: &mut Vec<FieldError>) {
+    if count > max {
+        out.push(FieldError::new(
+            field,
+            format!("must have at most {max} items (has {count})"),
+        ));
+    }
+}
+
+fn within(field: &str, value: u32, min: u32, max: u32, out: &mut Vec<FieldError>) {
+    if value < min || value > max {
+        out.push(FieldError::new(
+            field,
+            format!("must be from {min} to {max} (is {value})"),
+        ));
+    }
+}
+
+/// Problems with a VaultSecret's spec; empty when it is valid.
+pub fn validate_vault_secret(spec: &VaultSecretSpec) -> Vec<FieldError> {
+    let mut out = Vec::new();
+
+    if let Some(name) = &spec.name {
+        if name.is_empty() || name.chars().count() > 512 {
+            out.push(FieldError::new(
+                "spec.name",
+                "spec.name must be 1 to 512 characters",
+            ));
+        }
+        if name.chars().any(|c| c.is_control()) {
+            out.push(FieldError::new(
+                "spec.name",
+                "spec.name must not contain control characters",
+            ));
+        }
+    }
+
+    if let Some(owner) = &spec.owner
+        && (owner.user_id.is_empty() || owner.user_id.chars().count() > 128)
+    {
+        out.push(FieldError::new(
+            "spec.owner.userId",
+            "spec.owner.userId must be 1 to 128 characters",
+        ));
+    }
+
+    for (field, roles) in [
+        ("spec.readRoles", &spec.read_roles),
+        ("spec.writeRoles", &spec.write_roles),
+    ] {
+        if let Some(roles) = roles {
+            validate_roles(field, roles, &mut out);
+        }
+    }
+
+    if let Some(source) = &spec.source {
+        validate_source(source, &mut out);
+    }
+
+    if let Some(mirror) = &spec.mirror {
+        validate_mirror(mirror, spec.source.as_ref(), &mut out);
+    }
+
+    if let Some(interval) = &spec.refresh_interval {
+        let in_range = GO_DURATION.is_match(interval)
+            && parse_duration(interval)
+                .is_ok_and(|d| (MIN_REFRESH_INTERVAL..=MAX_REFRESH_INTERVAL).contains(&d));
+        if !in_range {
+            out.push(FieldError::new(
+                "spec.refreshInterval",
+                REFRESH_INTERVAL_MESSAGE,
+            ));
+        }
+    }
+
+    out
+}
+
+fn validate_roles(field: &str, roles: &[RoleRef], out: &mut Vec<FieldError>) {
+    at_most_items(field, roles.len(), 64, out);
+    let mut seen = HashSet::new();
+    for (i, role) in roles.iter().enumerate() {
+        let item = format!("{field}[{i}]");
+        match (&role.name, &role.id) {
+            (Some(name), None) => length_between(&format!("{item}.name"), name, 1, 256, out),
+            (None, Some(id)) => length_between(&format!("{item}.id"), id, 1, 128, out),
+            _ => {
+                out.push(FieldError::new(&item, ROLE_REF_MESSAGE));
+                continue;
+            }
+        }
+        if !seen.insert(role) {
+            out.push(FieldError::new(
+                &item,
+                format!("duplicate role {}", describe_role(role)),
+            ));
+        }
+    }
+}
+
+fn describe_role(role: &RoleRef) -> String {
+    match (&role.name, &role.id) {
+        (Some(name), _) => format!("name {name:?}"),
+        (_, Some(id)) => format!("id {id:?}"),
+        _ => "reference".to_string(),
+    }
+}
+
+fn validate_source(source: &SecretSource, out: &mut Vec<FieldError>) {
+    if source.secret_ref.is_some() == source.generate.is_some() {
+        out.push(FieldError::new("spec.source", SOURCE_MESSAGE));
+    }
+    if let Some(secret_ref) = &source.secret_ref {
+        if !is_dns_subdomain(&secret_ref.name) {
+            out.push(FieldError::new(
+                "spec.source.secretRef.name",
+                format!(
+                    "{:?} is not a valid Secret name (lowercase DNS subdomain)",
+                    secret_ref.name
+                ),
+            ));
+        }
+        if let Some(keys) = &secret_ref.keys {
+            let field = "spec.source.secretRef.keys";
+            if keys.is_empty() {
+                out.push(FieldError::new(
+                    field,
+                    "must list at least one key (leave it out to push all keys)",
+                ));
+            }
+            at_most_items(field, keys.len(), 256, out);
+            let mut seen = HashSet::new();
+            for (i, key) in keys.iter().enumerate() {
+                let item = format!("{field}[{i}]");
+                if !is_secret_key(key) {
+                    out.push(FieldError::new(&item, secret_key_message(key)));
+                } else if !seen.insert(key) {
+                    out.push(FieldError::new(&item, format!("duplicate key {key:?}")));
+                }
+            }
+        }
+    }
+    if let Some(generate) = &source.generate {
+        if !is_secret_key(&generate.key) {
+            out.push(FieldError::new(
+                "spec.source.generate.key",
+                secret_key_message(&generate.key),
+            ));
+        }
+        let policy = &generate.password_policy_ref.name;
+        if !is_dns_subdomain(policy) {
+            out.push(FieldError::new(
+                "spec.source.generate.passwordPolicyRef.name",
+                format!("{policy:?} is not a valid PasswordPolicy name (lowercase DNS subdomain)"),
+            ));
+        }
+    }
+}
+
+fn secret_key_message(key: &str) -> String {
+    format!(
+        "{key:?} is not a valid Secret key: use 1 to 253 of the characters a-z, A-Z, 0-9, '-', '_' and '.'"
+    )
+}
+
+/// The data keys PrivX will hold, where the spec alone tells them.
+fn known_source_keys(source: Option<&SecretSource>) -> Option<Vec<String>> {
+    let source = source?;
+    if let Some(generate) = &source.generate {
+        return Some(vec![generate.key.clone()]);
+    }
+    source.secret_ref.as_ref()?.keys.clone()
+}
+
+fn validate_mirror(mirror: &MirrorSpec, source: Option<&SecretSource>, out: &mut Vec<FieldError>) {
+    if let Some(name) = &mirror.secret_name
+        && !is_dns_subdomain(name)
+    {
+        out.push(FieldError::new(
+            "spec.mirror.secretName",
+            MIRROR_NAME_MESSAGE,
+        ));
+    }
+
+    for (field, map, check_values) in [
+        ("spec.mirror.labels", &mirror.labels, true),
+        ("spec.mirror.annotations", &mirror.annotations, false),
+    ] {
+        for (key, value) in map.iter().flatten() {
+            if !is_qualified_name(key) {
+                out.push(FieldError::new(
+                    format!("{field}[{key}]"),
+                    format!("{key:?} is not a valid key: [prefix/]name, the name 1 to 63 of a-z, A-Z, 0-9, '-', '_', '.', starting and ending alphanumeric"),
+                ));
+            } else if check_values && !is_label_value(value) {
+                out.push(FieldError::new(
+                    format!("{field}[{key}]"),
+                    "a label value must be at most 63 of a-z, A-Z, 0-9, '-', '_', '.', starting and ending alphanumeric",
+                ));
+            }
+        }
+    }
+
+    let known_keys = known_source_keys(source);
+    let mapping = mirror.key_mapping.clone().unwrap_or_default();
+    validate_key_mapping(&mapping, known_keys.as_deref(), out);
+
+    if let (Some(keys), Some(secret_type)) = (&known_keys, mirror.type_) {
+        let mirrored: BTreeSet<&str> = keys
+            .iter()
+            .map(|k| mapping.get(k).unwrap_or(k).as_str())
+            .collect();
+        check_type_keys(secret_type, &mirrored, out);
+    }
+
+    if let Some(targets) = &mirror.rollout_restart_targets {
+        let field = "spec.mirror.rolloutRestartTargets";
+        at_most_items(field, targets.len(), 32, out);
+        let mut seen = HashSet::new();
+        for (i, target) in targets.iter().enumerate() {
+            let item = format!("{field}[{i}]");
+            if !is_dns_subdomain(&target.name) {
+                out.push(FieldError::new(
+                    format!("{item}.name"),
+                    format!(
+                        "{:?} is not a valid {} name (lowercase DNS subdomain)",
+                        target.name,
+                        target.kind.as_str()
+                    ),
+                ));
+            } else if !seen.insert((target.kind.as_str(), target.name.as_str())) {
+                out.push(FieldError::new(
+                    item,
+                    format!("duplicate target {}/{}", target.kind.as_str(), target.name),
+                ));
+            }
+        }
+    }
+}
+
+fn validate_key_mapping(
+    mapping: &BTreeMap<String, String>,
+    known_keys: Option<&[String]>,
+    out: &mut Vec<FieldError>,
+) {
+    // Which PrivX field ends up under each Secret key; two fields on one key would overwrite
+    // each other.
+    let mut targets: BTreeMap<&str, &str> = BTreeMap::new();
+    if let Some(keys) = known_keys {
+        for key in keys.iter().filter(|k| !mapping.contains_key(*k)) {
+            targets.insert(key, key);
+        }
+    }
+    for (from, to) in mapping {
+        let field = format!("spec.mirror.keyMapping[{from}]");
+        if !is_secret_key(from) {
+            out.push(FieldError::new(
+                &field,
+                format!("the PrivX field name {}", secret_key_message(from)),
+            ));
+            continue;
+        }
+        if !is_secret_key(to) {
+            out.push(FieldError::new(&field, secret_key_message(to)));
+            continue;
+        }
+        if let Some(keys) = known_keys
+            && !keys.contains(from)
+        {
+            out.push(FieldError::new(
+                &field,
+                format!(
+                    "{from:?} is not one of the source keys ({})",
+                    keys.join(", ")
+                ),
+            ));
+            continue;
+        }
+        if let Some(other) = targets.insert(to, from) {
+            out.push(FieldError::new(
+                &field,
+                format!("{from:?} and {other:?} would both be written to Secret key {to:?}"),
+            ));
+        }
+    }
+}
+
+fn check_type_keys(
+    secret_type: MirrorSecretType,
+    mirrored: &BTreeSet<&str>,
+    out: &mut Vec<FieldError>,
+) {
+    let required = secret_type.required_keys();
+    let satisfied = match secret_type {
+        // The API server wants at least one of username and password.
+        MirrorSecretType::BasicAuth => required.iter().any(|k| mirrored.contains(k)),
+        _ => required.iter().all(|k| mirrored.contains(k)),
+    };
+    if !satisfied {
+        let need = match secret_type {
+            MirrorSecretType::BasicAuth => {
+                format!("at least one of the keys {}", required.join(", "))
+            }
+            _ => format!("the keys {}", required.join(", ")),
+        };
+        let have: Vec<&str> = mirrored.iter().copied().collect();
+        out.push(FieldError::new(
+            "spec.mirror.type",
+            format!(
+                "a {} Secret needs {need}, but the mirrored keys are {} (rename with spec.mirror.keyMapping)",
+                secret_type.as_str(),
+                if have.is_empty() { "none".to_string() } else { have.join(", ") }
+            ),
+        ));
+    }
+}
+
+/// Problems with a PasswordPolicy's spec; empty when it is valid.
+pub fn validate_password_policy(spec: &PasswordPolicySpec) -> Vec<FieldError> {
+    let mut out = Vec::new();
+
+    if let Some(name) = &spec.name {
+        length_between("spec.name", name, 1, 256, &mut out);
+    }
+
+    for (field, value) in [
+        ("rotationInterval", &spec.rotation_interval),
+        ("deleteVersionAfter", &spec.delete_version_after),
+        ("retryInterval", &spec.retry_interval),
+        ("maxCheckoutDuration", &spec.max_checkout_duration),
+    ] {
+        let Some(value) = value else { continue };
+        match parse_duration(value) {
+            Err(_) => out.push(FieldError::new(
+                format!("spec.{field}"),
+                format!("spec.{field} {}", super::duration::DURATION_CEL_MESSAGE),
+            )),
+            Ok(d) if d.is_zero() && field == "rotationInterval" => out.push(FieldError::new(
+                "spec.rotationInterval",
+                "spec.rotationInterval must be longer than zero",
+            )),
+            Ok(_) => {}
+        }
+    }
+
+    for (field, value) in [
+        ("spec.passwordMinLength", spec.password_min_length),
+        ("spec.passwordMaxLength", spec.password_max_length),
+    ] {
+        if let Some(value) = value {
+            within(field, value, 1, MAX_PASSWORD_LENGTH, &mut out);
+        }
+    }
+    match (spec.password_min_length, spec.password_max_length) {
+        (Some(min), Some(max)) if min > max => out.push(FieldError::new(
+            "spec.passwordMinLength",
+            "spec.passwordMinLength must not exceed spec.passwordMaxLength",
+        )),
+        (None, Some(max)) if max < DEFAULT_MIN_LENGTH => out.push(FieldError::new(
+            "spec.passwordMaxLength",
+            format!("spec.passwordMaxLength is below the default minimum length {DEFAULT_MIN_LENGTH}: set spec.passwordMinLength too"),
+        )),
+        (Some(min), None) if min > DEFAULT_MAX_LENGTH => out.push(FieldError::new(
+            "spec.passwordMinLength",
+            format!("spec.passwordMinLength is above the default maximum length {DEFAULT_MAX_LENGTH}: set spec.passwordMaxLength too"),
+        )),
+        _ => {}
+    }
+
+    let classes = [spec.lower(), spec.upper(), spec.numbers(), spec.special()]
+        .into_iter()
+        .filter(|enabled| *enabled)
+        .count() as u32;
+    if classes == 0 {
+        out.push(FieldError::new(
+            "spec",
+            "at least one character class (useLowerCase, useUpperCase, useNumbers, useSpecialCharacters) must be enabled",
+        ));
+    } else if spec.min_length() < classes {
+        out.push(FieldError::new(
+            "spec.passwordMinLength",
+            "spec.passwordMinLength is shorter than the number of enabled character classes",
+        ));
+    }
+
+    within("spec.maxVersions", spec.max_versions, 1, 1000, &mut out);
+    if let Some(retries) = spec.number_of_retries {
+        within("spec.numberOfRetries", retries, 0, 100, &mut out);
+    }
+    if let Some(checkouts) = spec.max_concurrent_checkouts {
+        within(
+            "spec.maxConcurrentCheckouts",
+            checkouts,
+            0,
+            10_000,
+            &mut out,
+        );
+    }
+
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vault_secret(yaml: &str) -> VaultSecretSpec {
+        serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"))
+    }
+
+    fn policy(yaml: &str) -> PasswordPolicySpec {
+        serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"))
+    }
+
+    /// Each case: a spec and the fields (in order) it must be faulted on, with a word the
+    /// message must hold.
+    #[test]
+    fn vault_secret_cases() {
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            ("{}", &[]),
+            (
+                "name: k8s/demo/app\nsource: {secretRef: {name: app-creds, keys: [username, password]}}\nmirror: {secretName: app-copy, type: kubernetes.io/basic-auth, rolloutRestartTargets: [{kind: Deployment, name: web}]}\nreadRoles: [{name: app-readers}, {id: 5b8c0c1e-0000-4000-8000-000000000001}]\nrefreshInterval: 5m",
+                &[],
+            ),
+            ("name: ''", &[("spec.name", "1 to 512")]),
+            ("name: \"a\\tb\"", &[("spec.name", "control characters")]),
+            ("owner: {userId: ''}", &[("spec.owner.userId", "1 to 128")]),
+            (
+                "readRoles: [{name: a, id: b}, {}, {name: a}, {name: a}]",
+                &[
+                    ("spec.readRoles[0]", "exactly one of name or id"),
+                    ("spec.readRoles[1]", "exactly one of name or id"),
+                    ("spec.readRoles[3]", "duplicate role name \"a\""),
+                ],
+            ),
+            (
+                "writeRoles: [{id: x}, {id: x}]",
+                &[("spec.writeRoles[1]", "duplicate")],
+            ),
+            (
+                "source: {secretRef: {name: a}, generate: {key: p, passwordPolicyRef: {name: pp}}}",
+                &[("spec.source", "exactly one of secretRef or generate")],
+            ),
+            ("source: {}", &[("spec.source", "exactly one")]),
+            (
+                "source: {secretRef: {name: Bad_Name, keys: [ok, 'not ok', ok, '..']}}",
+                &[
+                    ("spec.source.secretRef.name", "not a valid Secret name"),
+                    ("spec.source.secretRef.keys[1]", "not a valid Secret key"),
+                    ("spec.source.secretRef.keys[2]", "duplicate key"),
+                    ("spec.source.secretRef.keys[3]", "not a valid Secret key"),
+                ],
+            ),
+            (
+                "source: {secretRef: {name: a, keys: []}}",
+                &[("spec.source.secretRef.keys", "at least one")],
+            ),
+            (
+                "source: {generate: {key: 'pass word', passwordPolicyRef: {name: Policy}}}",
+                &[
+                    ("spec.source.generate.key", "not a valid Secret key"),
+                    (
+                        "spec.source.generate.passwordPolicyRef.name",
+                        "not a valid PasswordPolicy name",
+                    ),
+                ],
+            ),
+            (
+                "refreshInterval: 5s",
+                &[("spec.refreshInterval", "from 10s to 168h")],
+            ),
+            (
+                "refreshInterval: 169h",
+                &[("spec.refreshInterval", "from 10s to 168h")],
+            ),
+            (
+                "refreshInterval: PT5M",
+                &[("spec.refreshInterval", "such as 30s")],
+            ),
+            (
+                "refreshInterval: 5x",
+                &[("spec.refreshInterval", "such as 30s")],
+            ),
+            ("refreshInterval: 168h", &[]),
+            ("refreshInterval: 10s", &[]),
+            (
+                "mirror: {secretName: My_Secret}",
+                &[("spec.mirror.secretName", "valid Secret name")],
+            ),
+            (
+                "mirror: {labels: {'app.kubernetes.io/name': web, 'bad key!': x, ok: 'bad value!'}, annotations: {'example.com/note': 'any value at all'}}",
+                &[
+                    ("spec.mirror.labels[bad key!]", "not a valid key"),
+                    ("spec.mirror.labels[ok]", "label value"),
+                ],
+            ),
+            (
+                "source: {generate: {key: password, passwordPolicyRef: {name: p}}}\nmirror: {type: kubernetes.io/tls}",
+                &[(
+                    "spec.mirror.type",
+                    "tls.crt, tls.key, but the mirrored keys are password",
+                )],
+            ),
+            (
+                "source: {secretRef: {name: s, keys: [cert, key]}}\nmirror: {type: kubernetes.io/tls, keyMapping: {cert: tls.crt, key: tls.key}}",
+                &[],
+            ),
+            (
+                "source: {generate: {key: pw, passwordPolicyRef: {name: p}}}\nmirror: {type: kubernetes.io/basic-auth, keyMapping: {pw: password}}",
+                &[],
+            ),
+            // Unknown keys: the type cannot be checked, nor the mapping sources.
+            (
+                "mirror: {type: kubernetes.io/ssh-auth, keyMapping: {a: b}}",
+                &[],
+            ),
+            (
+                "source: {secretRef: {name: s, keys: [a, b, c]}}\nmirror: {keyMapping: {a: b, c: 'x y', d: e}}",
+                &[
+                    (
+                        "spec.mirror.keyMapping[a]",
+                        "\"a\" and \"b\" would both be written to Secret key \"b\"",
+                    ),
+                    ("spec.mirror.keyMapping[c]", "not a valid Secret key"),
+                    ("spec.mirror.keyMapping[d]", "not one of the source keys"),
+                ],
+            ),
+            (
+                "mirror: {keyMapping: {a: z, b: z, 'x/y': w}}",
+                &[
+                    ("spec.mirror.keyMapping[b]", "would both be written"),
+                    ("spec.mirror.keyMapping[x/y]", "PrivX field name"),
+                ],
+            ),
+            (
+                "mirror: {rolloutRestartTargets: [{kind: Deployment, name: web}, {kind: StatefulSet, name: web}, {kind: Deployment, name: web}, {kind: DaemonSet, name: Web}]}",
+                &[
+                    (
+                        "spec.mirror.rolloutRestartTargets[2]",
+                        "duplicate target Deployment/web",
+                    ),
+                    (
+                        "spec.mirror.rolloutRestartTargets[3].name",
+                        "not a valid DaemonSet name",
+                    ),
+                ],
+            ),
+        ];
+        for (yaml, expected) in cases {
+            let errors = validate_vault_secret(&vault_secret(yaml));
+            assert_eq!(errors.len(), expected.len(), "{yaml}: {errors:#?}");
+            for (error, (field, words)) in errors.iter().zip(expected.iter()) {
+                assert_eq!(error.field, *field, "{yaml}: {errors:#?}");
+                assert!(error.message.contains(words), "{yaml}: {error}");
+            }
+        }
+    }
+
+    #[test]
+    fn too_many_roles_and_targets() {
+        let roles: Vec<String> = (0..65).map(|i| format!("{{name: r{i}}}")).collect();
+        let targets: Vec<String> = (0..33)
+            .map(|i| format!("{{kind: Deployment, name: d{i}}}"))
+            .collect();
+        let spec = vault_secret(&format!(
+            "readRoles: [{}]\nmirror: {{rolloutRestartTargets: [{}]}}",
+            roles.join(", "),
+            targets.join(", ")
+        ));
+        let fields: Vec<String> = validate_vault_secret(&spec)
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.readRoles: must have at most 64 items (has 65)",
+                "spec.mirror.rolloutRestartTargets: must have at most 32 items (has 33)"
+            ]
+        );
+    }
+
+    #[test]
+    fn password_policy_cases() {
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            ("maxVersions: 5", &[]),
+            (
+                "maxVersions: 5\nrotationInterval: P30D\nretryInterval: 5m\ndeleteVersionAfter: 720h0m0s\nmaxCheckoutDuration: PT8H\npasswordMinLength: 4\npasswordMaxLength: 8\nnumberOfRetries: 3",
+                &[],
+            ),
+            ("maxVersions: 0", &[("spec.maxVersions", "from 1 to 1000")]),
+            (
+                "maxVersions: 1001",
+                &[("spec.maxVersions", "from 1 to 1000")],
+            ),
+            (
+                "maxVersions: 1\nnumberOfRetries: 101",
+                &[("spec.numberOfRetries", "from 0 to 100")],
+            ),
+            (
+                "maxVersions: 1\nmaxConcurrentCheckouts: 10001",
+                &[("spec.maxConcurrentCheckouts", "from 0 to 10000")],
+            ),
+            ("maxVersions: 1\nname: ''", &[("spec.name", "1 to 256")]),
+            (
+                "maxVersions: 1\nrotationInterval: 30 days",
+                &[("spec.rotationInterval", "must be a duration")],
+            ),
+            (
+                "maxVersions: 1\nrotationInterval: 0s",
+                &[("spec.rotationInterval", "longer than zero")],
+            ),
+            (
+                "maxVersions: 1\nretryInterval: P1M",
+                &[("spec.retryInterval", "must be a duration")],
+            ),
+            (
+                "maxVersions: 1\ndeleteVersionAfter: x",
+                &[("spec.deleteVersionAfter", "must be a duration")],
+            ),
+            (
+                "maxVersions: 1\nmaxCheckoutDuration: PT",
+                &[("spec.maxCheckoutDuration", "must be a duration")],
+            ),
+            (
+                "maxVersions: 1\npasswordMinLength: 20\npasswordMaxLength: 10",
+                &[(
+                    "spec.passwordMinLength",
+                    "must not exceed spec.passwordMaxLength",
+                )],
+            ),
+            (
+                "maxVersions: 1\npasswordMaxLength: 10",
+                &[("spec.passwordMaxLength", "default minimum length 16")],
+            ),
+            (
+                "maxVersions: 1\npasswordMinLength: 40",
+                &[("spec.passwordMinLength", "default maximum length 32")],
+            ),
+            ("maxVersions: 1\npasswordMinLength: 32", &[]),
+            (
+                "maxVersions: 1\npasswordMinLength: 0\npasswordMaxLength: 2000",
+                &[
+                    ("spec.passwordMinLength", "from 1 to 1024"),
+                    ("spec.passwordMaxLength", "from 1 to 1024"),
+                    (
+                        "spec.passwordMinLength",
+                        "shorter than the number of enabled character classes",
+                    ),
+                ],
+            ),
+            (
+                "maxVersions: 1\nuseLowerCase: false\nuseUpperCase: false\nuseNumbers: false\nuseSpecialCharacters: false",
+                &[("spec", "at least one character class")],
+            ),
+            (
+                "maxVersions: 1\npasswordMinLength: 3\npasswordMaxLength: 8",
+                &[(
+                    "spec.passwordMinLength",
+                    "shorter than the number of enabled character classes",
+                )],
+            ),
+            (
+                "maxVersions: 1\npasswordMinLength: 3\npasswordMaxLength: 8\nuseSpecialCharacters: false",
+                &[],
+            ),
+        ];
+        for (yaml, expected) in cases {
+            let errors = validate_password_policy(&policy(yaml));
+            assert_eq!(errors.len(), expected.len(), "{yaml}: {errors:#?}");
+            for (error, (field, words)) in errors.iter().zip(expected.iter()) {
+                assert_eq!(error.field, *field, "{yaml}: {errors:#?}");
+                assert!(error.message.contains(words), "{yaml}: {error}");
+            }
+        }
+    }
+
+    #[test]
+    fn policies_the_validator_accepts_can_generate_passwords() {
+        use crate::password::{PasswordRules, generate};
+        for yaml in [
+            "maxVersions: 1",
+            "maxVersions: 1\npasswordMinLength: 1\npasswordMaxLength: 1\nuseLowerCase: false\nuseUpperCase: false\nuseSpecialCharacters: false",
+            "maxVersions: 1\npasswordMaxLength: 1024\npasswordMinLength: 1024",
+            "maxVersions: 1\npasswordMinLength: 4",
+        ] {
+            let spec = policy(yaml);
+            assert!(validate_password_policy(&spec).is_empty(), "{yaml}");
+            assert!(generate(&PasswordRules::from(&spec)).is_ok(), "{yaml}");
+        }
+    }
+
+    #[test]
+    fn name_syntax() {
+        assert!(is_dns_subdomain("app-creds.v2"));
+        assert!(!is_dns_subdomain("App"));
+        assert!(!is_dns_subdomain("-a"));
+        assert!(!is_dns_subdomain(&"a".repeat(254)));
+        assert!(is_secret_key("tls.crt"));
+        assert!(is_secret_key(".dockerconfigjson"));
+        assert!(!is_secret_key("a/b"));
+        assert!(!is_secret_key(""));
+        assert!(is_qualified_name("app.kubernetes.io/name"));
+        assert!(!is_qualified_name("/name"));
+        assert!(!is_qualified_name("a/b/c"));
+    }
 }

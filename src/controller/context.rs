@@ -69,8 +69,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub roles: RoleCache,
     pub backoff: Backoff,
-    /// All VaultSecrets (the controller's own store), for mappers and claim conflicts.
-    pub vault_secrets: Store<DeserializeGuard<VaultSecret>>,
+    /// The VaultSecret controllers' stores (one per watched scope), for claim conflicts.
+    pub vault_secrets: Vec<Store<DeserializeGuard<VaultSecret>>>,
     /// All PasswordPolicies.
     pub policies: Store<DeserializeGuard<PasswordPolicy>>,
     /// Namespace metadata (tenancy annotations).

@@ -12,6 +12,7 @@ pub mod error;
 pub mod hashing;
 pub mod password_policy;
 pub mod roles;
+pub mod runner;
 pub mod tenancy;
 pub mod vault_secret;
 

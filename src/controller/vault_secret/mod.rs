@@ -467,8 +467,7 @@ impl Reconciler<'_> {
     fn older_claimant(&self, target: &Target) -> Option<String> {
         let mine = (self.vs.metadata.creation_timestamp.clone(), self.vs.uid());
         self.ctx
-            .vault_secrets
-            .state()
+            .every_vault_secret()
             .iter()
             .filter_map(|g| g.0.as_ref().ok())
             .filter(|other| {

@@ -409,6 +409,8 @@ struct LeaseStore {
     written_holders: Vec<Option<String>>,
     /// Reads per candidate.
     reads: std::collections::HashMap<String, usize>,
+    /// While set, every request fails with 500 (the API server is unreachable).
+    failing: bool,
 }
 
 impl LeaseStore {
@@ -423,6 +425,10 @@ fn serve_lease_store(store: Arc<Mutex<LeaseStore>>, candidate: String, mut handl
             let method = request.method().clone();
             let body = request.into_body().collect_bytes().await.unwrap();
             let mut store = store.lock().unwrap();
+            if store.failing {
+                respond_status(responder, 500, "InternalError");
+                continue;
+            }
             match method {
                 Method::GET => {
                     *store.reads.entry(candidate.clone()).or_default() += 1;
@@ -578,6 +584,24 @@ async fn a_standby_takes_over_after_the_leader_dies() {
     }
     b.shutdown.cancel();
     guarded("leader stops", b.task).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_leader_that_cannot_renew_steps_back_and_returns_when_it_can() {
+    let store = Arc::new(Mutex::new(LeaseStore::default()));
+    let mut a = start_candidate(&store, "pod-a", Duration::from_secs(1));
+    wait_until(&mut a.leading, true).await;
+
+    store.lock().unwrap().failing = true;
+    wait_until(&mut a.leading, false).await;
+    // Nobody took the lease: A gave up because its renew deadline passed.
+    assert_eq!(store.lock().unwrap().holder().as_deref(), Some("pod-a"));
+
+    store.lock().unwrap().failing = false;
+    wait_until(&mut a.leading, true).await;
+    a.shutdown.cancel();
+    guarded("leader stops", a.task).await.unwrap();
+    assert_eq!(store.lock().unwrap().holder(), None);
 }
 
 // ---------------------------------------------------------------- CRD wait

@@ -411,6 +411,8 @@ struct LeaseStore {
     reads: std::collections::HashMap<String, usize>,
     /// While set, every request fails with 500 (the API server is unreachable).
     failing: bool,
+    /// While set, requests get no answer at all (kept here so they never complete).
+    hanging: Option<Vec<Responder>>,
 }
 
 impl LeaseStore {
@@ -425,6 +427,10 @@ fn serve_lease_store(store: Arc<Mutex<LeaseStore>>, candidate: String, mut handl
             let method = request.method().clone();
             let body = request.into_body().collect_bytes().await.unwrap();
             let mut store = store.lock().unwrap();
+            if let Some(unanswered) = store.hanging.as_mut() {
+                unanswered.push(responder);
+                continue;
+            }
             if store.failing {
                 respond_status(responder, 500, "InternalError");
                 continue;
@@ -602,6 +608,19 @@ async fn a_leader_that_cannot_renew_steps_back_and_returns_when_it_can() {
     a.shutdown.cancel();
     guarded("leader stops", a.task).await.unwrap();
     assert_eq!(store.lock().unwrap().holder(), None);
+}
+
+#[tokio::test]
+async fn a_leader_whose_renewal_hangs_steps_back_by_the_deadline() {
+    let store = Arc::new(Mutex::new(LeaseStore::default()));
+    let mut a = start_candidate(&store, "pod-a", Duration::from_secs(3));
+    wait_until(&mut a.leading, true).await;
+
+    store.lock().unwrap().hanging = Some(Vec::new());
+    wait_until(&mut a.leading, false).await;
+    assert!(!store.lock().unwrap().hanging.as_ref().unwrap().is_empty());
+    a.shutdown.cancel();
+    guarded("elector stops", a.task).await.unwrap();
 }
 
 // ---------------------------------------------------------------- CRD wait

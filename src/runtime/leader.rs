@@ -140,7 +140,14 @@ impl LeaderElector {
         on_change.send_replace(false);
         loop {
             let attempt_started = Instant::now();
-            let attempt = self.try_acquire_or_renew().await;
+            let attempt = if leading {
+                // A leader must know it lost the lease before a standby may take it, so a
+                // slow renewal is cut off at the deadline.
+                self.renew_before(last_renewal + self.config.renew_deadline())
+                    .await
+            } else {
+                self.try_acquire_or_renew().await
+            };
             match attempt {
                 Ok(Attempt::Leading) => {
                     last_renewal = attempt_started;
@@ -179,14 +186,19 @@ impl LeaderElector {
                 on_change.send_replace(false);
             }
             let renewed_now = leading && last_renewal == attempt_started;
-            let wait = if renewed_now {
-                self.config.renew_interval()
-            } else {
-                self.config.retry_period()
-            };
+            let mut wake_at = attempt_started
+                + if renewed_now {
+                    self.config.renew_interval()
+                } else {
+                    self.config.retry_period()
+                };
+            if leading {
+                // Never sleep past the deadline: the next check must come in time.
+                wake_at = wake_at.min(last_renewal + self.config.renew_deadline());
+            }
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep_until(wake_at) => {}
             }
         }
         if leading {
@@ -230,6 +242,19 @@ impl LeaderElector {
         spec.renew_time = Some(MicroTime(now));
         spec.lease_duration_seconds = Some(self.config.lease_duration_seconds());
         self.replace(&lease, "writing").await
+    }
+
+    async fn renew_before(&self, deadline: Instant) -> Result<Attempt, LeaderError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout_at(deadline, self.try_acquire_or_renew()).await {
+            Ok(attempt) => attempt,
+            Err(_) => Err(LeaderError::Timeout {
+                action: "renewing",
+                namespace: self.config.namespace.clone(),
+                name: self.config.name.clone(),
+                timeout: remaining,
+            }),
+        }
     }
 
     /// Gives the Lease up if this replica holds it, so a standby need not wait for expiry.

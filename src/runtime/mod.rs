@@ -5,6 +5,12 @@
 //! speak HTTP to PrivX (that is `privx`).
 
 mod args;
+pub mod crds;
+pub mod http;
+pub mod leader;
+pub mod logging;
+pub mod metrics;
+pub mod shutdown;
 
 pub use args::{LogFormat, RunArgs};
 

@@ -1,0 +1,157 @@
+//! The operator's own HTTP listener (`--http-addr`): `/livez`, `/readyz` and `/metrics`.
+//!
+//! Owns the readiness state ([`Health`]) and the listener. Must not do work per request beyond
+//! reading that state and encoding metrics: probes are called often and must stay cheap.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::{self, Metrics};
+
+/// Why the HTTP listener failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("--http-addr {addr}: cannot listen: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP listener on {addr} failed: {source}")]
+    Serve {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Readiness of the process. Cheap to clone; all clones share one state.
+#[derive(Clone, Debug, Default)]
+pub struct Health {
+    inner: Arc<HealthState>,
+}
+
+#[derive(Debug, Default)]
+struct HealthState {
+    watches_synced: AtomicBool,
+    privx_ok: AtomicBool,
+}
+
+impl Health {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Set once every controller's watches have delivered their initial list.
+    pub fn set_watches_synced(&self, synced: bool) {
+        self.inner.watches_synced.store(synced, Ordering::Relaxed);
+    }
+
+    /// Set once PrivX has answered (a successful ping or call).
+    pub fn set_privx_ok(&self, ok: bool) {
+        self.inner.privx_ok.store(ok, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.not_ready_reason().is_none()
+    }
+
+    /// What keeps the process from being ready, or `None` when it is.
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        let synced = self.inner.watches_synced.load(Ordering::Relaxed);
+        let privx_ok = self.inner.privx_ok.load(Ordering::Relaxed);
+        match (synced, privx_ok) {
+            (true, true) => None,
+            (false, true) => Some("watches not synced yet"),
+            (true, false) => Some("PrivX has not answered yet"),
+            (false, false) => Some("watches not synced yet; PrivX has not answered yet"),
+        }
+    }
+}
+
+/// The routes, for serving on any listener.
+pub fn router(health: Health, metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz).with_state(health))
+        .route("/metrics", get(metrics_text).with_state(metrics))
+}
+
+/// Binds `addr` and serves until `shutdown` fires; in-flight requests finish first.
+pub async fn serve(
+    addr: SocketAddr,
+    health: Health,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), HttpError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| HttpError::Bind { addr, source })?;
+    serve_on(listener, health, metrics, shutdown).await
+}
+
+/// Serves on an already bound listener (tests bind port 0 and read the port back).
+pub async fn serve_on(
+    listener: TcpListener,
+    health: Health,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<(), HttpError> {
+    let addr = listener.local_addr().map_err(|source| HttpError::Serve {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
+    tracing::info!(%addr, "serving /livez, /readyz and /metrics");
+    axum::serve(listener, router(health, metrics))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .map_err(|source| HttpError::Serve { addr, source })
+}
+
+async fn livez() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
+    match health.not_ready_reason() {
+        None => (StatusCode::OK, "ok"),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
+    }
+}
+
+async fn metrics_text(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        metrics.encode(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_needs_both_synced_watches_and_privx() {
+        let health = Health::new();
+        let clone = health.clone();
+        assert!(!health.is_ready());
+        clone.set_watches_synced(true);
+        assert_eq!(
+            health.not_ready_reason(),
+            Some("PrivX has not answered yet")
+        );
+        clone.set_privx_ok(true);
+        assert!(health.is_ready());
+        clone.set_watches_synced(false);
+        assert_eq!(health.not_ready_reason(), Some("watches not synced yet"));
+    }
+}

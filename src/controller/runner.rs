@@ -51,7 +51,7 @@ pub async fn run(
     settings: Settings,
     metrics: Arc<dyn ControllerMetrics>,
     options: RunOptions,
-    shutdown: impl std::future::Future<Output = ()> + Send + Clone + Sync + 'static,
+    shutdown: tokio_util::sync::CancellationToken,
     on_synced: impl FnOnce() + Send + 'static,
 ) {
     let controller_config = ControllerConfig::default().concurrency(options.concurrency);
@@ -131,7 +131,7 @@ pub async fn run(
 
     tasks.push(Box::pin(
         policy_controller
-            .graceful_shutdown_on(shutdown.clone())
+            .graceful_shutdown_on(shutdown.clone().cancelled_owned())
             .run(
                 password_policy::reconcile,
                 password_policy::error_policy,
@@ -203,7 +203,7 @@ pub async fn run(
                     vs.namespace().as_deref() == Some(name.as_str())
                 })
             })
-            .graceful_shutdown_on(shutdown.clone());
+            .graceful_shutdown_on(shutdown.clone().cancelled_owned());
         tasks.push(Box::pin(
             controller
                 .run(
@@ -220,7 +220,7 @@ pub async fn run(
     tokio::select! {
         _ = all => {}
         _ = async {
-            shutdown.clone().await;
+            shutdown.cancelled().await;
             // Controllers drain in-flight reconciles on the same signal; give them time.
             tokio::time::sleep(Duration::from_secs(30)).await;
         } => {}

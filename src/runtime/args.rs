@@ -60,6 +60,11 @@ pub struct RunArgs {
     )]
     pub privx_policy_generation: PolicyGenerationArg,
 
+    /// PrivX roles the operator's API client holds, added to the read and write roles of every
+    /// secret it writes so that it can read back and update them (comma-separated names).
+    #[arg(long, env = "PRIVX_OPERATOR_SELF_ROLES", value_delimiter = ',', value_name = "ROLE,...")]
+    pub privx_self_roles: Vec<String>,
+
     /// Template of default PrivX secret names; must contain {namespace} before {name}.
     #[arg(
         long,

@@ -310,6 +310,30 @@ impl CallObserver for Metrics {
     }
 }
 
+impl crate::controller::ControllerMetrics for Metrics {
+    fn reconciled(&self, controller: &'static str, duration: std::time::Duration, error: Option<&str>) {
+        let labels = ControllerLabels {
+            controller: controller.to_owned(),
+        };
+        self.reconciles.get_or_create(&labels).inc();
+        self.reconcile_duration
+            .get_or_create(&labels)
+            .observe(duration.as_secs_f64());
+        if let Some(reason) = error {
+            self.reconcile_failed(controller, reason);
+        }
+    }
+
+    fn object_condition(&self, controller: &'static str, key: &str, ready: bool, reason: &str) {
+        let status = if ready { "True" } else { "False" };
+        self.set_object_condition(controller, key, crate::crd::condition::READY, status, reason);
+    }
+
+    fn forget_object(&self, controller: &'static str, key: &str) {
+        Metrics::forget_object(self, controller, key);
+    }
+}
+
 /// Times one reconcile; records the duration when dropped (also on early return or panic).
 #[derive(Debug)]
 pub struct ReconcileTimer {

@@ -10,10 +10,8 @@ pub mod http;
 pub mod leader;
 pub mod logging;
 pub mod metrics;
+mod operator;
 pub mod shutdown;
 
-pub use args::{LogFormat, RunArgs};
-
-pub async fn main(_args: RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the operator runtime is not built yet")
-}
+pub use args::{LogFormat, PolicyGenerationArg, RunArgs};
+pub use operator::{CRD_NAMES, main};

@@ -1,0 +1,268 @@
+//! `privx-operator run`: brings the process up in order and down on one signal.
+//!
+//! Order: logging → HTTP endpoints → Kubernetes client (one clear line if no cluster) →
+//! embedded PrivX (try-it mode) → CRDs established → HMAC key → PrivX client → leader
+//! election → controllers. Shutdown: the signal stops the controllers (in-flight reconciles
+//! drain), then the lease is released, then the HTTP listener closes.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PostParams};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::args::{PolicyGenerationArg, RunArgs};
+use super::crds::{CrdWait, wait_for_crds_established};
+use super::http::{self, Health};
+use super::leader::{LeaderElector, LeaseConfig, default_identity};
+use super::metrics::Metrics;
+use super::{logging, shutdown};
+use crate::controller::hashing::HmacKey;
+use crate::controller::runner::{self, RunOptions};
+use crate::controller::tenancy::NameTemplate;
+use crate::controller::{ControllerMetrics, Settings};
+use crate::privx::config::CredentialSource;
+use crate::privx::{Credentials, PolicyGenerationSetting, PrivxClient, PrivxConfig};
+
+/// The CRDs the controllers need.
+pub const CRD_NAMES: [&str; 2] = ["vaultsecrets.privx-operator.dev", "passwordpolicies.privx-operator.dev"];
+
+pub async fn main(args: RunArgs) -> anyhow::Result<()> {
+    logging::init(args.log_format, &args.log_level)?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let name_template = NameTemplate::parse(&args.name_template).context("--name-template")?;
+    let shutdown = shutdown::shutdown_signal().context("installing signal handlers")?;
+    let metrics = Arc::new(Metrics::new());
+    let health = Health::new();
+
+    let http_task = tokio::spawn(http::serve(args.http_addr, health.clone(), metrics.clone(), shutdown.clone()));
+
+    let client = kube_client().await?;
+
+    // Try-it mode: the simulator in-process, as PrivX.
+    let mut embedded = None;
+    let mut self_roles = args.privx_self_roles.clone();
+    let mut privx_config = if args.embedded_privx {
+        let sim = crate::sim::Simulator::start(crate::sim::SimOptions {
+            listen: args.embedded_privx_addr,
+            ..Default::default()
+        })
+        .await
+        .context("starting the embedded PrivX simulator")?;
+        let c = sim.credentials();
+        println!(
+            "embedded PrivX simulator (demo seed) listening on {} — admin endpoints under {}/_sim/",
+            sim.base_url(),
+            sim.base_url()
+        );
+        if self_roles.is_empty() {
+            self_roles.push("privx-operator".into());
+        }
+        let config = PrivxConfig::new(
+            sim.base_url(),
+            CredentialSource::Static(Credentials {
+                oauth_client_id: c.oauth_client_id.clone(),
+                oauth_client_secret: c.oauth_client_secret.clone(),
+                api_client_id: c.api_client_id.clone(),
+                api_client_secret: c.api_client_secret.clone(),
+            }),
+        );
+        embedded = Some(sim);
+        install_crds_if_missing(&client).await?;
+        config
+    } else {
+        let url = args
+            .privx_url
+            .clone()
+            .context("the PrivX URL is not set: use --privx-url or PRIVX_API_BASE_URL (or --embedded-privx to try the operator)")?;
+        PrivxConfig::new(url, CredentialSource::from_env().context("PrivX credentials")?)
+    };
+    privx_config.timeout = args.privx_timeout;
+    if !args.embedded_privx {
+        privx_config.ca_file = args.privx_ca_file.clone();
+        privx_config.ca_only = args.privx_ca_only;
+    }
+    privx_config.policy_generation = match args.privx_policy_generation {
+        PolicyGenerationArg::Auto => PolicyGenerationSetting::Auto,
+        PolicyGenerationArg::V34 => PolicyGenerationSetting::V34,
+        PolicyGenerationArg::V35 => PolicyGenerationSetting::V35,
+    };
+    let privx = PrivxClient::new(privx_config)
+        .context("PrivX client configuration")?
+        .with_observer(metrics.clone());
+
+    let operator_namespace = match &args.operator_namespace {
+        Some(ns) => ns.clone(),
+        None if args.embedded_privx => client.default_namespace().to_string(),
+        None => bail!("the operator's namespace is not set: use --operator-namespace or POD_NAMESPACE"),
+    };
+
+    match wait_for_crds_established(client.clone(), &CRD_NAMES, shutdown.clone()).await {
+        CrdWait::Established => {}
+        CrdWait::Cancelled => return finish(http_task, embedded).await,
+    }
+    let hmac_key = HmacKey::load_or_create(&client, &operator_namespace, &args.hmac_secret_name)
+        .await
+        .context("the data-hash key")?;
+
+    // Readiness also waits for PrivX to answer once.
+    {
+        let privx = privx.clone();
+        let health = health.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut delay = std::time::Duration::from_secs(1);
+            loop {
+                match privx.ping().await {
+                    Ok(()) => {
+                        info!("PrivX answered");
+                        health.set_privx_ok(true);
+                        return;
+                    }
+                    Err(e) => warn!(error = %e, "PrivX does not answer yet"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                delay = (delay * 2).min(std::time::Duration::from_secs(60));
+            }
+        });
+    }
+
+    // Leader election: controllers run only while this replica leads.
+    let (leader_tx, mut leader_rx) = watch::channel(!args.leader_election);
+    let elector_shutdown = CancellationToken::new();
+    let elector_task = if args.leader_election {
+        let elector = LeaderElector::new(
+            client.clone(),
+            LeaseConfig {
+                namespace: operator_namespace.clone(),
+                name: args.lease_name.clone(),
+                identity: default_identity(),
+                lease_duration: args.lease_duration,
+            },
+        );
+        Some(tokio::spawn(elector.run(leader_tx, elector_shutdown.clone())))
+    } else {
+        drop(leader_tx);
+        None
+    };
+    if args.leader_election {
+        info!(lease = %args.lease_name, "waiting to become the leader");
+        tokio::select! {
+            r = leader_rx.wait_for(|leading| *leading) => { r.context("leader election ended")?; }
+            _ = shutdown.cancelled() => {
+                elector_shutdown.cancel();
+                return finish(http_task, embedded).await;
+            }
+        }
+    }
+    metrics.set_leader(true);
+    info!("leading: starting the controllers");
+
+    // Stop the controllers on the shutdown signal, or when leadership is lost.
+    let stop = CancellationToken::new();
+    if args.leader_election {
+        let stop = stop.clone();
+        let mut leader_rx = leader_rx.clone();
+        tokio::spawn(async move {
+            if leader_rx.wait_for(|leading| !*leading).await.is_ok() {
+                error!("lost the leader lease: stopping the controllers");
+                stop.cancel();
+            }
+        });
+    }
+    {
+        let stop = stop.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            stop.cancel();
+        });
+    }
+
+    let settings = Settings {
+        name_template,
+        self_roles,
+        rollout_restart: args.rollout_restart,
+        default_refresh: std::time::Duration::from_secs(3600),
+        hmac_key,
+    };
+    let controller_metrics: Arc<dyn ControllerMetrics> = metrics.clone();
+    let health_synced = health.clone();
+    runner::run(
+        client,
+        privx,
+        settings,
+        controller_metrics,
+        RunOptions {
+            namespaces: args.namespaces.clone(),
+            concurrency: args.concurrency,
+            instance: std::env::var("POD_NAME").ok(),
+        },
+        stop.clone(),
+        move || health_synced.set_watches_synced(true),
+    )
+    .await;
+    metrics.set_leader(false);
+
+    // Controllers have drained: now let a standby take over.
+    elector_shutdown.cancel();
+    if let Some(task) = elector_task {
+        let _ = task.await;
+    }
+    let lost_leadership = !shutdown.is_cancelled();
+    shutdown.cancel();
+    finish(http_task, embedded).await?;
+    if lost_leadership {
+        bail!("lost leadership; exiting so that the pod restarts as a standby");
+    }
+    Ok(())
+}
+
+async fn finish(
+    http_task: tokio::task::JoinHandle<Result<(), http::HttpError>>,
+    embedded: Option<crate::sim::Simulator>,
+) -> anyhow::Result<()> {
+    if let Some(sim) = embedded {
+        sim.shutdown().await;
+    }
+    match http_task.await {
+        Ok(result) => result.context("HTTP endpoints")?,
+        Err(e) => bail!("HTTP endpoints task failed: {e}"),
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// A client for the cluster in the kube context (or in-cluster), checked with one request so
+/// that "no cluster" is one clear line instead of a stream of watch errors.
+async fn kube_client() -> anyhow::Result<kube::Client> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("no Kubernetes cluster configured ({e}); set KUBECONFIG or a kube context, or run in a cluster"))?;
+    client
+        .apiserver_version()
+        .await
+        .map_err(|e| anyhow::anyhow!("the Kubernetes cluster is not reachable ({e}); check your kube context"))?;
+    Ok(client)
+}
+
+/// Try-it mode: creates the CRDs when the cluster does not have them (never replaces them).
+async fn install_crds_if_missing(client: &kube::Client) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crate::crd::all_crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        if api.get_opt(&name).await.with_context(|| format!("reading CRD {name}"))?.is_none() {
+            api.create(&PostParams::default(), &crd)
+                .await
+                .with_context(|| format!("creating CRD {name}"))?;
+            info!(crd = %name, "installed CRD");
+        }
+    }
+    Ok(())
+}

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::PrivxError;
+
 /// The password-policy generation setting (`auto` detects once and remembers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum PolicyGenerationSetting {
@@ -44,6 +46,13 @@ pub enum CredentialSource {
         api_client_id: PathBuf,
         api_client_secret: PathBuf,
     },
+    /// Each value on its own: given directly or in a file (files are re-read when they change).
+    Mixed {
+        oauth_client_id: CredentialValue,
+        oauth_client_secret: CredentialValue,
+        api_client_id: CredentialValue,
+        api_client_secret: CredentialValue,
+    },
 }
 
 /// Everything the client needs.
@@ -60,4 +69,420 @@ pub struct PrivxConfig {
     pub max_retries: u32,
     /// First backoff between retries (doubles, with jitter).
     pub retry_base_delay: Duration,
+}
+
+/// One credential value: given directly, or the path of a file that holds it. `Debug` never
+/// shows a direct value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum CredentialValue {
+    Value(String),
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for CredentialValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Value(_) => f.write_str("Value(<redacted>)"),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
+}
+
+/// Environment variable names (those of PrivX's own SDK); each also has a `*_FILE` variant.
+pub const ENV_BASE_URL: &str = "PRIVX_API_BASE_URL";
+pub const ENV_API_CLIENT_ID: &str = "PRIVX_API_CLIENT_ID";
+pub const ENV_API_CLIENT_SECRET: &str = "PRIVX_API_CLIENT_SECRET";
+pub const ENV_OAUTH_CLIENT_ID: &str = "PRIVX_API_OAUTH_CLIENT_ID";
+pub const ENV_OAUTH_CLIENT_SECRET: &str = "PRIVX_API_OAUTH_CLIENT_SECRET";
+pub const ENV_CA_FILE: &str = "PRIVX_CA_FILE";
+pub const ENV_CA_ONLY: &str = "PRIVX_CA_ONLY";
+pub const ENV_TIMEOUT: &str = "PRIVX_TIMEOUT";
+pub const ENV_POLICY_GENERATION: &str = "PRIVX_POLICY_GENERATION";
+
+/// Defaults of the settings that have one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+pub const DEFAULT_RETRY_BASE_DELAY: Duration = Duration::from_millis(200);
+
+impl CredentialSource {
+    /// All four values in a per-value form (whatever the variant).
+    pub(crate) fn values(&self) -> [CredentialValue; 4] {
+        match self {
+            Self::Static(c) => [
+                CredentialValue::Value(c.oauth_client_id.clone()),
+                CredentialValue::Value(c.oauth_client_secret.clone()),
+                CredentialValue::Value(c.api_client_id.clone()),
+                CredentialValue::Value(c.api_client_secret.clone()),
+            ],
+            Self::Files {
+                oauth_client_id,
+                oauth_client_secret,
+                api_client_id,
+                api_client_secret,
+            } => [
+                CredentialValue::File(oauth_client_id.clone()),
+                CredentialValue::File(oauth_client_secret.clone()),
+                CredentialValue::File(api_client_id.clone()),
+                CredentialValue::File(api_client_secret.clone()),
+            ],
+            Self::Mixed {
+                oauth_client_id,
+                oauth_client_secret,
+                api_client_id,
+                api_client_secret,
+            } => [
+                oauth_client_id.clone(),
+                oauth_client_secret.clone(),
+                api_client_id.clone(),
+                api_client_secret.clone(),
+            ],
+        }
+    }
+
+    /// Reads the four credentials from the environment (`PRIVX_API_OAUTH_CLIENT_ID`,
+    /// `PRIVX_API_OAUTH_CLIENT_SECRET`, `PRIVX_API_CLIENT_ID`, `PRIVX_API_CLIENT_SECRET`, each or
+    /// its `*_FILE` variant). Files are only named here; they are read (and re-read when they
+    /// change) by the client.
+    pub fn from_env() -> Result<Self, PrivxError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    pub(crate) fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, PrivxError> {
+        let names = [
+            ENV_OAUTH_CLIENT_ID,
+            ENV_OAUTH_CLIENT_SECRET,
+            ENV_API_CLIENT_ID,
+            ENV_API_CLIENT_SECRET,
+        ];
+        let mut values = Vec::with_capacity(4);
+        for name in names {
+            values.push(env_value(lookup, name)?.ok_or_else(|| {
+                PrivxError::Config(format!("{name} (or {name}_FILE) is not set"))
+            })?);
+        }
+        let [
+            oauth_client_id,
+            oauth_client_secret,
+            api_client_id,
+            api_client_secret,
+        ]: [CredentialValue; 4] = values.try_into().expect("four values");
+        Ok(Self::from_values(
+            oauth_client_id,
+            oauth_client_secret,
+            api_client_id,
+            api_client_secret,
+        ))
+    }
+
+    /// Picks the simplest variant that holds the four values.
+    pub fn from_values(
+        oauth_client_id: CredentialValue,
+        oauth_client_secret: CredentialValue,
+        api_client_id: CredentialValue,
+        api_client_secret: CredentialValue,
+    ) -> Self {
+        use CredentialValue::{File, Value};
+        match (
+            oauth_client_id,
+            oauth_client_secret,
+            api_client_id,
+            api_client_secret,
+        ) {
+            (Value(a), Value(b), Value(c), Value(d)) => Self::Static(Credentials {
+                oauth_client_id: a,
+                oauth_client_secret: b,
+                api_client_id: c,
+                api_client_secret: d,
+            }),
+            (File(a), File(b), File(c), File(d)) => Self::Files {
+                oauth_client_id: a,
+                oauth_client_secret: b,
+                api_client_id: c,
+                api_client_secret: d,
+            },
+            (a, b, c, d) => Self::Mixed {
+                oauth_client_id: a,
+                oauth_client_secret: b,
+                api_client_id: c,
+                api_client_secret: d,
+            },
+        }
+    }
+}
+
+/// `NAME` or `NAME_FILE`; both set is refused as ambiguous. Empty values count as unset.
+fn env_value(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<CredentialValue>, PrivxError> {
+    let file_name = format!("{name}_FILE");
+    let direct = lookup(name).filter(|v| !v.is_empty());
+    let file = lookup(&file_name).filter(|v| !v.trim().is_empty());
+    match (direct, file) {
+        (Some(_), Some(_)) => Err(PrivxError::Config(format!(
+            "both {name} and {file_name} are set; set only one"
+        ))),
+        (Some(value), None) => Ok(Some(CredentialValue::Value(value))),
+        (None, Some(path)) => Ok(Some(CredentialValue::File(PathBuf::from(path.trim())))),
+        (None, None) => Ok(None),
+    }
+}
+
+impl PrivxConfig {
+    /// A configuration with defaults for everything but the URL and the credentials.
+    pub fn new(base_url: impl Into<String>, credentials: CredentialSource) -> Self {
+        Self {
+            base_url: base_url.into(),
+            ca_file: None,
+            ca_only: false,
+            credentials,
+            timeout: DEFAULT_TIMEOUT,
+            policy_generation: PolicyGenerationSetting::Auto,
+            max_retries: DEFAULT_MAX_RETRIES,
+            retry_base_delay: DEFAULT_RETRY_BASE_DELAY,
+        }
+    }
+
+    /// Reads the whole configuration from the environment: `PRIVX_API_BASE_URL` (or
+    /// `PRIVX_API_BASE_URL_FILE`), the four credentials (see [`CredentialSource::from_env`]),
+    /// `PRIVX_CA_FILE`, `PRIVX_CA_ONLY`, `PRIVX_TIMEOUT`, `PRIVX_POLICY_GENERATION`. The runtime
+    /// overlays its flags on top.
+    pub fn from_env() -> Result<Self, PrivxError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    pub(crate) fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, PrivxError> {
+        let base_url = match env_value(lookup, ENV_BASE_URL)? {
+            Some(CredentialValue::Value(url)) => url,
+            Some(CredentialValue::File(path)) => std::fs::read_to_string(&path)
+                .map_err(|e| {
+                    PrivxError::Config(format!(
+                        "{ENV_BASE_URL}_FILE: cannot read {}: {e}",
+                        path.display()
+                    ))
+                })?
+                .trim()
+                .to_string(),
+            None => {
+                return Err(PrivxError::Config(format!(
+                    "{ENV_BASE_URL} (or {ENV_BASE_URL}_FILE) is not set"
+                )));
+            }
+        };
+        let mut config = Self::new(base_url, CredentialSource::from_lookup(lookup)?);
+        config.ca_file = lookup(ENV_CA_FILE)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| PathBuf::from(v.trim()));
+        if let Some(v) = lookup(ENV_CA_ONLY).filter(|v| !v.trim().is_empty()) {
+            config.ca_only = parse_bool(&v).ok_or_else(|| {
+                PrivxError::Config(format!("{ENV_CA_ONLY}: {v:?} is not true or false"))
+            })?;
+            if config.ca_only && config.ca_file.is_none() {
+                return Err(PrivxError::Config(format!(
+                    "{ENV_CA_ONLY} is set but {ENV_CA_FILE} is not"
+                )));
+            }
+        }
+        if let Some(v) = lookup(ENV_TIMEOUT).filter(|v| !v.trim().is_empty()) {
+            config.timeout = crate::crd::duration::parse_duration(&v)
+                .map_err(|e| PrivxError::Config(format!("{ENV_TIMEOUT}: {e}")))?;
+        }
+        if let Some(v) = lookup(ENV_POLICY_GENERATION).filter(|v| !v.trim().is_empty()) {
+            config.policy_generation = v.parse()?;
+        }
+        Ok(config)
+    }
+
+    /// The base URL, checked: https, or plain http to a loopback host only; no query,
+    /// fragment or user info. Trailing slashes are dropped.
+    pub fn checked_base_url(&self) -> Result<url::Url, PrivxError> {
+        let text = self.base_url.trim().trim_end_matches('/');
+        let url = url::Url::parse(text)
+            .map_err(|e| PrivxError::Config(format!("base URL {text:?} is not a URL: {e}")))?;
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(PrivxError::Config(format!(
+                "base URL {text:?} must not have a query or fragment"
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(PrivxError::Config(
+                "base URL must not carry user info; credentials come from the environment or files"
+                    .into(),
+            ));
+        }
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(&url) => {}
+            "http" => {
+                return Err(PrivxError::Config(format!(
+                    "base URL {text:?} uses plain http to a non-loopback host; use https"
+                )));
+            }
+            other => {
+                return Err(PrivxError::Config(format!(
+                    "base URL {text:?} has scheme {other:?}; use https"
+                )));
+            }
+        }
+        if url.host().is_none() {
+            return Err(PrivxError::Config(format!("base URL {text:?} has no host")));
+        }
+        Ok(url)
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+impl std::str::FromStr for PolicyGenerationSetting {
+    type Err = PrivxError;
+    fn from_str(s: &str) -> Result<Self, PrivxError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "v34" | "34" => Ok(Self::V34),
+            "v35" | "35" => Ok(Self::V35),
+            other => Err(PrivxError::Config(format!(
+                "policy generation {other:?} is not one of auto, v34, v35"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const ALL_VALUES: [(&str, &str); 5] = [
+        (ENV_BASE_URL, "https://privx.example.com"),
+        (ENV_OAUTH_CLIENT_ID, "privx-external"),
+        (ENV_OAUTH_CLIENT_SECRET, "oauth-s3cret"),
+        (ENV_API_CLIENT_ID, "api-id"),
+        (ENV_API_CLIENT_SECRET, "api-s3cret"),
+    ];
+
+    #[test]
+    fn values_from_the_environment_are_static_and_redacted() {
+        let config = PrivxConfig::from_lookup(&lookup(&ALL_VALUES)).unwrap();
+        assert_eq!(config.base_url, "https://privx.example.com");
+        assert!(
+            matches!(&config.credentials, CredentialSource::Static(c) if c.api_client_secret == "api-s3cret")
+        );
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert_eq!(config.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(config.policy_generation, PolicyGenerationSetting::Auto);
+    }
+
+    #[test]
+    fn file_variants_are_named_not_read() {
+        let vars = [
+            (ENV_BASE_URL, "https://privx.example.com"),
+            ("PRIVX_API_OAUTH_CLIENT_ID_FILE", "/s/oid"),
+            ("PRIVX_API_OAUTH_CLIENT_SECRET_FILE", "/s/osecret"),
+            ("PRIVX_API_CLIENT_ID_FILE", "/s/id"),
+            ("PRIVX_API_CLIENT_SECRET_FILE", "/s/secret"),
+        ];
+        let config = PrivxConfig::from_lookup(&lookup(&vars)).unwrap();
+        assert!(
+            matches!(&config.credentials, CredentialSource::Files { api_client_secret, .. } if api_client_secret == &PathBuf::from("/s/secret"))
+        );
+    }
+
+    #[test]
+    fn mixed_sources_keep_each_value_where_it_is() {
+        let vars = [
+            (ENV_OAUTH_CLIENT_ID, "privx-external"),
+            ("PRIVX_API_OAUTH_CLIENT_SECRET_FILE", "/s/osecret"),
+            (ENV_API_CLIENT_ID, "api-id"),
+            ("PRIVX_API_CLIENT_SECRET_FILE", "/s/secret"),
+        ];
+        let source = CredentialSource::from_lookup(&lookup(&vars)).unwrap();
+        let values = source.values();
+        assert_eq!(values[0], CredentialValue::Value("privx-external".into()));
+        assert_eq!(values[3], CredentialValue::File("/s/secret".into()));
+        assert!(matches!(source, CredentialSource::Mixed { .. }));
+    }
+
+    #[test]
+    fn missing_or_ambiguous_settings_name_the_variable() {
+        let err = PrivxConfig::from_lookup(&lookup(&ALL_VALUES[..4])).unwrap_err();
+        assert!(err.to_string().contains(ENV_API_CLIENT_SECRET), "{err}");
+        let mut vars = ALL_VALUES.to_vec();
+        vars.push(("PRIVX_API_CLIENT_SECRET_FILE", "/x"));
+        let err = PrivxConfig::from_lookup(&lookup(&vars)).unwrap_err();
+        assert!(
+            err.to_string().contains("PRIVX_API_CLIENT_SECRET_FILE"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("api-s3cret"));
+        let err = PrivxConfig::from_lookup(&lookup(&ALL_VALUES[1..])).unwrap_err();
+        assert!(err.to_string().contains(ENV_BASE_URL), "{err}");
+    }
+
+    #[test]
+    fn optional_settings_are_read() {
+        let mut vars = ALL_VALUES.to_vec();
+        vars.extend([
+            (ENV_CA_FILE, "/etc/privx/ca.pem"),
+            (ENV_CA_ONLY, "true"),
+            (ENV_TIMEOUT, "5s"),
+            (ENV_POLICY_GENERATION, "v34"),
+        ]);
+        let config = PrivxConfig::from_lookup(&lookup(&vars)).unwrap();
+        assert_eq!(config.ca_file, Some(PathBuf::from("/etc/privx/ca.pem")));
+        assert!(config.ca_only);
+        assert_eq!(config.timeout, Duration::from_secs(5));
+        assert_eq!(config.policy_generation, PolicyGenerationSetting::V34);
+        let mut vars = ALL_VALUES.to_vec();
+        vars.push((ENV_POLICY_GENERATION, "v99"));
+        assert!(PrivxConfig::from_lookup(&lookup(&vars)).is_err());
+        let mut vars = ALL_VALUES.to_vec();
+        vars.push((ENV_CA_ONLY, "true"));
+        assert!(PrivxConfig::from_lookup(&lookup(&vars)).is_err());
+    }
+
+    #[test]
+    fn base_url_rules() {
+        let check = |url: &str| {
+            PrivxConfig::new(
+                url,
+                CredentialSource::from_lookup(&lookup(&ALL_VALUES)).unwrap(),
+            )
+            .checked_base_url()
+        };
+        assert!(check("https://privx.example.com/").is_ok());
+        assert!(check("https://privx.example.com/prefix").is_ok());
+        assert!(check("http://127.0.0.1:8443").is_ok());
+        assert!(check("http://[::1]:8443").is_ok());
+        assert!(check("http://localhost:8443").is_ok());
+        assert!(check("http://privx.example.com").is_err());
+        assert!(check("http://10.0.0.1").is_err());
+        assert!(check("ftp://privx.example.com").is_err());
+        assert!(check("https://user:pw@privx.example.com").is_err());
+        assert!(check("https://privx.example.com/?x=1").is_err());
+        assert!(check("privx.example.com").is_err());
+    }
 }

@@ -1,0 +1,277 @@
+//! Shared harness of the reconcile tests: the real PrivX simulator on 127.0.0.1, a fake
+//! Kubernetes API (see `fake_kube`), and a controller `Context` wired to both.
+
+#![allow(dead_code)]
+
+pub mod fake_kube;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use privx_operator::controller::hashing::HmacKey;
+use privx_operator::controller::{Context, Error, NoMetrics, Settings, password_policy, vault_secret};
+use privx_operator::crd::{PasswordPolicy, VaultSecret};
+use privx_operator::privx::config::CredentialSource;
+use privx_operator::privx::{Credentials, PrivxClient, PrivxConfig};
+use privx_operator::sim::{SimCredentials, SimOptions, Simulator};
+use serde_json::{Value, json};
+
+pub use fake_kube::FakeKube;
+
+pub const NS: &str = "demo";
+
+pub fn vs_path(ns: &str, name: &str) -> String {
+    format!("/apis/privx-operator.dev/v1alpha1/namespaces/{ns}/vaultsecrets/{name}")
+}
+
+pub fn policy_path(name: &str) -> String {
+    format!("/apis/privx-operator.dev/v1alpha1/passwordpolicies/{name}")
+}
+
+pub fn secret_path(ns: &str, name: &str) -> String {
+    format!("/api/v1/namespaces/{ns}/secrets/{name}")
+}
+
+pub fn privx_client_for(sim: &Simulator, creds: SimCredentials) -> PrivxClient {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut config = PrivxConfig::new(
+        sim.base_url(),
+        CredentialSource::Static(Credentials {
+            oauth_client_id: creds.oauth_client_id.clone(),
+            oauth_client_secret: creds.oauth_client_secret.clone(),
+            api_client_id: creds.api_client_id.clone(),
+            api_client_secret: creds.api_client_secret.clone(),
+        }),
+    );
+    config.max_retries = 1;
+    config.retry_base_delay = Duration::from_millis(5);
+    PrivxClient::new(config).expect("client config")
+}
+
+pub struct Harness {
+    pub kube: FakeKube,
+    pub sim: Simulator,
+    pub ctx: Arc<Context>,
+    /// A PrivX client of another API client ("someone-else"), to change PrivX behind our back.
+    pub someone_else: PrivxClient,
+    vs_writer: Writer<DeserializeGuard<VaultSecret>>,
+    policy_writer: Writer<DeserializeGuard<PasswordPolicy>>,
+    ns_writer: Writer<PartialObjectMeta<Namespace>>,
+}
+
+impl Harness {
+    pub async fn new() -> Self {
+        Self::with_options(SimOptions::default()).await
+    }
+
+    pub async fn with_options(options: SimOptions) -> Self {
+        let sim = Simulator::start(options).await.expect("simulator starts");
+        let privx = privx_client_for(&sim, sim.credentials());
+        let someone_else = privx_client_for(&sim, sim.credentials_of("someone-else").expect("demo seed"));
+        let kube = FakeKube::default();
+        let client = kube.client();
+        let (vs_store, vs_writer) = reflector::store();
+        let (policy_store, policy_writer) = reflector::store();
+        let (ns_store, ns_writer) = reflector::store();
+        let ctx = Arc::new(Context {
+            client: client.clone(),
+            privx,
+            settings: Settings {
+                self_roles: vec!["privx-operator".into()],
+                hmac_key: HmacKey::new(vec![42; 32]),
+                ..Settings::default()
+            },
+            metrics: Arc::new(NoMetrics),
+            recorder: Recorder::new(
+                client,
+                Reporter {
+                    controller: "privx-operator-test".into(),
+                    instance: None,
+                },
+            ),
+            roles: Default::default(),
+            backoff: Default::default(),
+            vault_secrets: vec![vs_store],
+            policies: policy_store,
+            namespaces: ns_store,
+        });
+        let mut h = Self {
+            kube,
+            sim,
+            ctx,
+            someone_else,
+            vs_writer,
+            policy_writer,
+            ns_writer,
+        };
+        h.namespace(NS, json!({}));
+        h
+    }
+
+    /// Puts a Namespace (metadata only) with these annotations into the store.
+    pub fn namespace(&mut self, name: &str, annotations: Value) {
+        let ns: PartialObjectMeta<Namespace> = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "annotations": annotations},
+        }))
+        .unwrap();
+        self.ns_writer.apply_watcher_event(&watcher::Event::Apply(ns));
+    }
+
+    /// Creates a Secret in the fake API.
+    pub fn secret(&self, ns: &str, name: &str, data: &[(&str, &str)]) {
+        use base64::Engine;
+        let data: serde_json::Map<String, Value> = data
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(base64::engine::general_purpose::STANDARD.encode(v))))
+            .collect();
+        self.kube.put(
+            &secret_path(ns, name),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns}, "type": "Opaque", "data": data}),
+        );
+    }
+
+    /// The data of a Secret in the fake API, decoded.
+    pub fn secret_data(&self, ns: &str, name: &str) -> Option<std::collections::BTreeMap<String, String>> {
+        use base64::Engine;
+        let s = self.kube.get(&secret_path(ns, name))?;
+        Some(
+            s["data"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| {
+                            let bytes = base64::engine::general_purpose::STANDARD
+                                .decode(v.as_str().unwrap())
+                                .unwrap();
+                            (k.clone(), String::from_utf8(bytes).unwrap())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Creates or replaces a VaultSecret (spec given as JSON) in the fake API.
+    pub fn vault_secret(&self, name: &str, spec: Value) {
+        self.vault_secret_with(name, spec, json!({}));
+    }
+
+    pub fn vault_secret_with(&self, name: &str, spec: Value, metadata_extra: Value) {
+        let path = vs_path(NS, name);
+        let mut object = json!({
+            "apiVersion": "privx-operator.dev/v1alpha1", "kind": "VaultSecret",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": spec,
+        });
+        if let Some(existing) = self.kube.get(&path) {
+            object["metadata"] = existing["metadata"].clone();
+            object["status"] = existing["status"].clone();
+            let g = existing["metadata"]["generation"].as_i64().unwrap_or(1);
+            if existing["spec"] != object["spec"] {
+                object["metadata"]["generation"] = json!(g + 1);
+            }
+        }
+        if let (Some(m), Some(extra)) = (object["metadata"].as_object_mut(), metadata_extra.as_object()) {
+            for (k, v) in extra {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+        self.kube.put(&path, object);
+    }
+
+    /// The VaultSecret as the fake API holds it now.
+    pub fn get_vs(&self, name: &str) -> VaultSecret {
+        serde_json::from_value(self.kube.get(&vs_path(NS, name)).expect("VaultSecret exists")).unwrap()
+    }
+
+    /// Reconciles the VaultSecret once, as the controller would after a watch event.
+    pub async fn reconcile(&mut self, name: &str) -> Result<Action, Error> {
+        let vs = self.get_vs(name);
+        self.vs_writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(vs.clone()))));
+        vault_secret::reconcile(Arc::new(DeserializeGuard(Ok(vs))), self.ctx.clone()).await
+    }
+
+    /// A PasswordPolicy in the fake API and in the store.
+    pub fn policy(&mut self, name: &str, spec: Value) {
+        let path = policy_path(name);
+        let mut object = json!({
+            "apiVersion": "privx-operator.dev/v1alpha1", "kind": "PasswordPolicy",
+            "metadata": {"name": name}, "spec": spec,
+        });
+        if let Some(existing) = self.kube.get(&path) {
+            object["metadata"] = existing["metadata"].clone();
+            object["status"] = existing["status"].clone();
+            if existing["spec"] != object["spec"] {
+                let g = existing["metadata"]["generation"].as_i64().unwrap_or(1);
+                object["metadata"]["generation"] = json!(g + 1);
+            }
+        }
+        self.kube.put(&path, object);
+        self.sync_policy_store(name);
+    }
+
+    fn sync_policy_store(&mut self, name: &str) {
+        if let Some(v) = self.kube.get(&policy_path(name)) {
+            let p: PasswordPolicy = serde_json::from_value(v).unwrap();
+            self.policy_writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(p))));
+        }
+    }
+
+    pub fn get_policy(&self, name: &str) -> PasswordPolicy {
+        serde_json::from_value(self.kube.get(&policy_path(name)).expect("PasswordPolicy exists")).unwrap()
+    }
+
+    pub async fn reconcile_policy(&mut self, name: &str) -> Result<Action, Error> {
+        let p = self.get_policy(name);
+        self.sync_policy_store(name);
+        password_policy::reconcile(Arc::new(DeserializeGuard(Ok(p))), self.ctx.clone()).await
+    }
+
+    /// Marks an object deleted the way the API server does when it has finalizers.
+    pub fn delete(&self, path: &str) {
+        let mut o = self.kube.get(path).expect("object exists");
+        if o["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
+            o["metadata"]["deletionTimestamp"] = json!("2026-11-23T03:00:00Z");
+            self.kube.put(path, o);
+        } else {
+            self.kube.remove(path);
+        }
+    }
+
+    /// PrivX writes (non-GET API calls, token grants excluded) the simulator saw.
+    pub fn privx_writes(&self) -> Vec<String> {
+        self.sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.method != "GET" && !r.route.contains("/oauth/token") && !r.route.contains("/roles/resolve"))
+            .map(|r| format!("{} {}", r.method, r.route))
+            .collect()
+    }
+
+    /// PrivX reads of secrets and policies.
+    pub fn privx_reads(&self) -> Vec<String> {
+        self.sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "GET")
+            .map(|r| format!("{} {}", r.method, r.route))
+            .collect()
+    }
+
+    pub fn ready_reason(&self, name: &str) -> (String, String, String) {
+        let vs = self.get_vs(name);
+        let c = vs
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned())
+            .expect("Ready condition");
+        (c.status, c.reason, c.message)
+    }
+}

@@ -1242,3 +1242,101 @@ fn cli_prints_its_json_line() {
     assert!(status["app_version"].as_str().unwrap().starts_with("35."));
     assert_eq!(fault_status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn admin_token_lifetime_and_expiry() {
+    let sim = start_default().await;
+    let admin = http();
+    let base = sim.base_url();
+    let api = Api::operator(&sim).await;
+    let lifetime: Value = admin
+        .get(format!("{base}/_sim/token-lifetime"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(lifetime["seconds"], 1800);
+    let response = admin
+        .put(format!("{base}/_sim/token-lifetime"))
+        .json(&json!({"seconds": 60}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let granted: Value = grant(&admin, &sim, &sim.credentials())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(granted["expires_in"], 60);
+    let response = admin
+        .post(format!("{base}/_sim/tokens/expire"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    assert_eq!(
+        api.get("/vault/api/v1/secrets").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let response = admin
+        .put(format!(
+            "{base}/_sim/policies/{}/in-use",
+            demo::POLICY_DEFAULT_ROTATION
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let api = Api::operator(&sim).await;
+    let (status, _) = api
+        .delete(&format!("{POLICY}/{}", demo::POLICY_DEFAULT_ROTATION))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let response = admin
+        .put(format!("{base}/_sim/policies/no-such-id/in-use"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn cli_with_tls_writes_the_certificate() {
+    use std::io::BufRead;
+    let ca_file = std::env::temp_dir().join(format!("sim-ca-{}.pem", std::process::id()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_privx-operator"))
+        .args(["sim", "--listen", "127.0.0.1:0", "--tls", "--ca-out"])
+        .arg(&ca_file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _child = KillOnDrop(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let settings: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    assert_eq!(settings["PRIVX_CA_FILE"], ca_file.display().to_string());
+    let base = settings["PRIVX_API_BASE_URL"].as_str().unwrap().to_string();
+    assert!(base.starts_with("https://127.0.0.1:"));
+    let pem = std::fs::read(&ca_file).unwrap();
+    let _ = std::fs::remove_file(&ca_file);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let status = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+            .build()
+            .unwrap()
+            .get(format!("{base}/vault/api/v1/status"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, StatusCode::OK);
+}

@@ -22,36 +22,74 @@ const PRIVX_NAME: &str = "k8s/demo/db";
 #[tokio::test]
 async fn push_creates_once_mirrors_and_then_stays_quiet() {
     let mut h = Harness::new().await;
-    h.secret(NS, "db-creds", &[("username", "app"), ("password", "pa55-value")]);
+    h.secret(
+        NS,
+        "db-creds",
+        &[("username", "app"), ("password", "pa55-value")],
+    );
     h.vault_secret("db", push_spec());
     h.sim.clear_requests();
 
     h.reconcile("db").await.expect("first reconcile");
 
     // PrivX holds the data with the declared roles plus the operator's own.
-    let stored = h.someone_else.get_secret(&SecretLocation::Shared, PRIVX_NAME).await.unwrap();
+    let stored = h
+        .someone_else
+        .get_secret(&SecretLocation::Shared, PRIVX_NAME)
+        .await
+        .unwrap();
     assert_eq!(stored.data.unwrap().0["password"], "pa55-value");
     let read: Vec<_> = stored.read_roles.iter().map(|r| r.id.as_str()).collect();
-    assert!(read.contains(&"10000000-0000-4000-8000-000000000002"), "app-readers: {read:?}");
-    assert!(read.contains(&"10000000-0000-4000-8000-000000000001"), "the operator's own role: {read:?}");
-    assert_eq!(h.privx_writes(), ["POST /vault/api/v1/secrets"]);
+    assert!(
+        read.contains(&"10000000-0000-4000-8000-000000000002"),
+        "app-readers: {read:?}"
+    );
+    assert!(
+        read.contains(&"10000000-0000-4000-8000-000000000001"),
+        "the operator's own role: {read:?}"
+    );
+    assert_eq!(
+        h.privx_writes(),
+        ["POST /vault/api/v1/secrets"],
+        "exactly one PrivX write"
+    );
 
     // Mirror, owner reference, label, hash.
-    let mirror = h.kube.get(&secret_path(NS, "db-creds-mirror")).expect("mirror written");
-    assert_eq!(h.secret_data(NS, "db-creds-mirror").unwrap()["password"], "pa55-value");
-    assert_eq!(mirror["metadata"]["labels"]["app.kubernetes.io/managed-by"], "privx-operator");
-    assert_eq!(mirror["metadata"]["ownerReferences"][0]["kind"], "VaultSecret");
+    let mirror = h
+        .kube
+        .get(&secret_path(NS, "db-creds-mirror"))
+        .expect("mirror written");
+    assert_eq!(
+        h.secret_data(NS, "db-creds-mirror").unwrap()["password"],
+        "pa55-value"
+    );
+    assert_eq!(
+        mirror["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "privx-operator"
+    );
+    assert_eq!(
+        mirror["metadata"]["ownerReferences"][0]["kind"],
+        "VaultSecret"
+    );
     let vs = h.get_vs("db");
     let status = vs.status.clone().unwrap();
     let hash = status.data_hash.clone().unwrap();
-    assert_eq!(mirror["metadata"]["annotations"]["privx-operator.dev/data-hash"], hash.as_str());
+    assert_eq!(
+        mirror["metadata"]["annotations"]["privx-operator.dev/data-hash"],
+        hash.as_str()
+    );
     assert_eq!(h.ready_reason("db").1, "Synced");
     assert_eq!(status.privx.as_ref().unwrap().name, PRIVX_NAME);
     assert!(h.kube.event_reasons().contains(&"Created".to_string()));
 
     // Economy of a new object: one PrivX write (above); in Kubernetes one label patch of the
     // source, one mirror apply, one status apply.
-    let writes: Vec<String> = h.kube.writes().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    let writes: Vec<String> = h
+        .kube
+        .writes()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
     assert_eq!(
         writes,
         [
@@ -73,7 +111,12 @@ async fn push_creates_once_mirrors_and_then_stays_quiet() {
     // except the mirrored Secret itself.
     let status_text = serde_json::to_string(&h.get_vs("db").status).unwrap();
     assert!(!status_text.contains("pa55-value"));
-    assert!(h.kube.event_notes().iter().all(|n| !n.contains("pa55-value")));
+    assert!(
+        h.kube
+            .event_notes()
+            .iter()
+            .all(|n| !n.contains("pa55-value"))
+    );
 }
 
 #[tokio::test]
@@ -100,12 +143,22 @@ async fn source_change_is_pushed_and_restarts_targets_once() {
     h.secret(NS, "db-creds", &[("password", "v2")]);
     h.kube.clear_requests();
     h.reconcile("db").await.unwrap();
-    let stored = h.someone_else.get_secret(&SecretLocation::Shared, PRIVX_NAME).await.unwrap();
+    let stored = h
+        .someone_else
+        .get_secret(&SecretLocation::Shared, PRIVX_NAME)
+        .await
+        .unwrap();
     assert_eq!(stored.data.unwrap().0["password"], "v2");
-    assert_eq!(h.secret_data(NS, "db-creds-mirror").unwrap()["password"], "v2");
+    assert_eq!(
+        h.secret_data(NS, "db-creds-mirror").unwrap()["password"],
+        "v2"
+    );
     assert_eq!(deployment_patches(&h), 1);
     let hash = h.get_vs("db").status.unwrap().data_hash.unwrap();
-    let deployment = h.kube.get("/apis/apps/v1/namespaces/demo/deployments/web").unwrap();
+    let deployment = h
+        .kube
+        .get("/apis/apps/v1/namespaces/demo/deployments/web")
+        .unwrap();
     assert_eq!(
         deployment["spec"]["template"]["metadata"]["annotations"]["privx-operator.dev/data-hash"],
         hash.as_str()
@@ -125,7 +178,11 @@ async fn drift_in_privx_is_put_back_with_an_event() {
     h.vault_secret("db", push_spec());
     h.reconcile("db").await.unwrap();
 
-    let current = h.someone_else.get_secret(&SecretLocation::Shared, PRIVX_NAME).await.unwrap();
+    let current = h
+        .someone_else
+        .get_secret(&SecretLocation::Shared, PRIVX_NAME)
+        .await
+        .unwrap();
     h.someone_else
         .update_secret(
             &SecretLocation::Shared,
@@ -140,40 +197,94 @@ async fn drift_in_privx_is_put_back_with_an_event() {
         .unwrap();
 
     h.reconcile("db").await.unwrap();
-    let stored = h.someone_else.get_secret(&SecretLocation::Shared, PRIVX_NAME).await.unwrap();
+    let stored = h
+        .someone_else
+        .get_secret(&SecretLocation::Shared, PRIVX_NAME)
+        .await
+        .unwrap();
     assert_eq!(stored.data.unwrap().0["password"], "declared");
-    assert!(h.kube.event_reasons().contains(&"DriftCorrected".to_string()));
-    assert_eq!(h.secret_data(NS, "db-creds-mirror").unwrap()["password"], "declared");
+    assert!(
+        h.kube
+            .event_reasons()
+            .contains(&"DriftCorrected".to_string())
+    );
+    assert_eq!(
+        h.secret_data(NS, "db-creds-mirror").unwrap()["password"],
+        "declared"
+    );
 }
 
 #[tokio::test]
 async fn existing_privx_secret_is_not_overwritten_without_adopt() {
     let mut h = Harness::new().await;
-    h.namespace(NS, json!({"privx-operator.dev/allowed-names": "legacy/*"}));
+    h.namespace(
+        NS,
+        json!({"privx-operator.dev/allowed-names": "legacy/*, shared/*"}),
+    );
+    // Someone created shared/db by hand, readable and writable by the operator's role.
+    let operator_role = privx_operator::privx::RoleHandle {
+        id: "10000000-0000-4000-8000-000000000001".into(),
+        ..Default::default()
+    };
+    h.someone_else
+        .create_secret(
+            &SecretLocation::Shared,
+            "shared/db",
+            &SecretWrite {
+                data: SecretData([("password".to_string(), json!("theirs"))].into()),
+                read_roles: vec![operator_role.clone()],
+                write_roles: vec![operator_role],
+            },
+        )
+        .await
+        .unwrap();
     h.secret(NS, "db-creds", &[("password", "mine")]);
     let mut spec = push_spec();
-    spec["name"] = json!("legacy/db-password");
-    h.vault_secret("legacy", spec.clone());
+    spec["name"] = json!("shared/db");
+    h.vault_secret("db", spec.clone());
     h.sim.clear_requests();
 
-    h.reconcile("legacy").await.expect("a conflict is a status, not an error");
-    let (ready, reason, message) = h.ready_reason("legacy");
+    h.reconcile("db")
+        .await
+        .expect("a conflict is a status, not an error");
+    let (ready, reason, message) = h.ready_reason("db");
     assert_eq!((ready.as_str(), reason.as_str()), ("False", "Conflict"));
     assert!(message.contains("adopt"), "{message}");
+    assert!(!message.contains("theirs") && !message.contains("mine"));
     assert!(h.privx_writes().is_empty(), "{:?}", h.privx_writes());
     assert!(h.kube.get(&secret_path(NS, "db-creds-mirror")).is_none());
+    let untouched = h
+        .someone_else
+        .get_secret(&SecretLocation::Shared, "shared/db")
+        .await
+        .unwrap();
+    assert_eq!(untouched.data.unwrap().0["password"], "theirs");
 
     // With adopt: taken over and overwritten.
     spec["adopt"] = json!(true);
-    h.vault_secret("legacy", spec);
-    h.reconcile("legacy").await.unwrap();
-    let stored = h.someone_else.get_secret(&SecretLocation::Shared, "legacy/db-password").await.unwrap();
+    h.vault_secret("db", spec);
+    h.reconcile("db").await.unwrap();
+    let stored = h
+        .someone_else
+        .get_secret(&SecretLocation::Shared, "shared/db")
+        .await
+        .unwrap();
     assert_eq!(stored.data.unwrap().0["password"], "mine");
-    let status = h.get_vs("legacy").status.unwrap();
+    let status = h.get_vs("db").status.unwrap();
     assert_eq!(
         status.privx.unwrap().ownership,
         Some(privx_operator::crd::Ownership::Adopted)
     );
+    assert!(h.kube.event_reasons().contains(&"Adopted".to_string()));
+
+    // Adopting a secret the operator's API client may not write is reported, not forced.
+    let mut spec = push_spec();
+    spec["name"] = json!("legacy/db-password");
+    spec["adopt"] = json!(true);
+    spec["mirror"]["secretName"] = json!("legacy-mirror");
+    h.vault_secret("legacy", spec);
+    assert!(h.reconcile("legacy").await.is_err());
+    assert_eq!(h.ready_reason("legacy").1, "PermissionDenied");
 }
 
 #[tokio::test]
@@ -196,14 +307,22 @@ async fn names_outside_the_namespace_prefix_are_refused_before_any_privx_call() 
     h.vault_secret("mine", spec);
     h.reconcile("mine").await.unwrap();
     assert_eq!(h.ready_reason("mine").1, "NotAllowed");
-    h.namespace(NS, json!({"privx-operator.dev/allowed-owners": "20000000-0000-4000-8000-000000000001"}));
+    h.namespace(
+        NS,
+        json!({"privx-operator.dev/allowed-owners": "20000000-0000-4000-8000-000000000001"}),
+    );
     h.reconcile("mine").await.unwrap();
     assert_eq!(h.ready_reason("mine").1, "Synced");
     let personal = SecretLocation::Personal {
         user_id: "20000000-0000-4000-8000-000000000001".into(),
     };
-    assert!(h.privx_writes().iter().any(|w| w == "POST /vault/api/v1/user/{user_id}/secrets"));
-    let _ = personal;
+    let stored = h.someone_else.get_secret(&personal, "k8s/demo/mine").await;
+    assert!(
+        h.privx_writes().iter().any(|w| w.contains("/user/")),
+        "{:?}",
+        h.privx_writes()
+    );
+    let _ = stored;
 }
 
 #[tokio::test]
@@ -214,10 +333,17 @@ async fn read_only_mirror_follows_privx() {
         json!({"name": "k8s/demo/upstream-api-key", "mirror": {"keyMapping": {"api-key": "API_KEY"}}}),
     );
     h.reconcile("upstream").await.unwrap();
-    assert_eq!(h.secret_data(NS, "upstream").unwrap()["API_KEY"], "demo-upstream-api-key-value");
+    assert_eq!(
+        h.secret_data(NS, "upstream").unwrap()["API_KEY"],
+        "demo-upstream-api-key-value"
+    );
     assert!(h.privx_writes().is_empty());
 
-    let current = h.someone_else.get_secret(&SecretLocation::Shared, "k8s/demo/upstream-api-key").await.unwrap();
+    let current = h
+        .someone_else
+        .get_secret(&SecretLocation::Shared, "k8s/demo/upstream-api-key")
+        .await
+        .unwrap();
     h.someone_else
         .update_secret(
             &SecretLocation::Shared,
@@ -231,14 +357,16 @@ async fn read_only_mirror_follows_privx() {
         .await
         .unwrap();
     let action = h.reconcile("upstream").await.unwrap();
-    assert!(format!("{action:?}").contains("requeue_after: Some"), "{action:?}");
+    assert!(
+        format!("{action:?}").contains("requeue_after: Some"),
+        "{action:?}"
+    );
     assert_eq!(h.secret_data(NS, "upstream").unwrap()["API_KEY"], "rotated");
 
     // Hand edits of the mirror are restored.
     h.secret(NS, "upstream", &[("API_KEY", "hand-edited")]);
     let mut mirror = h.kube.get(&secret_path(NS, "upstream")).unwrap();
-    mirror["metadata"]["ownerReferences"] =
-        json!([{"apiVersion": "privx-operator.dev/v1alpha1", "kind": "VaultSecret", "name": "upstream", "uid": h.get_vs("upstream").metadata.uid}]);
+    mirror["metadata"]["ownerReferences"] = json!([{"apiVersion": "privx-operator.dev/v1alpha1", "kind": "VaultSecret", "name": "upstream", "uid": h.get_vs("upstream").metadata.uid}]);
     h.kube.put(&secret_path(NS, "upstream"), mirror);
     h.reconcile("upstream").await.unwrap();
     assert_eq!(h.secret_data(NS, "upstream").unwrap()["API_KEY"], "rotated");
@@ -248,7 +376,10 @@ async fn read_only_mirror_follows_privx() {
 async fn foreign_secret_with_the_mirror_name_is_left_alone() {
     let mut h = Harness::new().await;
     h.secret(NS, "upstream", &[("keep", "me")]);
-    h.vault_secret("upstream", json!({"name": "k8s/demo/upstream-api-key", "mirror": {}}));
+    h.vault_secret(
+        "upstream",
+        json!({"name": "k8s/demo/upstream-api-key", "mirror": {}}),
+    );
     h.reconcile("upstream").await.unwrap();
     assert_eq!(h.ready_reason("upstream").1, "Conflict");
     assert_eq!(h.secret_data(NS, "upstream").unwrap()["keep"], "me");
@@ -269,7 +400,10 @@ async fn generated_password_follows_the_policy_and_is_stable_until_asked() {
     h.reconcile("gen").await.unwrap();
     let first = h.secret_data(NS, "gen").unwrap()["password"].clone();
     assert!((20..=24).contains(&first.len()), "{first}");
-    assert!(first.chars().all(|c| c.is_ascii_alphanumeric()), "no specials: {first}");
+    assert!(
+        first.chars().all(|c| c.is_ascii_alphanumeric()),
+        "no specials: {first}"
+    );
 
     // Re-apply and reconcile again: same password (PrivX holds it).
     h.vault_secret("gen", spec.clone());
@@ -277,20 +411,36 @@ async fn generated_password_follows_the_policy_and_is_stable_until_asked() {
     assert_eq!(h.secret_data(NS, "gen").unwrap()["password"], first);
 
     // A policy change does not regenerate.
-    h.policy("app-passwords", json!({"maxVersions": 3, "passwordMinLength": 30, "passwordMaxLength": 30}));
+    h.policy(
+        "app-passwords",
+        json!({"maxVersions": 3, "passwordMinLength": 30, "passwordMaxLength": 30}),
+    );
     h.reconcile("gen").await.unwrap();
     assert_eq!(h.secret_data(NS, "gen").unwrap()["password"], first);
 
     // The regenerate annotation does, once.
-    h.vault_secret_with("gen", spec.clone(), json!({"annotations": {"privx-operator.dev/regenerate": "1"}}));
+    h.vault_secret_with(
+        "gen",
+        spec.clone(),
+        json!({"annotations": {"privx-operator.dev/regenerate": "1"}}),
+    );
     h.reconcile("gen").await.unwrap();
     let second = h.secret_data(NS, "gen").unwrap()["password"].clone();
     assert_ne!(second, first);
-    assert_eq!(second.len(), 30, "the new password follows the current policy");
+    assert_eq!(
+        second.len(),
+        30,
+        "the new password follows the current policy"
+    );
     assert!(h.kube.event_reasons().contains(&"Regenerated".to_string()));
     h.reconcile("gen").await.unwrap();
     assert_eq!(h.secret_data(NS, "gen").unwrap()["password"], second);
-    assert!(h.kube.event_notes().iter().all(|n| !n.contains(&second) && !n.contains(&first)));
+    assert!(
+        h.kube
+            .event_notes()
+            .iter()
+            .all(|n| !n.contains(&second) && !n.contains(&first))
+    );
 }
 
 #[tokio::test]
@@ -333,16 +483,28 @@ async fn privx_down_leaves_the_mirror_untouched_and_recovers() {
         drop_connection: false,
     }]);
     h.secret(NS, "db-creds", &[("password", "v2")]);
-    let err = h.reconcile("db").await.expect_err("PrivX down is an error for backoff");
+    let err = h
+        .reconcile("db")
+        .await
+        .expect_err("PrivX down is an error for backoff");
     assert!(!err.to_string().contains("v2"));
     let (ready, reason, _) = h.ready_reason("db");
-    assert_eq!((ready.as_str(), reason.as_str()), ("False", "PrivXUnavailable"));
-    assert_eq!(h.kube.get(&secret_path(NS, "db-creds-mirror")).unwrap()["data"], mirror_before["data"]);
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "PrivXUnavailable")
+    );
+    assert_eq!(
+        h.kube.get(&secret_path(NS, "db-creds-mirror")).unwrap()["data"],
+        mirror_before["data"]
+    );
 
     h.sim.set_faults(vec![]);
     h.reconcile("db").await.unwrap();
     assert_eq!(h.ready_reason("db").1, "Synced");
-    assert_eq!(h.secret_data(NS, "db-creds-mirror").unwrap()["password"], "v2");
+    assert_eq!(
+        h.secret_data(NS, "db-creds-mirror").unwrap()["password"],
+        "v2"
+    );
 }
 
 #[tokio::test]
@@ -354,13 +516,28 @@ async fn delete_policy_removes_the_privx_secret_and_the_finalizer() {
     h.vault_secret("db", spec);
     h.reconcile("db").await.unwrap();
     let vs = h.kube.get(&vs_path(NS, "db")).unwrap();
-    assert_eq!(vs["metadata"]["finalizers"], json!(["privx-operator.dev/cleanup"]));
+    assert_eq!(
+        vs["metadata"]["finalizers"],
+        json!(["privx-operator.dev/cleanup"])
+    );
 
     h.delete(&vs_path(NS, "db"));
     h.reconcile("db").await.unwrap();
-    assert!(h.kube.get(&vs_path(NS, "db")).is_none(), "finalizer released, object gone");
-    let gone = h.someone_else.get_secret(&SecretLocation::Shared, PRIVX_NAME).await;
-    assert!(matches!(gone, Err(privx_operator::privx::PrivxError::NotFound { .. })), "{gone:?}");
+    assert!(
+        h.kube.get(&vs_path(NS, "db")).is_none(),
+        "finalizer released, object gone"
+    );
+    let gone = h
+        .someone_else
+        .get_secret(&SecretLocation::Shared, PRIVX_NAME)
+        .await;
+    assert!(
+        matches!(
+            gone,
+            Err(privx_operator::privx::PrivxError::NotFound { .. })
+        ),
+        "{gone:?}"
+    );
 }
 
 #[tokio::test]
@@ -372,7 +549,12 @@ async fn retain_policy_needs_no_finalizer_and_keeps_the_privx_secret() {
     assert!(h.kube.get(&vs_path(NS, "db")).unwrap()["metadata"]["finalizers"].is_null());
     h.delete(&vs_path(NS, "db"));
     assert!(h.kube.get(&vs_path(NS, "db")).is_none());
-    assert!(h.someone_else.get_secret(&SecretLocation::Shared, PRIVX_NAME).await.is_ok());
+    assert!(
+        h.someone_else
+            .get_secret(&SecretLocation::Shared, PRIVX_NAME)
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -409,7 +591,11 @@ async fn crash_between_privx_create_and_status_is_harmless() {
     h.sim.clear_requests();
     h.reconcile("db").await.unwrap();
     assert_eq!(h.ready_reason("db").1, "Synced");
-    assert!(h.privx_writes().is_empty(), "no duplicate create: {:?}", h.privx_writes());
+    assert!(
+        h.privx_writes().is_empty(),
+        "no duplicate create: {:?}",
+        h.privx_writes()
+    );
 }
 
 #[tokio::test]
@@ -438,5 +624,8 @@ async fn unknown_role_is_an_invalid_spec_naming_the_field() {
     h.reconcile("db").await.unwrap();
     let (_, reason, message) = h.ready_reason("db");
     assert_eq!(reason, "InvalidSpec");
-    assert!(message.contains("spec.readRoles[1]") && message.contains("no-such-role"), "{message}");
+    assert!(
+        message.contains("spec.readRoles[1]") && message.contains("no-such-role"),
+        "{message}"
+    );
 }

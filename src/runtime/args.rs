@@ -62,7 +62,12 @@ pub struct RunArgs {
 
     /// PrivX roles the operator's API client holds, added to the read and write roles of every
     /// secret it writes so that it can read back and update them (comma-separated names).
-    #[arg(long, env = "PRIVX_OPERATOR_SELF_ROLES", value_delimiter = ',', value_name = "ROLE,...")]
+    #[arg(
+        long,
+        env = "PRIVX_OPERATOR_SELF_ROLES",
+        value_delimiter = ',',
+        value_name = "ROLE,..."
+    )]
     pub privx_self_roles: Vec<String>,
 
     /// Template of default PrivX secret names; must contain {namespace} before {name}.

@@ -311,7 +311,12 @@ impl CallObserver for Metrics {
 }
 
 impl crate::controller::ControllerMetrics for Metrics {
-    fn reconciled(&self, controller: &'static str, duration: std::time::Duration, error: Option<&str>) {
+    fn reconciled(
+        &self,
+        controller: &'static str,
+        duration: std::time::Duration,
+        error: Option<&str>,
+    ) {
         let labels = ControllerLabels {
             controller: controller.to_owned(),
         };
@@ -326,7 +331,13 @@ impl crate::controller::ControllerMetrics for Metrics {
 
     fn object_condition(&self, controller: &'static str, key: &str, ready: bool, reason: &str) {
         let status = if ready { "True" } else { "False" };
-        self.set_object_condition(controller, key, crate::crd::condition::READY, status, reason);
+        self.set_object_condition(
+            controller,
+            key,
+            crate::crd::condition::READY,
+            status,
+            reason,
+        );
     }
 
     fn forget_object(&self, controller: &'static str, key: &str) {

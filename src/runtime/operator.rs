@@ -28,7 +28,10 @@ use crate::privx::config::CredentialSource;
 use crate::privx::{Credentials, PolicyGenerationSetting, PrivxClient, PrivxConfig};
 
 /// The CRDs the controllers need.
-pub const CRD_NAMES: [&str; 2] = ["vaultsecrets.privx-operator.dev", "passwordpolicies.privx-operator.dev"];
+pub const CRD_NAMES: [&str; 2] = [
+    "vaultsecrets.privx-operator.dev",
+    "passwordpolicies.privx-operator.dev",
+];
 
 pub async fn main(args: RunArgs) -> anyhow::Result<()> {
     logging::init(args.log_format, &args.log_level)?;
@@ -38,7 +41,12 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let health = Health::new();
 
-    let http_task = tokio::spawn(http::serve(args.http_addr, health.clone(), metrics.clone(), shutdown.clone()));
+    let http_task = tokio::spawn(http::serve(
+        args.http_addr,
+        health.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
 
     let client = kube_client().await?;
 
@@ -78,7 +86,10 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
             .privx_url
             .clone()
             .context("the PrivX URL is not set: use --privx-url or PRIVX_API_BASE_URL (or --embedded-privx to try the operator)")?;
-        PrivxConfig::new(url, CredentialSource::from_env().context("PrivX credentials")?)
+        PrivxConfig::new(
+            url,
+            CredentialSource::from_env().context("PrivX credentials")?,
+        )
     };
     privx_config.timeout = args.privx_timeout;
     if !args.embedded_privx {
@@ -97,7 +108,9 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
     let operator_namespace = match &args.operator_namespace {
         Some(ns) => ns.clone(),
         None if args.embedded_privx => client.default_namespace().to_string(),
-        None => bail!("the operator's namespace is not set: use --operator-namespace or POD_NAMESPACE"),
+        None => {
+            bail!("the operator's namespace is not set: use --operator-namespace or POD_NAMESPACE")
+        }
     };
 
     match wait_for_crds_established(client.clone(), &CRD_NAMES, shutdown.clone()).await {
@@ -146,7 +159,9 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
                 lease_duration: args.lease_duration,
             },
         );
-        Some(tokio::spawn(elector.run(leader_tx, elector_shutdown.clone())))
+        Some(tokio::spawn(
+            elector.run(leader_tx, elector_shutdown.clone()),
+        ))
     } else {
         drop(leader_tx);
         None
@@ -245,10 +260,9 @@ async fn kube_client() -> anyhow::Result<kube::Client> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("no Kubernetes cluster configured ({e}); set KUBECONFIG or a kube context, or run in a cluster"))?;
-    client
-        .apiserver_version()
-        .await
-        .map_err(|e| anyhow::anyhow!("the Kubernetes cluster is not reachable ({e}); check your kube context"))?;
+    client.apiserver_version().await.map_err(|e| {
+        anyhow::anyhow!("the Kubernetes cluster is not reachable ({e}); check your kube context")
+    })?;
     Ok(client)
 }
 
@@ -257,7 +271,12 @@ async fn install_crds_if_missing(client: &kube::Client) -> anyhow::Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in crate::crd::all_crds() {
         let name = crd.metadata.name.clone().unwrap_or_default();
-        if api.get_opt(&name).await.with_context(|| format!("reading CRD {name}"))?.is_none() {
+        if api
+            .get_opt(&name)
+            .await
+            .with_context(|| format!("reading CRD {name}"))?
+            .is_none()
+        {
             api.create(&PostParams::default(), &crd)
                 .await
                 .with_context(|| format!("creating CRD {name}"))?;

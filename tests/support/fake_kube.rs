@@ -80,12 +80,17 @@ impl FakeKube {
         let mut state = self.state.lock().unwrap();
         state.version += 1;
         let v = state.version;
-        let meta = object["metadata"].as_object_mut().expect("object has metadata");
+        let meta = object["metadata"]
+            .as_object_mut()
+            .expect("object has metadata");
         meta.entry("uid").or_insert(json!(format!("uid-{v}")));
         meta.insert("resourceVersion".into(), json!(v.to_string()));
         meta.entry("generation").or_insert(json!(1));
-        meta.entry("creationTimestamp")
-            .or_insert(json!(format!("2026-11-23T00:{:02}:{:02}Z", v / 60 % 60, v % 60)));
+        meta.entry("creationTimestamp").or_insert(json!(format!(
+            "2026-11-23T00:{:02}:{:02}Z",
+            v / 60 % 60,
+            v % 60
+        )));
         state.objects.insert(path.to_string(), object);
     }
 
@@ -151,7 +156,11 @@ impl FakeKube {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .map(String::from);
-        let bytes = request.into_body().collect_bytes().await.unwrap_or_default();
+        let bytes = request
+            .into_body()
+            .collect_bytes()
+            .await
+            .unwrap_or_default();
         let body: Option<Value> = if bytes.is_empty() {
             None
         } else {
@@ -171,7 +180,13 @@ impl FakeKube {
             .unwrap()
     }
 
-    fn dispatch(&self, method: &str, path: &str, content_type: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    fn dispatch(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let (object_path, subresource) = match path.strip_suffix("/status") {
             Some(p) => (p.to_string(), Some("status")),
             None => (path.to_string(), None),
@@ -180,19 +195,29 @@ impl FakeKube {
         match method {
             "GET" => match state.objects.get(&object_path) {
                 Some(o) => (200, o.clone()),
-                None => (404, status(404, "NotFound", &format!("{object_path} not found"))),
+                None => (
+                    404,
+                    status(404, "NotFound", &format!("{object_path} not found")),
+                ),
             },
             "POST" => {
                 let mut object = body.unwrap_or_default();
                 let name = object["metadata"]["name"]
                     .as_str()
                     .map(String::from)
-                    .or_else(|| object["metadata"]["generateName"].as_str().map(|g| format!("{g}{}", state.version)))
+                    .or_else(|| {
+                        object["metadata"]["generateName"]
+                            .as_str()
+                            .map(|g| format!("{g}{}", state.version))
+                    })
                     .unwrap_or_default();
                 object["metadata"]["name"] = json!(name);
                 let full = format!("{path}/{name}");
                 if state.objects.contains_key(&full) {
-                    return (409, status(409, "AlreadyExists", &format!("{full} already exists")));
+                    return (
+                        409,
+                        status(409, "AlreadyExists", &format!("{full} already exists")),
+                    );
                 }
                 state.version += 1;
                 let v = state.version;
@@ -204,9 +229,14 @@ impl FakeKube {
             }
             "DELETE" => {
                 let Some(mut object) = state.objects.get(&object_path).cloned() else {
-                    return (404, status(404, "NotFound", &format!("{object_path} not found")));
+                    return (
+                        404,
+                        status(404, "NotFound", &format!("{object_path} not found")),
+                    );
                 };
-                let has_finalizers = object["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+                let has_finalizers = object["metadata"]["finalizers"]
+                    .as_array()
+                    .is_some_and(|f| !f.is_empty());
                 if has_finalizers {
                     object["metadata"]["deletionTimestamp"] = json!("2026-11-23T02:00:00Z");
                     state.version += 1;
@@ -233,7 +263,12 @@ impl FakeKube {
                         fresh["metadata"]["generation"] = json!(1);
                         fresh
                     }
-                    (None, _, _) => return (404, status(404, "NotFound", &format!("{object_path} not found"))),
+                    (None, _, _) => {
+                        return (
+                            404,
+                            status(404, "NotFound", &format!("{object_path} not found")),
+                        );
+                    }
                 };
                 if !apply
                     && let Some(rv) = patch["metadata"]["resourceVersion"].as_str()
@@ -260,7 +295,9 @@ impl FakeKube {
                 state.version += 1;
                 object["metadata"]["resourceVersion"] = json!(state.version.to_string());
                 let deleting = object["metadata"]["deletionTimestamp"].is_string();
-                let no_finalizers = object["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+                let no_finalizers = object["metadata"]["finalizers"]
+                    .as_array()
+                    .is_none_or(|f| f.is_empty());
                 if deleting && no_finalizers {
                     state.objects.remove(&object_path);
                 } else {

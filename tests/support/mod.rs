@@ -15,7 +15,9 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use privx_operator::controller::hashing::HmacKey;
-use privx_operator::controller::{Context, Error, NoMetrics, Settings, password_policy, vault_secret};
+use privx_operator::controller::{
+    Context, Error, NoMetrics, Settings, password_policy, vault_secret,
+};
 use privx_operator::crd::{PasswordPolicy, VaultSecret};
 use privx_operator::privx::config::CredentialSource;
 use privx_operator::privx::{Credentials, PrivxClient, PrivxConfig};
@@ -73,7 +75,8 @@ impl Harness {
     pub async fn with_options(options: SimOptions) -> Self {
         let sim = Simulator::start(options).await.expect("simulator starts");
         let privx = privx_client_for(&sim, sim.credentials());
-        let someone_else = privx_client_for(&sim, sim.credentials_of("someone-else").expect("demo seed"));
+        let someone_else =
+            privx_client_for(&sim, sim.credentials_of("someone-else").expect("demo seed"));
         let kube = FakeKube::default();
         let client = kube.client();
         let (vs_store, vs_writer) = reflector::store();
@@ -121,7 +124,8 @@ impl Harness {
             "metadata": {"name": name, "annotations": annotations},
         }))
         .unwrap();
-        self.ns_writer.apply_watcher_event(&watcher::Event::Apply(ns));
+        self.ns_writer
+            .apply_watcher_event(&watcher::Event::Apply(ns));
     }
 
     /// Creates a Secret in the fake API.
@@ -129,7 +133,12 @@ impl Harness {
         use base64::Engine;
         let data: serde_json::Map<String, Value> = data
             .iter()
-            .map(|(k, v)| (k.to_string(), json!(base64::engine::general_purpose::STANDARD.encode(v))))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    json!(base64::engine::general_purpose::STANDARD.encode(v)),
+                )
+            })
             .collect();
         self.kube.put(
             &secret_path(ns, name),
@@ -138,7 +147,11 @@ impl Harness {
     }
 
     /// The data of a Secret in the fake API, decoded.
-    pub fn secret_data(&self, ns: &str, name: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    pub fn secret_data(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
         use base64::Engine;
         let s = self.kube.get(&secret_path(ns, name))?;
         Some(
@@ -178,7 +191,10 @@ impl Harness {
                 object["metadata"]["generation"] = json!(g + 1);
             }
         }
-        if let (Some(m), Some(extra)) = (object["metadata"].as_object_mut(), metadata_extra.as_object()) {
+        if let (Some(m), Some(extra)) = (
+            object["metadata"].as_object_mut(),
+            metadata_extra.as_object(),
+        ) {
             for (k, v) in extra {
                 m.insert(k.clone(), v.clone());
             }
@@ -188,13 +204,19 @@ impl Harness {
 
     /// The VaultSecret as the fake API holds it now.
     pub fn get_vs(&self, name: &str) -> VaultSecret {
-        serde_json::from_value(self.kube.get(&vs_path(NS, name)).expect("VaultSecret exists")).unwrap()
+        serde_json::from_value(
+            self.kube
+                .get(&vs_path(NS, name))
+                .expect("VaultSecret exists"),
+        )
+        .unwrap()
     }
 
     /// Reconciles the VaultSecret once, as the controller would after a watch event.
     pub async fn reconcile(&mut self, name: &str) -> Result<Action, Error> {
         let vs = self.get_vs(name);
-        self.vs_writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(vs.clone()))));
+        self.vs_writer
+            .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(vs.clone()))));
         vault_secret::reconcile(Arc::new(DeserializeGuard(Ok(vs))), self.ctx.clone()).await
     }
 
@@ -220,12 +242,18 @@ impl Harness {
     fn sync_policy_store(&mut self, name: &str) {
         if let Some(v) = self.kube.get(&policy_path(name)) {
             let p: PasswordPolicy = serde_json::from_value(v).unwrap();
-            self.policy_writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(p))));
+            self.policy_writer
+                .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(p))));
         }
     }
 
     pub fn get_policy(&self, name: &str) -> PasswordPolicy {
-        serde_json::from_value(self.kube.get(&policy_path(name)).expect("PasswordPolicy exists")).unwrap()
+        serde_json::from_value(
+            self.kube
+                .get(&policy_path(name))
+                .expect("PasswordPolicy exists"),
+        )
+        .unwrap()
     }
 
     pub async fn reconcile_policy(&mut self, name: &str) -> Result<Action, Error> {
@@ -237,7 +265,10 @@ impl Harness {
     /// Marks an object deleted the way the API server does when it has finalizers.
     pub fn delete(&self, path: &str) {
         let mut o = self.kube.get(path).expect("object exists");
-        if o["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
+        if o["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+        {
             o["metadata"]["deletionTimestamp"] = json!("2026-11-23T03:00:00Z");
             self.kube.put(path, o);
         } else {
@@ -250,8 +281,12 @@ impl Harness {
         self.sim
             .requests()
             .into_iter()
-            .filter(|r| r.method != "GET" && !r.route.contains("/oauth/token") && !r.route.contains("/roles/resolve"))
-            .map(|r| format!("{} {}", r.method, r.route))
+            .filter(|r| {
+                r.method != "GET"
+                    && !r.route.contains("/oauth/token")
+                    && !r.route.contains("/roles/resolve")
+            })
+            .map(|r| r.route)
             .collect()
     }
 
@@ -261,7 +296,7 @@ impl Harness {
             .requests()
             .into_iter()
             .filter(|r| r.method == "GET")
-            .map(|r| format!("{} {}", r.method, r.route))
+            .map(|r| r.route)
             .collect()
     }
 

@@ -245,8 +245,12 @@ pub fn plan_privx(input: &PrivxInput<'_>) -> Result<PrivxPlan, Refusal> {
     };
     let newly_adopted = recorded.is_none() && ownership == Ownership::Adopted;
 
-    let Some(current_data) = current.data.as_ref() else {
-        return Err(not_readable(target));
+    // Adopting means overwriting: data the operator cannot read is replaced as well.
+    let empty = SecretData::default();
+    let current_data = match current.data.as_ref() {
+        Some(d) => d,
+        None if newly_adopted => &empty,
+        None => return Err(not_readable(target)),
     };
 
     let regenerate_requested = match (&input.source, input.regenerate_request) {

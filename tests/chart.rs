@@ -122,7 +122,10 @@ fn chart_crds_are_byte_identical_to_the_generated_ones() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(present, expected_files, "unexpected files in the chart's crds/");
+    assert_eq!(
+        present, expected_files,
+        "unexpected files in the chart's crds/"
+    );
 }
 
 #[test]
@@ -139,7 +142,10 @@ fn chart_app_version_is_the_crate_version() {
 #[test]
 fn values_yaml_passes_the_schema() {
     let errors = schema_errors(&schema(), &values());
-    assert!(errors.is_empty(), "values.yaml fails its schema: {errors:#?}");
+    assert!(
+        errors.is_empty(),
+        "values.yaml fails its schema: {errors:#?}"
+    );
 }
 
 #[test]
@@ -148,7 +154,10 @@ fn a_full_production_configuration_passes_the_schema() {
     for (pointer, value) in [
         ("/replicaCount", json!(3)),
         ("/privx/url", json!("https://privx.example.com:8443/")),
-        ("/privx/credentials/existingSecret", json!("privx-api-client")),
+        (
+            "/privx/credentials/existingSecret",
+            json!("privx-api-client"),
+        ),
         ("/privx/ca/existingConfigMap", json!("privx-ca")),
         ("/privx/ca/only", json!(true)),
         ("/privx/selfRoles", json!(["k8s-operator"])),
@@ -212,7 +221,11 @@ fn the_schema_refuses_wrong_values() {
         ),
         (
             "plain http to a remote PrivX",
-            with(values(), "/privx/url", Some(json!("http://privx.example.com"))),
+            with(
+                values(),
+                "/privx/url",
+                Some(json!("http://privx.example.com")),
+            ),
             "/privx/url",
         ),
         (
@@ -257,7 +270,13 @@ fn the_schema_refuses_wrong_values() {
         (
             "two CA sources",
             with(
-                with(values(), "/privx/ca/pem", Some(json!("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"))),
+                with(
+                    values(),
+                    "/privx/ca/pem",
+                    Some(json!(
+                        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+                    )),
+                ),
                 "/privx/ca/existingSecret",
                 Some(json!("privx-ca")),
             ),
@@ -333,20 +352,32 @@ fn chart_defaults_are_the_binarys_defaults() {
         .1
         .to_string();
     for (value, long) in [
-        (v["nameTemplate"].as_str().unwrap().to_string(), "name-template"),
+        (
+            v["nameTemplate"].as_str().unwrap().to_string(),
+            "name-template",
+        ),
         (v["logFormat"].as_str().unwrap().to_string(), "log-format"),
         (v["logLevel"].as_str().unwrap().to_string(), "log-level"),
-        (v["privx"]["timeout"].as_str().unwrap().to_string(), "privx-timeout"),
+        (
+            v["privx"]["timeout"].as_str().unwrap().to_string(),
+            "privx-timeout",
+        ),
         (
             v["privx"]["policyGeneration"].as_str().unwrap().to_string(),
             "privx-policy-generation",
         ),
         (
-            v["leaderElection"]["leaseDuration"].as_str().unwrap().to_string(),
+            v["leaderElection"]["leaseDuration"]
+                .as_str()
+                .unwrap()
+                .to_string(),
             "lease-duration",
         ),
         (v["concurrency"].to_string(), "concurrency"),
-        (v["rolloutRestart"]["enabled"].to_string(), "rollout-restart"),
+        (
+            v["rolloutRestart"]["enabled"].to_string(),
+            "rollout-restart",
+        ),
     ] {
         assert_eq!(value, run_default(long), "chart default vs --{long}");
     }
@@ -580,7 +611,8 @@ fn template_text_is_yaml_once_actions_are_blanked() {
 
 #[test]
 fn the_yaml_check_catches_a_broken_template() {
-    let broken = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n   labels: [\n";
+    let broken =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n   labels: [\n";
     let docs = blanked_documents("broken", broken);
     assert!(serde_saphyr::from_str::<Value>(&docs[0]).is_err());
 }
@@ -651,10 +683,16 @@ fn deployment_flags_and_environment_exist_in_the_binary() {
         "PRIVX_API_CLIENT_ID_FILE",
         "PRIVX_API_OAUTH_CLIENT_SECRET_FILE",
     ] {
-        assert!(env.contains(required), "the Deployment does not set {required}");
+        assert!(
+            env.contains(required),
+            "the Deployment does not set {required}"
+        );
     }
     for name in &env {
-        assert!(known_env.contains(name), "the Deployment sets {name}, which nothing reads");
+        assert!(
+            known_env.contains(name),
+            "the Deployment sets {name}, which nothing reads"
+        );
     }
 }
 
@@ -678,7 +716,10 @@ fn rbac_grants_only_the_verbs_the_code_uses() {
                 assert!(allowed.contains(verb), "{name} grants {verb}");
                 // Only the Lease is updated; everything else is written by patch.
                 if verb == "update" {
-                    assert_eq!(name, "role-operator.yaml", "{name}: update is for Leases only");
+                    assert_eq!(
+                        name, "role-operator.yaml",
+                        "{name}: update is for Leases only"
+                    );
                 }
             }
         }
@@ -718,11 +759,17 @@ fn optional_rights_sit_behind_their_switches() {
                 );
             }
             if text.contains("resources: [\"secrets\"]") && name == "clusterrole.yaml" {
-                assert!(under("$clusterWide"), "{name}: cluster-wide Secret rights unguarded");
+                assert!(
+                    under("$clusterWide"),
+                    "{name}: cluster-wide Secret rights unguarded"
+                );
             }
         }
     }
-    assert_eq!(apps_rules, 2, "workload rules: one cluster-wide, one per namespace");
+    assert_eq!(
+        apps_rules, 2,
+        "workload rules: one cluster-wide, one per namespace"
+    );
     assert!(lease_rules >= 1);
 }
 

@@ -1,0 +1,142 @@
+{{/*
+The chart name, overridable with nameOverride.
+*/}}
+{{- define "privx-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The fully qualified name of the release's objects (63 characters at most: a DNS label).
+*/}}
+{{- define "privx-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Chart name and version, for the helm.sh/chart label.
+*/}}
+{{- define "privx-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Labels of every object.
+*/}}
+{{- define "privx-operator.labels" -}}
+helm.sh/chart: {{ include "privx-operator.chart" . }}
+{{ include "privx-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: privx-operator
+{{- end }}
+
+{{/*
+Labels that select the operator's pods (immutable in the Deployment: never add to them).
+*/}}
+{{- define "privx-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "privx-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+The ServiceAccount the operator runs as.
+*/}}
+{{- define "privx-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "privx-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The container image: repository@digest when a digest is given, else repository:tag.
+*/}}
+{{- define "privx-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when leader election is on: as set, or (when unset) exactly when replicaCount > 1.
+*/}}
+{{- define "privx-operator.leaderElection" -}}
+{{- if kindIs "bool" .Values.leaderElection.enabled }}
+{{- .Values.leaderElection.enabled }}
+{{- else }}
+{{- gt (int .Values.replicaCount) 1 }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Lease name.
+*/}}
+{{- define "privx-operator.leaseName" -}}
+{{- default (printf "%s-leader" (include "privx-operator.fullname" .)) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/*
+The HMAC key Secret's name.
+*/}}
+{{- define "privx-operator.hmacSecretName" -}}
+{{- default (printf "%s-hmac" (include "privx-operator.fullname" .)) .Values.hmacSecretName }}
+{{- end }}
+
+{{/*
+The Secret holding the PrivX API client credentials.
+*/}}
+{{- define "privx-operator.credentialsSecretName" -}}
+{{- default (printf "%s-privx-credentials" (include "privx-operator.fullname" .)) .Values.privx.credentials.existingSecret }}
+{{- end }}
+
+{{/*
+"true" when a CA bundle is configured (from any source).
+*/}}
+{{- define "privx-operator.hasCA" -}}
+{{- if or .Values.privx.ca.pem .Values.privx.ca.existingConfigMap .Values.privx.ca.existingSecret }}true{{ else }}false{{ end }}
+{{- end }}
+
+{{/*
+The ConfigMap the chart creates from privx.ca.pem.
+*/}}
+{{- define "privx-operator.caConfigMapName" -}}
+{{- printf "%s-privx-ca" (include "privx-operator.fullname" .) }}
+{{- end }}
+
+{{/*
+Checks of value combinations, repeated from values.schema.json for installs that skip schema
+validation. Renders nothing; fails the render with a message naming the values at fault.
+*/}}
+{{- define "privx-operator.validate" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (ne (include "privx-operator.leaderElection" .) "true") }}
+{{- fail "replicaCount > 1 needs leaderElection.enabled: without a Lease every replica would write to PrivX" }}
+{{- end }}
+{{- if and .Values.privx.credentials.create .Values.privx.credentials.existingSecret }}
+{{- fail "privx.credentials: set either existingSecret or create, not both" }}
+{{- end }}
+{{- $caSources := 0 }}
+{{- range (list .Values.privx.ca.pem .Values.privx.ca.existingConfigMap .Values.privx.ca.existingSecret) }}
+{{- if . }}{{ $caSources = add1 $caSources }}{{ end }}
+{{- end }}
+{{- if gt $caSources 1 }}
+{{- fail "privx.ca: set at most one of pem, existingConfigMap and existingSecret" }}
+{{- end }}
+{{- if and .Values.privx.ca.only (eq $caSources 0) }}
+{{- fail "privx.ca.only needs a CA bundle (privx.ca.pem, existingConfigMap or existingSecret)" }}
+{{- end }}
+{{- if and .Values.networkPolicy.enabled (or (empty .Values.networkPolicy.apiServer.cidrs) (empty .Values.networkPolicy.privx.cidrs)) }}
+{{- fail "networkPolicy.enabled needs networkPolicy.apiServer.cidrs and networkPolicy.privx.cidrs (a NetworkPolicy cannot name hosts)" }}
+{{- end }}
+{{- end }}

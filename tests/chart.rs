@@ -1,0 +1,808 @@
+//! The Helm chart (`charts/privx-operator`), the Dockerfile and their agreement with the binary,
+//! checked without helm (none is available in CI):
+//! - the chart's CRDs are byte-identical to `crds/` and to what the binary generates;
+//! - `values.yaml` passes `values.schema.json`, and the schema refuses wrong values;
+//! - a static lint of the templates: balanced `{{ }}` and blocks, every `.Values.x.y` path
+//!   exists in `values.yaml`, and each template's text parses as YAML once its actions are
+//!   blanked out (an action alone on its lines is dropped, an inline one becomes a scalar);
+//! - every flag and environment variable the Deployment passes exists in `privx-operator run`,
+//!   and the chart's defaults equal the binary's;
+//! - RBAC: no wildcards, no verbs beyond those the code uses, optional rights behind their switch.
+//!
+//! Limits of the lint (rendering needs helm): text inside `{{ if }}` branches is parsed with
+//! every branch present at once, so it cannot catch a wrong indentation of `nindent` output or
+//! an error that shows only for some values; paths relative to `with`/`range` (`.x`) are not
+//! checked against `values.yaml`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use privx_operator::crd::{all_crds, crd_file_name, crd_yaml};
+use privx_operator::runtime::RunArgs;
+use serde_json::{Value, json};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart() -> PathBuf {
+    repo().join("charts/privx-operator")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn yaml(text: &str, what: &str) -> Value {
+    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{what} is not YAML: {e}"))
+}
+
+fn values() -> Value {
+    yaml(&read(&chart().join("values.yaml")), "values.yaml")
+}
+
+fn schema() -> jsonschema::Validator {
+    let text = read(&chart().join("values.schema.json"));
+    let schema: Value = serde_json::from_str(&text).expect("values.schema.json is JSON");
+    jsonschema::draft7::new(&schema).expect("values.schema.json is a valid draft-07 schema")
+}
+
+fn schema_errors(validator: &jsonschema::Validator, values: &Value) -> Vec<String> {
+    validator
+        .iter_errors(values)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+/// Sets `pointer` (a JSON pointer) in `values`, creating objects on the way; `None` removes it.
+fn with(mut values: Value, pointer: &str, new: Option<Value>) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').expect("a pointer has a slash");
+    let mut node = &mut values;
+    for segment in parent.split('/').skip(1) {
+        node = node
+            .as_object_mut()
+            .unwrap()
+            .entry(segment)
+            .or_insert_with(|| json!({}));
+    }
+    let object = node.as_object_mut().expect("the parent is an object");
+    match new {
+        Some(v) => {
+            object.insert(key.to_string(), v);
+        }
+        None => {
+            object.remove(key);
+        }
+    }
+    values
+}
+
+fn run_command() -> clap::Command {
+    RunArgs::augment_args(clap::Command::new("run"))
+}
+
+fn run_arg(long: &str) -> clap::Arg {
+    run_command()
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .unwrap_or_else(|| panic!("privx-operator run has no --{long}"))
+        .clone()
+}
+
+fn run_default(long: &str) -> String {
+    let arg = run_arg(long);
+    let defaults = arg.get_default_values();
+    assert_eq!(defaults.len(), 1, "--{long} has one default");
+    defaults[0].to_string_lossy().into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// CRDs
+
+#[test]
+fn chart_crds_are_byte_identical_to_the_generated_ones() {
+    let chart_crds = chart().join("crds");
+    let mut expected_files = BTreeSet::new();
+    for crd in all_crds() {
+        let file = crd_file_name(&crd);
+        let in_chart = read(&chart_crds.join(&file));
+        let in_repo = read(&repo().join("crds").join(&file));
+        assert!(
+            in_chart == in_repo,
+            "charts/privx-operator/crds/{file} differs from crds/{file}; copy it over"
+        );
+        assert!(
+            in_chart == crd_yaml(&crd),
+            "charts/privx-operator/crds/{file} is stale; run `cargo run -- crd --out-dir crds` and copy"
+        );
+        expected_files.insert(file);
+    }
+    let present: BTreeSet<String> = std::fs::read_dir(&chart_crds)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        present, expected_files,
+        "unexpected files in the chart's crds/"
+    );
+}
+
+#[test]
+fn chart_app_version_is_the_crate_version() {
+    let chart_yaml = yaml(&read(&chart().join("Chart.yaml")), "Chart.yaml");
+    assert_eq!(chart_yaml["apiVersion"], "v2");
+    assert_eq!(chart_yaml["name"], "privx-operator");
+    assert_eq!(chart_yaml["appVersion"], env!("CARGO_PKG_VERSION"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// values.yaml and its schema
+
+#[test]
+fn values_yaml_passes_the_schema() {
+    let errors = schema_errors(&schema(), &values());
+    assert!(
+        errors.is_empty(),
+        "values.yaml fails its schema: {errors:#?}"
+    );
+}
+
+#[test]
+fn a_full_production_configuration_passes_the_schema() {
+    let mut v = values();
+    for (pointer, value) in [
+        ("/replicaCount", json!(3)),
+        ("/privx/url", json!("https://privx.example.com:8443/")),
+        (
+            "/privx/credentials/existingSecret",
+            json!("privx-api-client"),
+        ),
+        ("/privx/ca/existingConfigMap", json!("privx-ca")),
+        ("/privx/ca/only", json!(true)),
+        ("/privx/selfRoles", json!(["k8s-operator"])),
+        ("/privx/policyGeneration", json!("v35")),
+        ("/namespaces", json!(["team-a", "team-b"])),
+        ("/logFormat", json!("json")),
+        ("/logLevel", json!("info,privx_operator=debug")),
+        ("/networkPolicy/enabled", json!(true)),
+        ("/networkPolicy/apiServer/cidrs", json!(["10.0.0.1/32"])),
+        ("/networkPolicy/privx/cidrs", json!(["192.0.2.10/32"])),
+        ("/podDisruptionBudget/enabled", json!(true)),
+        ("/podDisruptionBudget/minAvailable", json!(1)),
+        ("/serviceMonitor/enabled", json!(true)),
+        ("/image/digest", json!(format!("sha256:{}", "a".repeat(64)))),
+    ] {
+        v = with(v, pointer, Some(value));
+    }
+    let errors = schema_errors(&schema(), &v);
+    assert!(errors.is_empty(), "{errors:#?}");
+
+    let created = with(
+        with(
+            with(
+                with(values(), "/privx/credentials/create", Some(json!(true))),
+                "/privx/credentials/apiClientId",
+                Some(json!("id")),
+            ),
+            "/privx/credentials/apiClientSecret",
+            Some(json!("s")),
+        ),
+        "/privx/credentials/oauthClientSecret",
+        Some(json!("o")),
+    );
+    let errors = schema_errors(&schema(), &created);
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+#[test]
+fn the_schema_refuses_wrong_values() {
+    let validator = schema();
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "replicas as a word",
+            with(values(), "/replicaCount", Some(json!("two"))),
+            "/replicaCount",
+        ),
+        (
+            "zero replicas",
+            with(values(), "/replicaCount", Some(json!(0))),
+            "/replicaCount",
+        ),
+        (
+            "unknown log format",
+            with(values(), "/logFormat", Some(json!("xml"))),
+            "/logFormat",
+        ),
+        (
+            "missing PrivX URL",
+            with(values(), "/privx/url", None),
+            "/privx",
+        ),
+        (
+            "plain http to a remote PrivX",
+            with(
+                values(),
+                "/privx/url",
+                Some(json!("http://privx.example.com")),
+            ),
+            "/privx/url",
+        ),
+        (
+            "two replicas without leader election",
+            with(
+                with(values(), "/replicaCount", Some(json!(2))),
+                "/leaderElection/enabled",
+                Some(json!(false)),
+            ),
+            "/leaderElection/enabled",
+        ),
+        (
+            "a typo in a key",
+            with(values(), "/logLevle", Some(json!("debug"))),
+            "",
+        ),
+        (
+            "an invalid namespace name",
+            with(values(), "/namespaces", Some(json!(["Team_A"]))),
+            "/namespaces/0",
+        ),
+        (
+            "name template with {name} before {namespace}",
+            with(values(), "/nameTemplate", Some(json!("{name}/{namespace}"))),
+            "/nameTemplate",
+        ),
+        (
+            "unknown policy generation",
+            with(values(), "/privx/policyGeneration", Some(json!("v36"))),
+            "/privx/policyGeneration",
+        ),
+        (
+            "a duration without a unit",
+            with(values(), "/privx/timeout", Some(json!("30"))),
+            "/privx/timeout",
+        ),
+        (
+            "created credentials without the secret values",
+            with(values(), "/privx/credentials/create", Some(json!(true))),
+            "/privx/credentials",
+        ),
+        (
+            "two CA sources",
+            with(
+                with(
+                    values(),
+                    "/privx/ca/pem",
+                    Some(json!(
+                        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+                    )),
+                ),
+                "/privx/ca/existingSecret",
+                Some(json!("privx-ca")),
+            ),
+            "/privx/ca/existingSecret",
+        ),
+        (
+            "CA-only trust without a CA",
+            with(values(), "/privx/ca/only", Some(json!(true))),
+            "/privx/ca",
+        ),
+        (
+            "a NetworkPolicy without CIDRs",
+            with(values(), "/networkPolicy/enabled", Some(json!(true))),
+            "/networkPolicy/apiServer/cidrs",
+        ),
+        (
+            "a privileged port",
+            with(values(), "/httpPort", Some(json!(80))),
+            "/httpPort",
+        ),
+        (
+            "an image digest that is not sha256",
+            with(values(), "/image/digest", Some(json!("latest"))),
+            "/image/digest",
+        ),
+    ];
+    for (what, values, path) in cases {
+        let errors = schema_errors(&validator, &values);
+        assert!(!errors.is_empty(), "the schema accepted {what}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with(&format!("{path}:")) || e.starts_with(&format!("{path}/"))),
+            "{what}: expected an error at {path:?}, got {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn schema_enums_are_the_binarys_choices() {
+    let text = read(&chart().join("values.schema.json"));
+    let schema: Value = serde_json::from_str(&text).unwrap();
+    for (pointer, long) in [
+        ("/properties/logFormat/enum", "log-format"),
+        (
+            "/properties/privx/properties/policyGeneration/enum",
+            "privx-policy-generation",
+        ),
+    ] {
+        let in_schema: BTreeSet<String> = schema
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("schema has no {pointer}"))
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        let in_binary: BTreeSet<String> = run_arg(long)
+            .get_possible_values()
+            .iter()
+            .map(|p| p.get_name().to_string())
+            .collect();
+        assert_eq!(in_schema, in_binary, "{pointer} vs --{long}");
+    }
+}
+
+#[test]
+fn chart_defaults_are_the_binarys_defaults() {
+    let v = values();
+    let port = run_default("http-addr")
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .to_string();
+    for (value, long) in [
+        (
+            v["nameTemplate"].as_str().unwrap().to_string(),
+            "name-template",
+        ),
+        (v["logFormat"].as_str().unwrap().to_string(), "log-format"),
+        (v["logLevel"].as_str().unwrap().to_string(), "log-level"),
+        (
+            v["privx"]["timeout"].as_str().unwrap().to_string(),
+            "privx-timeout",
+        ),
+        (
+            v["privx"]["policyGeneration"].as_str().unwrap().to_string(),
+            "privx-policy-generation",
+        ),
+        (
+            v["leaderElection"]["leaseDuration"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            "lease-duration",
+        ),
+        (v["concurrency"].to_string(), "concurrency"),
+        (
+            v["rolloutRestart"]["enabled"].to_string(),
+            "rollout-restart",
+        ),
+    ] {
+        assert_eq!(value, run_default(long), "chart default vs --{long}");
+    }
+    assert_eq!(v["httpPort"].to_string(), port, "httpPort vs --http-addr");
+}
+
+#[test]
+fn secure_defaults() {
+    let v = values();
+    let pod = &v["podSecurityContext"];
+    assert_eq!(pod["runAsNonRoot"], true);
+    assert_eq!(pod["seccompProfile"]["type"], "RuntimeDefault");
+    assert_ne!(pod["runAsUser"], 0);
+    let container = &v["securityContext"];
+    assert_eq!(container["allowPrivilegeEscalation"], false);
+    assert_eq!(container["readOnlyRootFilesystem"], true);
+    assert_eq!(container["privileged"], false);
+    assert_eq!(container["capabilities"]["drop"], json!(["ALL"]));
+    assert!(container["capabilities"].get("add").is_none());
+    for kind in ["requests", "limits"] {
+        for resource in ["cpu", "memory"] {
+            assert!(
+                v["resources"][kind][resource].is_string(),
+                "resources.{kind}.{resource} is unset"
+            );
+        }
+    }
+    assert_eq!(v["privx"]["credentials"]["create"], false);
+    assert_eq!(v["privx"]["ca"]["only"], false);
+
+    let deployment = read(&chart().join("templates/deployment.yaml"));
+    for probe in [
+        "livenessProbe:\n            httpGet:\n              path: /livez",
+        "readinessProbe:\n            httpGet:\n              path: /readyz",
+    ] {
+        assert!(deployment.contains(probe), "deployment lacks {probe:?}");
+    }
+    assert!(deployment.contains("toYaml .Values.securityContext"));
+    assert!(deployment.contains("toYaml .Values.podSecurityContext"));
+    assert!(deployment.contains("toYaml .Values.resources"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Static template lint
+
+/// A template split into text and actions, with the conditions each text piece sits under.
+struct Parsed {
+    /// (text, the actions of the enclosing blocks, innermost last)
+    texts: Vec<(String, Vec<String>)>,
+    actions: Vec<String>,
+    /// Text with every action replaced by [`MARK`].
+    marked: String,
+}
+
+const MARK: char = '\u{1}';
+
+fn parse_template(name: &str, source: &str) -> Parsed {
+    let mut texts = Vec::new();
+    let mut actions = Vec::new();
+    let mut marked = String::new();
+    let mut stack: Vec<String> = Vec::new();
+    let mut rest = source;
+    loop {
+        let open = rest.find("{{");
+        let stray_close = rest.find("}}");
+        if let Some(close) = stray_close
+            && open.is_none_or(|o| close < o)
+        {
+            panic!("{name}: `}}}}` without `{{{{` near {:?}", &rest[..close]);
+        }
+        let Some(open) = open else {
+            texts.push((rest.to_string(), stack.clone()));
+            marked.push_str(rest);
+            break;
+        };
+        texts.push((rest[..open].to_string(), stack.clone()));
+        marked.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let close = after
+            .find("}}")
+            .unwrap_or_else(|| panic!("{name}: `{{{{` never closed near {:?}", &rest[open..]));
+        let inner = &after[..close];
+        assert!(
+            !inner.contains("{{"),
+            "{name}: `{{{{` inside an action: {inner:?}"
+        );
+        let action = inner
+            .trim_start_matches('-')
+            .trim_end_matches('-')
+            .trim()
+            .to_string();
+        let keyword = action.split_whitespace().next().unwrap_or("");
+        if !action.starts_with("/*") {
+            match keyword {
+                "if" | "range" | "with" | "define" | "block" => stack.push(action.clone()),
+                "end" => {
+                    stack
+                        .pop()
+                        .unwrap_or_else(|| panic!("{name}: `end` without an open block"));
+                }
+                _ => {}
+            }
+        }
+        actions.push(action);
+        marked.push(MARK);
+        rest = &after[close + 2..];
+    }
+    assert!(stack.is_empty(), "{name}: blocks left open: {stack:?}");
+    Parsed {
+        texts,
+        actions,
+        marked,
+    }
+}
+
+fn templates() -> Vec<(String, String)> {
+    let dir = chart().join("templates");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                read(&p),
+            )
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "templates missing: {files:?}");
+    files
+}
+
+#[test]
+fn templates_have_balanced_actions_and_blocks() {
+    for (name, source) in templates() {
+        let parsed = parse_template(&name, &source);
+        assert!(!parsed.actions.is_empty() || name.ends_with(".txt"));
+    }
+}
+
+#[test]
+fn the_balance_check_catches_mistakes() {
+    for broken in [
+        "a: {{ .Values.x }",
+        "a: {{ .Values.x }}}}",
+        "{{ if .Values.x }}a: 1",
+        "a: 1\n{{ end }}",
+    ] {
+        let outcome = std::panic::catch_unwind(|| parse_template("broken", broken));
+        assert!(outcome.is_err(), "accepted {broken:?}");
+    }
+}
+
+#[test]
+fn every_values_path_in_the_templates_exists_in_values_yaml() {
+    let v = values();
+    let path_re = regex::Regex::new(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)").unwrap();
+    let mut checked = 0;
+    for (name, source) in templates() {
+        for action in parse_template(&name, &source).actions {
+            for capture in path_re.captures_iter(&action) {
+                let path = &capture[1];
+                let mut node = &v;
+                for segment in path.split('.').skip(1) {
+                    node = node.get(segment).unwrap_or_else(|| {
+                        panic!("{name}: .Values{path} is not in values.yaml (at {segment:?})")
+                    });
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} .Values references found");
+}
+
+/// The template's text as YAML documents, with actions blanked out.
+fn blanked_documents(name: &str, source: &str) -> Vec<String> {
+    let parsed = parse_template(name, source);
+    let mut text = String::new();
+    for line in parsed.marked.lines() {
+        let only_actions = line.contains(MARK) && line.chars().all(|c| c == MARK || c == ' ');
+        if !only_actions {
+            text.push_str(&line.replace(MARK, "x"));
+            text.push('\n');
+        }
+    }
+    text.split("\n---\n")
+        .map(str::to_string)
+        .filter(|doc| {
+            doc.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim().starts_with('#') && l.trim() != "---")
+        })
+        .collect()
+}
+
+#[test]
+fn template_text_is_yaml_once_actions_are_blanked() {
+    let mut kinds = BTreeSet::new();
+    for (name, source) in templates() {
+        if !name.ends_with(".yaml") {
+            continue;
+        }
+        let documents = blanked_documents(&name, &source);
+        assert!(!documents.is_empty(), "{name} holds no document");
+        for doc in documents {
+            let value: Value = serde_saphyr::from_str(&doc)
+                .unwrap_or_else(|e| panic!("{name} is not YAML once blanked: {e}\n{doc}"));
+            for key in ["apiVersion", "kind", "metadata"] {
+                assert!(value.get(key).is_some(), "{name}: a document without {key}");
+            }
+            kinds.insert(value["kind"].as_str().unwrap().to_string());
+        }
+    }
+    for kind in [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceMonitor",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Secret",
+        "ConfigMap",
+    ] {
+        assert!(kinds.contains(kind), "no template renders a {kind}");
+    }
+}
+
+#[test]
+fn the_yaml_check_catches_a_broken_template() {
+    let broken =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n   labels: [\n";
+    let docs = blanked_documents("broken", broken);
+    assert!(serde_saphyr::from_str::<Value>(&docs[0]).is_err());
+}
+
+#[test]
+fn deployment_flags_and_environment_exist_in_the_binary() {
+    let deployment = read(&chart().join("templates/deployment.yaml"));
+    let command = run_command();
+    let flags: BTreeSet<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
+    // Flags the chart passes (only when their value is set) before the runtime has them.
+    let pending_flags = ["privx-self-roles"];
+    let flag_re = regex::Regex::new(r#""--([a-z][a-z0-9-]*)"#).unwrap();
+    let used: BTreeSet<String> = flag_re
+        .captures_iter(&deployment)
+        .map(|c| c[1].to_string())
+        .collect();
+    assert!(used.len() >= 12, "too few flags found: {used:?}");
+    for flag in &used {
+        assert!(
+            flags.contains(flag) || pending_flags.contains(&flag.as_str()),
+            "the chart passes --{flag}, which `privx-operator run` does not have"
+        );
+    }
+    for flag in [
+        "http-addr",
+        "log-format",
+        "log-level",
+        "name-template",
+        "namespaces",
+        "privx-ca-file",
+        "privx-ca-only",
+        "privx-policy-generation",
+        "concurrency",
+        "leader-election",
+        "lease-duration",
+        "rollout-restart",
+        "privx-self-roles",
+    ] {
+        assert!(used.contains(flag), "the chart never passes --{flag}");
+    }
+
+    let mut known_env: BTreeSet<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+        .collect();
+    // Read by `privx::config` (credentials as files) and by leader election (holder identity).
+    known_env.extend(
+        [
+            "PRIVX_API_CLIENT_ID_FILE",
+            "PRIVX_API_CLIENT_SECRET_FILE",
+            "PRIVX_API_OAUTH_CLIENT_ID_FILE",
+            "PRIVX_API_OAUTH_CLIENT_SECRET_FILE",
+            "POD_NAME",
+        ]
+        .map(str::to_string),
+    );
+    let env_re = regex::Regex::new(r"(?m)^\s+- name: ([A-Z][A-Z0-9_]*)$").unwrap();
+    let env: BTreeSet<String> = env_re
+        .captures_iter(&deployment)
+        .map(|c| c[1].to_string())
+        .collect();
+    for required in [
+        "POD_NAMESPACE",
+        "PRIVX_API_BASE_URL",
+        "PRIVX_API_CLIENT_ID_FILE",
+        "PRIVX_API_OAUTH_CLIENT_SECRET_FILE",
+    ] {
+        assert!(
+            env.contains(required),
+            "the Deployment does not set {required}"
+        );
+    }
+    for name in &env {
+        assert!(
+            known_env.contains(name),
+            "the Deployment sets {name}, which nothing reads"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RBAC
+
+#[test]
+fn rbac_grants_only_the_verbs_the_code_uses() {
+    let allowed: BTreeSet<&str> = ["get", "list", "watch", "create", "patch", "update"].into();
+    let verbs_re = regex::Regex::new(r"verbs: \[([^\]]*)\]").unwrap();
+    let mut rules = 0;
+    for (name, source) in templates() {
+        assert!(
+            !source.contains("\"*\"") && !source.contains("'*'") && !source.contains("- \"*\""),
+            "{name} grants a wildcard"
+        );
+        for capture in verbs_re.captures_iter(&source) {
+            rules += 1;
+            for verb in capture[1].split(',') {
+                let verb = verb.trim().trim_matches('"');
+                assert!(allowed.contains(verb), "{name} grants {verb}");
+                // Only the Lease is updated; everything else is written by patch.
+                if verb == "update" {
+                    assert_eq!(
+                        name, "role-operator.yaml",
+                        "{name}: update is for Leases only"
+                    );
+                }
+            }
+        }
+    }
+    assert!(rules >= 12, "found only {rules} RBAC rules");
+}
+
+#[test]
+fn optional_rights_sit_behind_their_switches() {
+    let mut apps_rules = 0;
+    let mut lease_rules = 0;
+    for (name, source) in templates() {
+        for (text, enclosing) in parse_template(&name, &source).texts {
+            let under = |needle: &str| enclosing.iter().any(|a| a.contains(needle));
+            if text.contains("apiGroups: [\"apps\"]") {
+                apps_rules += 1;
+                assert!(
+                    under("rolloutRestart.enabled"),
+                    "{name}: workload rights outside `if rolloutRestart.enabled`"
+                );
+            }
+            if text.contains("coordination.k8s.io") {
+                lease_rules += 1;
+                assert!(
+                    under("privx-operator.leaderElection"),
+                    "{name}: Lease rights outside the leader-election switch"
+                );
+                assert!(
+                    name == "role-operator.yaml",
+                    "{name}: Lease rights belong in the operator's own namespace only"
+                );
+            }
+            if text.contains("\"vaultsecrets\"") || text.contains("- vaultsecrets\n") {
+                assert!(
+                    name == "role-namespaces.yaml" || under("$clusterWide"),
+                    "{name}: cluster-wide VaultSecret rights although namespaces may be restricted"
+                );
+            }
+            if text.contains("resources: [\"secrets\"]") && name == "clusterrole.yaml" {
+                assert!(
+                    under("$clusterWide"),
+                    "{name}: cluster-wide Secret rights unguarded"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        apps_rules, 2,
+        "workload rules: one cluster-wide, one per namespace"
+    );
+    assert!(lease_rules >= 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Container image
+
+#[test]
+fn dockerfile_builds_locked_and_runs_distroless_as_non_root() {
+    let dockerfile = read(&repo().join("Dockerfile"));
+    let from: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(from.len(), 2, "a builder and a runtime stage: {from:?}");
+    assert!(from[0].starts_with("FROM rust:1-bookworm "));
+    assert_eq!(from[1], "FROM gcr.io/distroless/cc-debian12:nonroot");
+    assert!(dockerfile.contains("cargo build --release --locked"));
+    let runtime_stage = &dockerfile[dockerfile.find(from[1]).unwrap()..];
+    assert!(runtime_stage.contains("\nUSER nonroot\n"));
+    assert!(runtime_stage.contains("ENTRYPOINT [\"/privx-operator\"]"));
+    assert!(runtime_stage.contains("CMD [\"run\"]"));
+    assert_eq!(
+        runtime_stage.matches("COPY ").count(),
+        1,
+        "the runtime stage holds the binary only"
+    );
+
+    let ignore = read(&repo().join(".dockerignore"));
+    let ignored: BTreeSet<&str> = ignore.lines().map(str::trim).collect();
+    for entry in ["target/", ".git/"] {
+        assert!(ignored.contains(entry), ".dockerignore lacks {entry}");
+    }
+    for needed in ["src/", "Cargo.toml", "Cargo.lock"] {
+        assert!(!ignored.contains(needed), ".dockerignore drops {needed}");
+    }
+}

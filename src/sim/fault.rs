@@ -1,0 +1,319 @@
+//! Fault injection: which requests fail, how, and how often. A [`Fault`] matches a route (the
+//! route template such as `/vault/api/v1/secrets/{name}`, a concrete path, a prefix ending in
+//! `*`, or `*` for every PrivX route) and optionally a method; when it fires it adds latency
+//! and then answers an error status, drops the connection, or lets the request through.
+//! Admin routes (`/_sim/...`) are never faulted.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One injected fault. Build with the constructors, or parse the CLI syntax with
+/// [`parse_fault`]; the admin endpoint `/_sim/faults` speaks the same fields in JSON (camelCase).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Fault {
+    /// `GET`, `POST`...; `None` matches every method.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Route template, concrete path, prefix ending in `*`, or `*`.
+    pub route: String,
+    /// The status to answer; `None` with `drop_connection: false` only adds latency.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// The error code in the body (PrivX shape, or OAuth `error` on the token endpoint). Without
+    /// one, 502/503/504 answer a proxy-style plain-text body and other statuses a default code.
+    #[serde(default)]
+    pub error_code: Option<String>,
+    /// Probability (0..=1) that a matching request is hit.
+    #[serde(default = "one")]
+    pub rate: f64,
+    /// Hit only the next N matching requests (counted among the hits), then disarm.
+    #[serde(default)]
+    pub next: Option<u32>,
+    /// Adds `Retry-After: <seconds>` to the error answer.
+    #[serde(default)]
+    pub retry_after_seconds: Option<u32>,
+    /// Delay before answering (or before handling, when the fault only adds latency).
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Close the connection without any answer.
+    #[serde(default)]
+    pub drop_connection: bool,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Fault {
+    fn base(route: &str) -> Fault {
+        let (method, route) = split_method(route);
+        Fault {
+            method,
+            route,
+            status: None,
+            error_code: None,
+            rate: 1.0,
+            next: None,
+            retry_after_seconds: None,
+            latency_ms: 0,
+            drop_connection: false,
+        }
+    }
+
+    /// Answer `status` on `route` (which may start with a method: `"POST /auth/api/v1/oauth/token"`).
+    pub fn status(route: &str, status: u16) -> Fault {
+        Fault {
+            status: Some(status),
+            ..Fault::base(route)
+        }
+    }
+
+    /// Close the connection without an answer.
+    pub fn drop_connection(route: &str) -> Fault {
+        Fault {
+            drop_connection: true,
+            ..Fault::base(route)
+        }
+    }
+
+    /// Only delay requests.
+    pub fn latency(route: &str, latency: Duration) -> Fault {
+        Fault {
+            latency_ms: latency.as_millis() as u64,
+            ..Fault::base(route)
+        }
+    }
+
+    /// The token endpoint answers 503 (as a proxy in front of a down auth service does).
+    pub fn token_endpoint_down() -> Fault {
+        Fault::status("POST /auth/api/v1/oauth/token", 503)
+    }
+
+    pub fn with_code(mut self, code: &str) -> Fault {
+        self.error_code = Some(code.to_string());
+        self
+    }
+
+    pub fn with_rate(mut self, rate: f64) -> Fault {
+        self.rate = rate;
+        self
+    }
+
+    pub fn for_next(mut self, n: u32) -> Fault {
+        self.next = Some(n);
+        self
+    }
+
+    pub fn with_retry_after(mut self, seconds: u32) -> Fault {
+        self.retry_after_seconds = Some(seconds);
+        self
+    }
+
+    pub fn with_latency(mut self, latency: Duration) -> Fault {
+        self.latency_ms = latency.as_millis() as u64;
+        self
+    }
+
+    /// Whether this fault applies to a request (rate and `next` not considered).
+    pub(crate) fn matches(&self, method: &str, template: &str, path: &str) -> bool {
+        if let Some(m) = &self.method
+            && !m.eq_ignore_ascii_case(method)
+        {
+            return false;
+        }
+        if self.next == Some(0) {
+            return false;
+        }
+        match self.route.strip_suffix('*') {
+            Some(prefix) => template.starts_with(prefix) || path.starts_with(prefix),
+            None => self.route == template || self.route == path,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), FaultParseError> {
+        if !(0.0..=1.0).contains(&self.rate) {
+            return Err(FaultParseError::Rate(self.rate.to_string()));
+        }
+        if let Some(status) = self.status
+            && !(100..=599).contains(&status)
+        {
+            return Err(FaultParseError::Status(status.to_string()));
+        }
+        if !(self.route == "*" || self.route.starts_with('/')) {
+            return Err(FaultParseError::Route(self.route.clone()));
+        }
+        Ok(())
+    }
+}
+
+fn split_method(route: &str) -> (Option<String>, String) {
+    let route = route.trim();
+    match route.split_once(' ') {
+        Some((method, rest)) if !method.starts_with('/') && method != "*" => {
+            (Some(method.to_ascii_uppercase()), rest.trim().to_string())
+        }
+        _ => (None, route.to_string()),
+    }
+}
+
+/// A `--fault` argument or admin fault that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum FaultParseError {
+    #[error(
+        "fault {0:?}: expected [METHOD ]ROUTE=OUTCOME[:CODE][@RATE][,next=N][,latency=MS][,retry-after=S]"
+    )]
+    Syntax(String),
+    #[error("fault status {0:?}: expected 100..=599, `drop` or `ok`")]
+    Status(String),
+    #[error("fault rate {0:?}: expected a number from 0 to 1")]
+    Rate(String),
+    #[error("fault route {0:?}: expected a path starting with `/`, a prefix ending in `*`, or `*`")]
+    Route(String),
+    #[error(
+        "fault option {0:?}: expected next=N, latency=MS (or 200ms, 2s) or retry-after=SECONDS"
+    )]
+    Option(String),
+}
+
+/// Parses the CLI fault syntax:
+/// `[METHOD ]ROUTE=OUTCOME[:CODE][@RATE][,next=N][,latency=MS][,retry-after=SECONDS]`
+/// where OUTCOME is an HTTP status, `drop` (close the connection) or `ok` (latency only).
+/// Examples: `POST /auth/api/v1/oauth/token=503`, `/vault/*=500:MAX_LOAD@0.2`,
+/// `PUT /vault/api/v1/secrets/{name}=drop,next=1`, `*=ok,latency=200`.
+pub fn parse_fault(text: &str) -> Result<Fault, FaultParseError> {
+    let syntax = || FaultParseError::Syntax(text.to_string());
+    let (route, rest) = text.split_once('=').ok_or_else(syntax)?;
+    let mut parts = rest.split(',');
+    let head = parts.next().ok_or_else(syntax)?.trim();
+    let mut fault = Fault::base(route);
+    let (head, rate) = match head.split_once('@') {
+        Some((head, rate)) => (
+            head,
+            Some(
+                rate.trim()
+                    .parse::<f64>()
+                    .map_err(|_| FaultParseError::Rate(rate.to_string()))?,
+            ),
+        ),
+        None => (head, None),
+    };
+    let (outcome, code) = match head.split_once(':') {
+        Some((outcome, code)) if !code.is_empty() => (outcome, Some(code.to_string())),
+        Some(_) => return Err(syntax()),
+        None => (head, None),
+    };
+    match outcome {
+        "drop" => fault.drop_connection = true,
+        "ok" => {}
+        status => {
+            fault.status = Some(
+                status
+                    .parse()
+                    .map_err(|_| FaultParseError::Status(status.to_string()))?,
+            )
+        }
+    }
+    fault.error_code = code;
+    if let Some(rate) = rate {
+        fault.rate = rate;
+    }
+    for option in parts {
+        let bad = || FaultParseError::Option(option.to_string());
+        let (key, value) = option.trim().split_once('=').ok_or_else(bad)?;
+        match key {
+            "next" => fault.next = Some(value.parse().map_err(|_| bad())?),
+            "retry-after" => fault.retry_after_seconds = Some(value.parse().map_err(|_| bad())?),
+            "latency" => fault.latency_ms = parse_millis(value).ok_or_else(bad)?,
+            _ => return Err(bad()),
+        }
+    }
+    fault.validate()?;
+    Ok(fault)
+}
+
+fn parse_millis(value: &str) -> Option<u64> {
+    if let Some(ms) = value.strip_suffix("ms") {
+        ms.parse().ok()
+    } else if let Some(s) = value.strip_suffix('s') {
+        s.parse::<u64>().ok().map(|s| s * 1000)
+    } else {
+        value.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_status_code_rate_and_options() {
+        let fault =
+            parse_fault("/vault/*=500:MAX_LOAD@0.25,next=3,latency=2s,retry-after=7").unwrap();
+        assert_eq!(fault.method, None);
+        assert_eq!(fault.route, "/vault/*");
+        assert_eq!(fault.status, Some(500));
+        assert_eq!(fault.error_code.as_deref(), Some("MAX_LOAD"));
+        assert_eq!(fault.rate, 0.25);
+        assert_eq!(fault.next, Some(3));
+        assert_eq!(fault.latency_ms, 2000);
+        assert_eq!(fault.retry_after_seconds, Some(7));
+    }
+
+    #[test]
+    fn parses_method_drop_and_ok() {
+        let fault = parse_fault("put /vault/api/v1/secrets/{name}=drop").unwrap();
+        assert_eq!(fault.method.as_deref(), Some("PUT"));
+        assert!(fault.drop_connection);
+        assert_eq!(fault.status, None);
+        let fault = parse_fault("*=ok,latency=150").unwrap();
+        assert_eq!((fault.route.as_str(), fault.latency_ms), ("*", 150));
+        assert_eq!(
+            parse_fault("POST /auth/api/v1/oauth/token=503").unwrap(),
+            Fault::token_endpoint_down()
+        );
+    }
+
+    #[test]
+    fn refuses_bad_faults() {
+        assert!(matches!(parse_fault("/x"), Err(FaultParseError::Syntax(_))));
+        assert!(matches!(
+            parse_fault("/x=abc"),
+            Err(FaultParseError::Status(_))
+        ));
+        assert!(matches!(
+            parse_fault("/x=700"),
+            Err(FaultParseError::Status(_))
+        ));
+        assert!(matches!(
+            parse_fault("/x=500@2"),
+            Err(FaultParseError::Rate(_))
+        ));
+        assert!(matches!(
+            parse_fault("/x=500,foo=1"),
+            Err(FaultParseError::Option(_))
+        ));
+        assert!(matches!(
+            parse_fault("vault=500"),
+            Err(FaultParseError::Route(_))
+        ));
+    }
+
+    #[test]
+    fn matching_by_template_path_prefix_and_method() {
+        let template = "/vault/api/v1/secrets/{name}";
+        let path = "/vault/api/v1/secrets/a%2Fb";
+        assert!(Fault::status(template, 500).matches("GET", template, path));
+        assert!(Fault::status(path, 500).matches("GET", template, path));
+        assert!(Fault::status("/vault/*", 500).matches("GET", template, path));
+        assert!(Fault::status("*", 500).matches("GET", template, path));
+        assert!(!Fault::status("PUT /vault/*", 500).matches("GET", template, path));
+        assert!(!Fault::status("/auth/*", 500).matches("GET", template, path));
+        assert!(
+            !Fault::status(template, 500)
+                .for_next(0)
+                .matches("GET", template, path)
+        );
+    }
+}

@@ -234,9 +234,6 @@ pub async fn main(args: SimArgs) -> anyhow::Result<()> {
         )
         .try_init();
     let options = args.options()?;
-    if options.seed.api_clients.is_empty() {
-        anyhow::bail!("the seed has no API client");
-    }
     let simulator = Simulator::start(options).await?;
     let credentials = simulator.credentials();
     let mut line = serde_json::json!({

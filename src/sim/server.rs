@@ -73,6 +73,10 @@ impl Drop for Simulator {
 impl Simulator {
     /// Binds `options.listen` and serves until [`Simulator::shutdown`].
     pub async fn start(options: SimOptions) -> anyhow::Result<Simulator> {
+        anyhow::ensure!(
+            !options.seed.api_clients.is_empty(),
+            "the seed has no API client"
+        );
         let state = Arc::new(SimState::new(&options).context("simulator seed or options")?);
         let listener = TcpListener::bind(options.listen)
             .await

@@ -1,6 +1,6 @@
 //! The simulator's initial content (API clients, roles, users, secrets, password policies), as
 //! read from YAML, and the demo seed that examples and tests rely on (documented in
-//! `docs/simulator.md`; `examples/sim-seed.yaml` is the same seed as a file).
+//! `docs/simulator.md`; `docs/sim-seed.yaml` is the same seed as a file).
 
 use std::fmt;
 use std::path::Path;
@@ -277,8 +277,8 @@ mod tests {
 
     #[test]
     fn example_seed_file_is_the_demo_seed() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sim-seed.yaml");
-        let seed = load_seed(&path).expect("examples/sim-seed.yaml loads");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/sim-seed.yaml");
+        let seed = load_seed(&path).expect("docs/sim-seed.yaml loads");
         assert_eq!(seed, demo_seed());
     }
 

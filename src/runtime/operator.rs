@@ -168,6 +168,8 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
     };
     if args.leader_election {
         info!(lease = %args.lease_name, "waiting to become the leader");
+        // A standby has no watches to sync: it is ready (for rollouts) once PrivX answers.
+        health.set_watches_synced(true);
         tokio::select! {
             r = leader_rx.wait_for(|leading| *leading) => { r.context("leader election ended")?; }
             _ = shutdown.cancelled() => {
@@ -177,6 +179,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     metrics.set_leader(true);
+    health.set_watches_synced(false);
     info!("leading: starting the controllers");
 
     // Stop the controllers on the shutdown signal, or when leadership is lost.

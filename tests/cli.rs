@@ -1,0 +1,121 @@
+//! The command line as a user meets it: help texts, the CRD stream, and one clear line when
+//! there is no cluster.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_privx-operator"))
+}
+
+#[test]
+fn top_level_help_lists_every_command() {
+    let out = bin().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for command in ["run", "crd", "check", "sim"] {
+        assert!(
+            text.contains(command),
+            "{command} missing from --help:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn run_help_documents_every_flag() {
+    use clap::{Args, Command as ClapCommand};
+    let out = bin().args(["run", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let command = privx_operator::runtime::RunArgs::augment_args(ClapCommand::new("run"));
+    let mut flags = 0;
+    for arg in command.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        flags += 1;
+        assert!(
+            help.contains(&format!("--{long}")),
+            "--{long} missing from run --help"
+        );
+        assert!(
+            arg.get_help()
+                .is_some_and(|h| !h.to_string().trim().is_empty()),
+            "--{long} has no help text"
+        );
+    }
+    assert!(flags >= 20, "expected the run flags, found {flags}");
+}
+
+#[test]
+fn crd_prints_exactly_the_committed_crds() {
+    let out = bin().arg("crd").output().unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let expected: String = privx_operator::crd::all_crds()
+        .iter()
+        .map(|crd| {
+            let file = dir.join(privx_operator::crd::crd_file_name(crd));
+            format!("---\n{}", std::fs::read_to_string(file).unwrap())
+        })
+        .collect();
+    assert_eq!(printed, expected, "`privx-operator crd` differs from crds/");
+}
+
+#[test]
+fn run_without_a_cluster_says_so_in_one_line() {
+    let dir = std::env::temp_dir().join(format!("privx-operator-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = bin()
+        .args([
+            "run",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--privx-url",
+            "https://privx.example.com",
+        ])
+        .env("KUBECONFIG", dir.join("no-such-kubeconfig"))
+        .env("HOME", &dir)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("privx-operator:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line expected:\n{stderr}");
+    assert!(errors[0].contains("Kubernetes"), "{}", errors[0]);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_flag_values_name_the_flag() {
+    let out = bin()
+        .args([
+            "run",
+            "--name-template",
+            "static-name",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("--name-template"), "{stderr}");
+
+    let out = bin()
+        .args(["run", "--lease-duration", "soon"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("--lease-duration")
+    );
+}

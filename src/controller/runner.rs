@@ -5,7 +5,7 @@
 //! Secrets in the cluster.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::{StreamExt, future::BoxFuture};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -17,6 +17,7 @@ use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::Notify;
 use tracing::info;
 
 use super::{
@@ -39,6 +40,61 @@ pub struct RunOptions {
 
 type VsStore = Store<DeserializeGuard<VaultSecret>>;
 
+/// Counts watches that have not yet finished their initial list; readiness waits for zero.
+#[derive(Clone, Default)]
+struct SyncTracker {
+    pending: Arc<AtomicUsize>,
+    notify: Arc<Notify>,
+}
+
+impl SyncTracker {
+    /// A watch to wait for: call the returned closure on every watcher event.
+    fn track<K>(&self) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) + Send + 'static {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let tracker = self.clone();
+        let mut done = false;
+        move |event| {
+            if !done && matches!(event, Ok(watcher::Event::InitDone)) {
+                done = true;
+                tracker.pending.fetch_sub(1, Ordering::SeqCst);
+                tracker.notify.notify_waiters();
+            }
+        }
+    }
+
+    async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.pending.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A controller whose own watch reports to `tracker` when its initial list is complete.
+fn tracked_controller<K>(api: Api<K>, tracker: &SyncTracker) -> Controller<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .inspect(tracker.track()),
+    )
+    .applied_objects();
+    Controller::for_stream(stream, reader)
+}
+
 fn all_vault_secrets(stores: &[VsStore]) -> Vec<Arc<DeserializeGuard<VaultSecret>>> {
     stores.iter().flat_map(|s| s.state()).collect()
 }
@@ -55,12 +111,12 @@ pub async fn run(
     on_synced: impl FnOnce() + Send + 'static,
 ) {
     let controller_config = ControllerConfig::default().concurrency(options.concurrency);
+    let tracker = SyncTracker::default();
 
     // PasswordPolicy controller; its store also serves the VaultSecret controllers.
     let policies_api: Api<DeserializeGuard<PasswordPolicy>> = Api::all(client.clone());
     let policy_controller =
-        Controller::new(policies_api, watcher::Config::default().any_semantic())
-            .with_config(controller_config.clone());
+        tracked_controller(policies_api, &tracker).with_config(controller_config.clone());
     let policy_store = policy_controller.store();
 
     // Namespace metadata for tenancy annotations.
@@ -73,6 +129,7 @@ pub async fn run(
         ),
     )
     .default_backoff()
+    .inspect(tracker.track())
     .for_each(|_| futures::future::ready(()));
 
     // One VaultSecret controller per watched scope.
@@ -88,8 +145,7 @@ pub async fn run(
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        let controller = Controller::new(api, watcher::Config::default().any_semantic())
-            .with_config(controller_config.clone());
+        let controller = tracked_controller(api, &tracker).with_config(controller_config.clone());
         vs_stores.push(controller.store());
         vs_controllers.push((scope.clone(), controller));
     }
@@ -111,24 +167,20 @@ pub async fn run(
         namespaces: namespace_store.clone(),
     });
 
-    let mut tasks: Vec<BoxFuture<'static, ()>> = vec![Box::pin(namespace_reflector)];
-
-    // Readiness: once every store has listed.
-    {
-        let stores = vs_stores.clone();
-        let policy_store = policy_store.clone();
-        let namespace_store = namespace_store.clone();
-        tasks.push(Box::pin(async move {
-            for s in &stores {
-                let _ = s.wait_until_ready().await;
+    // Background: the namespace reflector, and readiness once every watch has listed.
+    let background = vec![
+        tokio::spawn(namespace_reflector),
+        tokio::spawn({
+            let tracker = tracker.clone();
+            async move {
+                tracker.wait().await;
+                info!("all watches synced");
+                on_synced();
             }
-            let _ = policy_store.wait_until_ready().await;
-            let _ = namespace_store.wait_until_ready().await;
-            info!("all watches synced");
-            on_synced();
-        }));
-    }
+        }),
+    ];
 
+    let mut tasks: Vec<BoxFuture<'static, ()>> = Vec::new();
     tasks.push(Box::pin(
         policy_controller
             .graceful_shutdown_on(shutdown.clone().cancelled_owned())
@@ -215,16 +267,12 @@ pub async fn run(
         ));
     }
 
-    // The reflector task never ends by itself: stop it with the shutdown signal.
-    let all = futures::future::join_all(tasks);
-    tokio::select! {
-        _ = all => {}
-        _ = async {
-            shutdown.cancelled().await;
-            // Controllers drain in-flight reconciles on the same signal; give them time.
-            tokio::time::sleep(Duration::from_secs(30)).await;
-        } => {}
+    // Controllers end on the shutdown signal once in-flight reconciles have drained.
+    futures::future::join_all(tasks).await;
+    for task in background {
+        task.abort();
     }
+    info!("controllers stopped");
 }
 
 /// The VaultSecrets in `store` that `pred` selects, as reconcile requests.

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 pub struct Recorded {
     pub method: String,
     pub path: String,
+    pub query: String,
     pub content_type: Option<String>,
     pub body: Option<Value>,
 }
@@ -67,6 +68,21 @@ impl FakeKube {
         let me = self.clone();
         tokio::spawn(async move {
             while let Some((request, send)) = handle.next_request().await {
+                let watch = request
+                    .uri()
+                    .query()
+                    .is_some_and(|q| q.contains("watch=true"));
+                if watch {
+                    // Hold watches open (no events are streamed): the initial list is what
+                    // the tests exercise. The answer comes when the test's runtime ends.
+                    tokio::spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                        send.send_response(
+                            Response::builder().status(200).body(Body::empty()).unwrap(),
+                        );
+                    });
+                    continue;
+                }
                 let response = me.handle(request).await;
                 send.send_response(response);
             }
@@ -151,6 +167,7 @@ impl FakeKube {
     async fn handle(&self, request: Request<Body>) -> Response<Body> {
         let method = request.method().to_string();
         let path = request.uri().path().to_string();
+        let query = request.uri().query().unwrap_or_default().to_string();
         let content_type = request
             .headers()
             .get("content-type")
@@ -169,15 +186,51 @@ impl FakeKube {
         self.state.lock().unwrap().requests.push(Recorded {
             method: method.clone(),
             path: path.clone(),
+            query: query.clone(),
             content_type: content_type.clone(),
             body: body.clone(),
         });
-        let (code, value) = self.dispatch(&method, &path, content_type.as_deref(), body);
+        let (code, value) = if method == "GET" && self.get(&path).is_none() && is_collection(&path)
+        {
+            (200, self.list_collection(&path, &query))
+        } else {
+            self.dispatch(&method, &path, content_type.as_deref(), body)
+        };
         Response::builder()
             .status(StatusCode::from_u16(code).unwrap())
             .header("content-type", "application/json")
             .body(Body::from(serde_json::to_vec(&value).unwrap()))
             .unwrap()
+    }
+
+    /// A list answer for a collection path, filtered by namespace and `labelSelector=k=v`.
+    fn list_collection(&self, path: &str, query: &str) -> Value {
+        let (prefix, namespace, resource) = split_collection(path);
+        let selector: Option<(String, String)> = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("labelSelector="))
+            .map(|s| s.replace("%3D", "=").replace("%2F", "/"))
+            .and_then(|s| {
+                s.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            });
+        let state = self.state.lock().unwrap();
+        let items: Vec<Value> = state
+            .objects
+            .iter()
+            .filter(|(p, _)| {
+                let (obj_prefix, obj_ns, obj_resource) = split_object(p);
+                obj_prefix == prefix
+                    && obj_resource == resource
+                    && (namespace.is_none() || namespace == obj_ns)
+            })
+            .map(|(_, o)| o.clone())
+            .filter(|o| match &selector {
+                Some((k, v)) => o["metadata"]["labels"][k].as_str() == Some(v),
+                None => true,
+            })
+            .collect();
+        json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": state.version.to_string()}, "items": items})
     }
 
     fn dispatch(
@@ -307,5 +360,53 @@ impl FakeKube {
             }
             _ => (405, status(405, "MethodNotAllowed", method)),
         }
+    }
+}
+
+/// Whether `path` names a collection (`.../secrets`) rather than an object.
+fn is_collection(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // api/v1/R, api/v1/namespaces/NS/R, apis/G/V/R, apis/G/V/namespaces/NS/R
+    match segments.first() {
+        Some(&"api") => segments.len() == 3 || (segments.len() == 5 && segments[2] == "namespaces"),
+        Some(&"apis") => {
+            segments.len() == 4 || (segments.len() == 6 && segments[3] == "namespaces")
+        }
+        _ => false,
+    }
+}
+
+/// (group-version prefix, namespace, resource) of a collection path.
+fn split_collection(path: &str) -> (String, Option<String>, String) {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let base = if segments[0] == "api" { 2 } else { 3 };
+    let prefix = segments[..base].join("/");
+    if segments.len() > base + 1 && segments[base] == "namespaces" {
+        (
+            prefix,
+            Some(segments[base + 1].to_string()),
+            segments[base + 2].to_string(),
+        )
+    } else {
+        (prefix, None, segments[base].to_string())
+    }
+}
+
+/// (group-version prefix, namespace, resource) of an object path.
+fn split_object(path: &str) -> (String, Option<String>, String) {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let base = if segments[0] == "api" { 2 } else { 3 };
+    let prefix = segments[..base].join("/");
+    if segments.len() >= base + 4 && segments[base] == "namespaces" {
+        (
+            prefix,
+            Some(segments[base + 1].to_string()),
+            segments[base + 2].to_string(),
+        )
+    } else if segments.len() == base + 2 {
+        // Cluster-scoped object, or a Namespace itself (`api/v1/namespaces/NAME`).
+        (prefix, None, segments[base].to_string())
+    } else {
+        (prefix, None, String::new())
     }
 }

@@ -1,0 +1,129 @@
+//! The controller runner as `privx-operator run` assembles it: real watches (initial lists) on
+//! the fake Kubernetes API, both controllers, readiness, and a clean stop on the signal.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use privx_operator::controller::hashing::HmacKey;
+use privx_operator::controller::runner::{self, RunOptions};
+use privx_operator::controller::{NoMetrics, Settings};
+use privx_operator::privx::SecretLocation;
+use privx_operator::sim::{SimOptions, Simulator};
+use serde_json::json;
+use support::{FakeKube, NS, policy_path, privx_client_for, secret_path, vs_path};
+use tokio_util::sync::CancellationToken;
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn runner_lists_reconciles_both_kinds_reports_synced_and_stops_on_signal() {
+    let sim = Simulator::start(SimOptions::default()).await.unwrap();
+    let privx = privx_client_for(&sim, sim.credentials());
+    let someone_else = privx_client_for(&sim, sim.credentials_of("someone-else").unwrap());
+    let kube = FakeKube::default();
+    kube.put(
+        "/api/v1/namespaces/demo",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    );
+    kube.put(
+        &secret_path(NS, "db-creds"),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-creds", "namespace": NS}, "data": {"password": "c2VjcmV0"}}),
+    );
+    kube.put(
+        &vs_path(NS, "db"),
+        json!({"apiVersion": "privx-operator.dev/v1alpha1", "kind": "VaultSecret", "metadata": {"name": "db", "namespace": NS},
+               "spec": {"source": {"secretRef": {"name": "db-creds"}}, "mirror": {}}}),
+    );
+    kube.put(
+        &policy_path("app-passwords"),
+        json!({"apiVersion": "privx-operator.dev/v1alpha1", "kind": "PasswordPolicy", "metadata": {"name": "app-passwords"},
+               "spec": {"maxVersions": 3}}),
+    );
+
+    let synced = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
+    let run = tokio::spawn({
+        let synced = synced.clone();
+        let stop = stop.clone();
+        let client = kube.client();
+        async move {
+            runner::run(
+                client,
+                privx,
+                Settings {
+                    self_roles: vec!["privx-operator".into()],
+                    hmac_key: HmacKey::new(vec![3; 32]),
+                    ..Settings::default()
+                },
+                Arc::new(NoMetrics),
+                RunOptions {
+                    namespaces: vec![],
+                    concurrency: 4,
+                    instance: None,
+                },
+                stop,
+                move || synced.store(true, Ordering::SeqCst),
+            )
+            .await
+        }
+    });
+
+    eventually("watches synced", || synced.load(Ordering::SeqCst)).await;
+    eventually("the mirrored Secret", || {
+        kube.get(&secret_path(NS, "db")).is_some()
+    })
+    .await;
+    eventually("VaultSecret status Synced", || {
+        kube.get(&vs_path(NS, "db"))
+            .is_some_and(|o| o["status"]["conditions"][0]["reason"] == "Synced")
+    })
+    .await;
+    eventually("PasswordPolicy status with a PrivX id", || {
+        kube.get(&policy_path("app-passwords"))
+            .is_some_and(|o| o["status"]["id"].is_string())
+    })
+    .await;
+    let stored = someone_else
+        .get_secret(&SecretLocation::Shared, "k8s/demo/db")
+        .await
+        .unwrap();
+    assert_eq!(stored.data.unwrap().0["password"], "secret");
+    let policies = someone_else.list_policies().await.unwrap();
+    assert!(policies.iter().any(|p| p.name == "app-passwords"));
+
+    // Narrow watches: Secrets are only ever listed with a label selector, never all of them.
+    let secret_lists: Vec<String> = kube
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/secrets"))
+        .map(|r| r.query.clone())
+        .collect();
+    assert_eq!(
+        secret_lists.len(),
+        2,
+        "mirrors and sources: {secret_lists:?}"
+    );
+    assert!(
+        secret_lists.iter().all(|q| q.contains("labelSelector=")),
+        "{secret_lists:?}"
+    );
+    assert!(secret_lists.iter().any(|q| q.contains("managed-by")));
+    assert!(secret_lists.iter().any(|q| q.contains("source")));
+
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the runner stops on the signal")
+        .unwrap();
+}

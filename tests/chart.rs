@@ -701,7 +701,10 @@ fn deployment_flags_and_environment_exist_in_the_binary() {
 
 #[test]
 fn rbac_grants_only_the_verbs_the_code_uses() {
-    let allowed: BTreeSet<&str> = ["get", "list", "watch", "create", "patch", "update"].into();
+    let allowed: BTreeSet<&str> = [
+        "get", "list", "watch", "create", "patch", "update", "delete",
+    ]
+    .into();
     let verbs_re = regex::Regex::new(r"verbs: \[([^\]]*)\]").unwrap();
     let mut rules = 0;
     for (name, source) in templates() {
@@ -714,6 +717,16 @@ fn rbac_grants_only_the_verbs_the_code_uses() {
             for verb in capture[1].split(',') {
                 let verb = verb.trim().trim_matches('"');
                 assert!(allowed.contains(verb), "{name} grants {verb}");
+                // Delete is for Secrets only (a mirrored Secret whose immutable type changed).
+                if verb == "delete" {
+                    let line = capture.get(0).unwrap().start();
+                    let before = &source[..line];
+                    let rule_start = before.rfind("- apiGroups").unwrap_or(0);
+                    assert!(
+                        before[rule_start..].contains("resources: [\"secrets\"]"),
+                        "{name}: delete is for secrets only"
+                    );
+                }
                 // Only the Lease is updated; everything else is written by patch.
                 if verb == "update" {
                     assert_eq!(

@@ -7,7 +7,6 @@
 mod auth;
 pub mod config;
 pub mod error;
-pub mod metrics;
 pub mod model;
 mod paging;
 mod policy_wire;
@@ -28,7 +27,6 @@ pub use config::{
     CredentialSource, CredentialValue, Credentials, PolicyGenerationSetting, PrivxConfig,
 };
 pub use error::PrivxError;
-pub use metrics::PrivxMetrics;
 pub use model::{
     PasswordPolicy, PolicyGeneration, Role, RoleHandle, Secret, SecretData, SecretLocation,
     SecretWrite,

@@ -150,9 +150,17 @@ impl Reconciler<'_> {
             Err((refusal, next)) => {
                 self.report_refusal(&refusal).await?;
                 match next {
-                    Next::AwaitChange => Ok(Action::await_change()),
-                    Next::After(d) => Ok(Action::requeue(jittered_refresh(d))),
                     Next::Fail(e) => Err(*e),
+                    // A refusal reported in status ends a failure streak like a success does
+                    // (as in the VaultSecret controller): the next failure starts at 1 s again.
+                    Next::AwaitChange => {
+                        self.ctx.backoff.reset(&self.backoff_key());
+                        Ok(Action::await_change())
+                    }
+                    Next::After(d) => {
+                        self.ctx.backoff.reset(&self.backoff_key());
+                        Ok(Action::requeue(jittered_refresh(d)))
+                    }
                 }
             }
         }
@@ -386,6 +394,9 @@ impl Reconciler<'_> {
             }
         }
         common::set_finalizer(&self.api(), self.policy, false).await?;
+        // The object is gone: forget its failures, so the map does not grow with deleted
+        // objects and a new object of the same name starts without a long backoff.
+        self.ctx.backoff.reset(&self.backoff_key());
         Ok(Action::await_change())
     }
 

@@ -8,6 +8,7 @@ pub mod plan;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, DeserializeGuard, error_boundary::InvalidObject};
 use kube::runtime::controller::Action;
@@ -94,7 +95,7 @@ async fn report_invalid_object(invalid: &InvalidObject, ctx: &Context) -> Result
             ))(e));
         }
     };
-    let current_conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> =
+    let current_conditions: Vec<Condition> =
         serde_json::from_value(current["conditions"].clone()).unwrap_or_default();
     let conditions = condition::merge(
         &current_conditions,

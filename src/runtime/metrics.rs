@@ -561,3 +561,167 @@ mod tests {
         );
     }
 }
+
+/// The controllers' view of the metrics: `Metrics` used through `dyn ControllerMetrics`, as
+/// the controllers' `Context` holds it.
+#[cfg(test)]
+mod controller_metrics_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::Metrics;
+    use crate::controller::ControllerMetrics;
+
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map(|value| value.parse().expect("sample value is a number"))
+    }
+
+    fn ready(text: &str, controller: &str, status: &str, reason: &str) -> Option<f64> {
+        sample(
+            text,
+            &format!(
+                r#"privx_operator_objects{{controller="{controller}",condition="Ready",status="{status}",reason="{reason}"}}"#
+            ),
+        )
+    }
+
+    fn as_controller_metrics(metrics: &Arc<Metrics>) -> Arc<dyn ControllerMetrics> {
+        metrics.clone()
+    }
+
+    #[test]
+    fn reconciles_are_counted_and_timed_and_errors_counted_by_label() {
+        let metrics = Arc::new(Metrics::new());
+        let reporter = as_controller_metrics(&metrics);
+        reporter.reconciled("passwordpolicy", Duration::from_millis(30), None);
+        reporter.reconciled(
+            "passwordpolicy",
+            Duration::from_millis(700),
+            Some("privx_unavailable"),
+        );
+        reporter.reconciled(
+            "passwordpolicy",
+            Duration::from_millis(3),
+            Some("privx_unavailable"),
+        );
+        reporter.reconciled("vaultsecret", Duration::from_millis(1), Some("kubernetes"));
+
+        let text = metrics.encode();
+        let reconciles = |controller: &str| {
+            sample(
+                &text,
+                &format!(r#"privx_operator_reconciles_total{{controller="{controller}"}}"#),
+            )
+        };
+        assert_eq!(reconciles("passwordpolicy"), Some(3.0));
+        assert_eq!(reconciles("vaultsecret"), Some(1.0));
+        let errors = |controller: &str, reason: &str| {
+            sample(
+                &text,
+                &format!(
+                    r#"privx_operator_reconcile_errors_total{{controller="{controller}",reason="{reason}"}}"#
+                ),
+            )
+        };
+        assert_eq!(errors("passwordpolicy", "privx_unavailable"), Some(2.0));
+        assert_eq!(errors("vaultsecret", "kubernetes"), Some(1.0));
+        assert_eq!(
+            errors("passwordpolicy", "kubernetes"),
+            None,
+            "labels are per controller"
+        );
+        // A successful reconcile is no error of any label.
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("privx_operator_reconcile_errors_total{"))
+                .count(),
+            2,
+            "{text}"
+        );
+
+        let bucket = |le: &str| {
+            sample(
+                &text,
+                &format!(
+                    r#"privx_operator_reconcile_duration_seconds_bucket{{le="{le}",controller="passwordpolicy"}}"#
+                ),
+            )
+        };
+        // 3 ms, 30 ms and 700 ms.
+        assert_eq!(bucket("0.005"), Some(1.0));
+        assert_eq!(bucket("0.05"), Some(2.0));
+        assert_eq!(bucket("0.5"), Some(2.0));
+        assert_eq!(bucket("1.0"), Some(3.0));
+        assert_eq!(
+            sample(
+                &text,
+                r#"privx_operator_reconcile_duration_seconds_count{controller="passwordpolicy"}"#
+            ),
+            Some(3.0)
+        );
+        let sum = sample(
+            &text,
+            r#"privx_operator_reconcile_duration_seconds_sum{controller="passwordpolicy"}"#,
+        )
+        .expect("histogram sum");
+        assert!((sum - 0.733).abs() < 1e-9, "sum was {sum}");
+    }
+
+    #[test]
+    fn objects_are_counted_by_their_ready_condition_and_forgotten() {
+        let metrics = Arc::new(Metrics::new());
+        let reporter = as_controller_metrics(&metrics);
+        reporter.object_condition("passwordpolicy", "a", true, "Synced");
+        reporter.object_condition("passwordpolicy", "b", true, "Synced");
+        reporter.object_condition("passwordpolicy", "c", false, "InvalidSpec");
+        reporter.object_condition("vaultsecret", "demo/a", false, "PrivXUnavailable");
+        // Reporting the same state again counts nothing twice.
+        reporter.object_condition("passwordpolicy", "a", true, "Synced");
+
+        let text = metrics.encode();
+        assert_eq!(ready(&text, "passwordpolicy", "True", "Synced"), Some(2.0));
+        assert_eq!(
+            ready(&text, "passwordpolicy", "False", "InvalidSpec"),
+            Some(1.0)
+        );
+        assert_eq!(
+            ready(&text, "vaultsecret", "False", "PrivXUnavailable"),
+            Some(1.0)
+        );
+
+        // b fails, c is fixed: each object moves from one series to the other.
+        reporter.object_condition("passwordpolicy", "b", false, "PrivXUnavailable");
+        reporter.object_condition("passwordpolicy", "c", true, "UnsupportedField");
+        let text = metrics.encode();
+        assert_eq!(ready(&text, "passwordpolicy", "True", "Synced"), Some(1.0));
+        assert_eq!(
+            ready(&text, "passwordpolicy", "False", "PrivXUnavailable"),
+            Some(1.0)
+        );
+        assert_eq!(
+            ready(&text, "passwordpolicy", "True", "UnsupportedField"),
+            Some(1.0)
+        );
+        assert_eq!(ready(&text, "passwordpolicy", "False", "InvalidSpec"), None);
+
+        // Deleted objects leave the gauge; the other controller's objects stay.
+        reporter.forget_object("passwordpolicy", "b");
+        reporter.forget_object("passwordpolicy", "a");
+        let text = metrics.encode();
+        assert_eq!(ready(&text, "passwordpolicy", "True", "Synced"), None);
+        assert_eq!(
+            ready(&text, "passwordpolicy", "False", "PrivXUnavailable"),
+            None
+        );
+        assert_eq!(
+            ready(&text, "passwordpolicy", "True", "UnsupportedField"),
+            Some(1.0)
+        );
+        assert_eq!(
+            ready(&text, "vaultsecret", "False", "PrivXUnavailable"),
+            Some(1.0)
+        );
+    }
+}

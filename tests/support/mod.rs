@@ -16,10 +16,10 @@ use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use privx_operator::controller::hashing::HmacKey;
 use privx_operator::controller::{
-    Context, Error, NoMetrics, Settings, password_policy, vault_secret,
+    Context, ControllerMetrics, Error, NoMetrics, Settings, password_policy, vault_secret,
 };
 use privx_operator::crd::{PasswordPolicy, VaultSecret};
-use privx_operator::privx::config::CredentialSource;
+use privx_operator::privx::config::{CredentialSource, PolicyGenerationSetting};
 use privx_operator::privx::{Credentials, PrivxClient, PrivxConfig};
 use privx_operator::sim::{SimCredentials, SimOptions, Simulator};
 use serde_json::{Value, json};
@@ -41,6 +41,15 @@ pub fn secret_path(ns: &str, name: &str) -> String {
 }
 
 pub fn privx_client_for(sim: &Simulator, creds: SimCredentials) -> PrivxClient {
+    privx_client_with(sim, creds, PolicyGenerationSetting::Auto)
+}
+
+/// A PrivX client of the simulator with the given password-policy generation setting.
+pub fn privx_client_with(
+    sim: &Simulator,
+    creds: SimCredentials,
+    policy_generation: PolicyGenerationSetting,
+) -> PrivxClient {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = PrivxConfig::new(
         sim.base_url(),
@@ -51,6 +60,7 @@ pub fn privx_client_for(sim: &Simulator, creds: SimCredentials) -> PrivxClient {
             api_client_secret: creds.api_client_secret.clone(),
         }),
     );
+    config.policy_generation = policy_generation;
     config.max_retries = 1;
     config.retry_base_delay = Duration::from_millis(5);
     PrivxClient::new(config).expect("client config")
@@ -73,8 +83,23 @@ impl Harness {
     }
 
     pub async fn with_options(options: SimOptions) -> Self {
+        Self::build(PolicyGenerationSetting::Auto, options, Arc::new(NoMetrics)).await
+    }
+
+    /// The operator's client uses `generation` (auto, v34, v35); the simulator runs `options`.
+    pub async fn with_generation(generation: PolicyGenerationSetting, options: SimOptions) -> Self {
+        Self::build(generation, options, Arc::new(NoMetrics)).await
+    }
+
+    /// Everything configurable: the operator's generation setting, the simulator and the
+    /// metrics the controllers report into.
+    pub async fn build(
+        generation: PolicyGenerationSetting,
+        options: SimOptions,
+        metrics: Arc<dyn ControllerMetrics>,
+    ) -> Self {
         let sim = Simulator::start(options).await.expect("simulator starts");
-        let privx = privx_client_for(&sim, sim.credentials());
+        let privx = privx_client_with(&sim, sim.credentials(), generation);
         let someone_else =
             privx_client_for(&sim, sim.credentials_of("someone-else").expect("demo seed"));
         let kube = FakeKube::default();
@@ -90,7 +115,7 @@ impl Harness {
                 hmac_key: HmacKey::new(vec![42; 32]),
                 ..Settings::default()
             },
-            metrics: Arc::new(NoMetrics),
+            metrics,
             recorder: Recorder::new(
                 client,
                 Reporter {
@@ -239,11 +264,22 @@ impl Harness {
         self.sync_policy_store(name);
     }
 
+    /// Puts a PasswordPolicy given as a whole JSON object (valid or not) into the fake API and
+    /// the store, as the watch would deliver it.
+    pub fn policy_object(&mut self, object: Value) {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("metadata.name")
+            .to_string();
+        self.kube.put(&policy_path(&name), object);
+        self.sync_policy_store(&name);
+    }
+
     fn sync_policy_store(&mut self, name: &str) {
         if let Some(v) = self.kube.get(&policy_path(name)) {
-            let p: PasswordPolicy = serde_json::from_value(v).unwrap();
+            let guard: DeserializeGuard<PasswordPolicy> = guard_of(v);
             self.policy_writer
-                .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(p))));
+                .apply_watcher_event(&watcher::Event::Apply(guard));
         }
     }
 
@@ -309,4 +345,38 @@ impl Harness {
             .expect("Ready condition");
         (c.status, c.reason, c.message)
     }
+
+    /// The `type_` condition of a PasswordPolicy: (status, reason, message).
+    pub fn policy_condition(&self, name: &str, type_: &str) -> (String, String, String) {
+        let p = self.get_policy(name);
+        let c = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_).cloned())
+            .unwrap_or_else(|| panic!("PasswordPolicy {name} has a {type_} condition"));
+        (c.status, c.reason, c.message)
+    }
+
+    /// The Ready condition of a PasswordPolicy: (status, reason, message).
+    pub fn policy_ready(&self, name: &str) -> (String, String, String) {
+        self.policy_condition(name, "Ready")
+    }
+
+    /// Kubernetes writes (events excluded) as `METHOD path`.
+    pub fn kube_writes(&self) -> Vec<String> {
+        self.kube
+            .writes()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+}
+
+/// An object as a watch delivers it: deserialised through `DeserializeGuard`, so an object
+/// that does not match the Rust type arrives as `Err(InvalidObject)` carrying its metadata.
+pub fn guard_of<K>(object: Value) -> DeserializeGuard<K>
+where
+    K: kube::Resource + serde::de::DeserializeOwned,
+{
+    serde_json::from_value(object).expect("the metadata of any object deserialises")
 }

@@ -8,6 +8,7 @@ pub mod plan;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, DeserializeGuard, error_boundary::InvalidObject};
 use kube::runtime::controller::Action;
@@ -80,26 +81,50 @@ async fn report_invalid_object(invalid: &InvalidObject, ctx: &Context) -> Result
         "the object does not match the PasswordPolicy schema: {}",
         invalid.error
     );
+    // The status is read and applied whole: a server-side apply that leaves out the id,
+    // name and ownership this manager wrote before would delete them, and the fixed object
+    // would no longer find its PrivX policy. Merging into the current conditions keeps
+    // their transition times, so an unchanged report is not written again (a write is a
+    // watch event, and the controller would trigger itself forever).
+    let current = match api.get_status(&name).await {
+        Ok(object) => object.data.get("status").cloned().unwrap_or(json!({})),
+        Err(e) if Error::is_kube_not_found(&e) => return Ok(Action::await_change()),
+        Err(e) => {
+            return Err(Error::kube(format!(
+                "read status of invalid PasswordPolicy {name}"
+            ))(e));
+        }
+    };
+    let current_conditions: Vec<Condition> =
+        serde_json::from_value(current["conditions"].clone()).unwrap_or_default();
     let conditions = condition::merge(
-        &[],
+        &current_conditions,
         &failure_conditions(reason::INVALID_SPEC, &message),
         invalid.metadata.generation,
         now(),
     );
-    let patch = json!({
-        "apiVersion": ar.api_version,
-        "kind": ar.kind,
-        "status": {"conditions": conditions, "observedGeneration": invalid.metadata.generation},
-    });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::kube(format!(
-        "write status of invalid PasswordPolicy {name}"
-    )))?;
+    let mut status = match &current {
+        serde_json::Value::Object(_) => current.clone(),
+        _ => json!({}),
+    };
+    status["conditions"] = json!(conditions);
+    status["observedGeneration"] = json!(invalid.metadata.generation);
+    if status != current {
+        let patch = json!({
+            "apiVersion": ar.api_version,
+            "kind": ar.kind,
+            "status": status,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(Error::kube(format!(
+            "write status of invalid PasswordPolicy {name}"
+        )))?;
+    }
     ctx.metrics
         .object_condition(CONTROLLER, &name, false, reason::INVALID_SPEC);
     Ok(Action::await_change())
@@ -150,9 +175,17 @@ impl Reconciler<'_> {
             Err((refusal, next)) => {
                 self.report_refusal(&refusal).await?;
                 match next {
-                    Next::AwaitChange => Ok(Action::await_change()),
-                    Next::After(d) => Ok(Action::requeue(jittered_refresh(d))),
                     Next::Fail(e) => Err(*e),
+                    // A refusal reported in status ends a failure streak like a success does
+                    // (as in the VaultSecret controller): the next failure starts at 1 s again.
+                    Next::AwaitChange => {
+                        self.ctx.backoff.reset(&self.backoff_key());
+                        Ok(Action::await_change())
+                    }
+                    Next::After(d) => {
+                        self.ctx.backoff.reset(&self.backoff_key());
+                        Ok(Action::requeue(jittered_refresh(d)))
+                    }
                 }
             }
         }
@@ -386,6 +419,9 @@ impl Reconciler<'_> {
             }
         }
         common::set_finalizer(&self.api(), self.policy, false).await?;
+        // The object is gone: forget its failures, so the map does not grow with deleted
+        // objects and a new object of the same name starts without a long backoff.
+        self.ctx.backoff.reset(&self.backoff_key());
         Ok(Action::await_change())
     }
 

@@ -804,6 +804,8 @@ async fn tenancy_refuses_foreign_names_until_the_namespace_allows_them() {
         message.contains(&format!("k8s/{}/", e2e.ns)) && message.contains("shared/e2e-db"),
         "{message}"
     );
+    e2e.wait_event_of_type("foreign", "Warning", "NotAllowed")
+        .await;
     let personal = e2e.wait_ready_reason("alice-ssh-key", "NotAllowed").await;
     assert!(ready_reason(&personal).2.contains(demo::USER_ALICE));
     assert_eq!(e2e.sim.operator_writes().await.len(), 0, "nothing written");
@@ -849,6 +851,10 @@ async fn status_names_what_is_missing_or_invalid() {
 
     let vs = e2e.wait_ready_reason("late", "SourceNotFound").await;
     assert!(ready_reason(&vs).2.contains("late-source"));
+    let note = e2e
+        .wait_event_of_type("late", "Warning", "SourceNotFound")
+        .await;
+    assert!(note.contains("late-source"), "{note}");
     let vs = e2e.wait_ready_reason("no-role", "InvalidSpec").await;
     let message = ready_reason(&vs).2;
     assert!(

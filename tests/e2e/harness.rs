@@ -415,10 +415,10 @@ impl E2e {
         std::fs::create_dir_all(&workdir).expect("creating the test's work directory");
         let kubeconfig = workdir.join("kubeconfig");
         write_kubeconfig(&kubeconfig, &context);
-        create_namespace(&client, &ns).await;
-
         let sim = Simulator::start(&workdir.join("simulator.log")).await;
         let someone_else = sim.someone_else();
+        // Last before `Self` exists: from here on, `Drop` cleans up.
+        create_namespace(&client, &ns).await;
         let operator = Operator {
             child: None,
             kubeconfig,
@@ -664,22 +664,26 @@ impl E2e {
             .collect()
     }
 
-    /// Waits for an event with `reason` about the VaultSecret `name`; returns its note.
+    /// Waits for a `Normal` event with `reason` about the VaultSecret `name`; returns its note.
     pub async fn wait_event(&self, name: &str, reason: &str) -> String {
-        eventually(
-            &format!("a {reason} event about VaultSecret {name}"),
-            || async {
-                let events = self.events_about("VaultSecret", name).await;
-                events
-                    .iter()
-                    .find(|(_, r, _)| r == reason)
-                    .map(|(_, _, note)| note.clone())
-                    .ok_or_else(|| {
-                        let reasons: Vec<_> = events.iter().map(|(_, r, _)| r.as_str()).collect();
-                        format!("events so far: {reasons:?}")
-                    })
-            },
-        )
+        self.wait_event_of_type(name, "Normal", reason).await
+    }
+
+    /// Waits for an event of `type_` (`Normal`, `Warning`) with `reason` about the VaultSecret
+    /// `name`; returns its note.
+    pub async fn wait_event_of_type(&self, name: &str, type_: &str, reason: &str) -> String {
+        let what = format!("a {type_} {reason} event about VaultSecret {name}");
+        eventually(&what, || async {
+            let events = self.events_about("VaultSecret", name).await;
+            events
+                .iter()
+                .find(|(t, r, _)| t == type_ && r == reason)
+                .map(|(_, _, note)| note.clone())
+                .ok_or_else(|| {
+                    let seen: Vec<_> = events.iter().map(|(t, r, _)| format!("{t} {r}")).collect();
+                    format!("events so far: {seen:?}")
+                })
+        })
         .await
     }
 
@@ -702,11 +706,16 @@ impl E2e {
         (hash, d.metadata.generation.unwrap_or_default())
     }
 
-    /// Sets (or replaces) annotations on this test's Namespace.
+    /// Sets annotations on this test's Namespace, as a cluster admin would. (A field manager of
+    /// its own, so that the suite's label on the Namespace stays.)
     pub async fn annotate_namespace(&self, annotations: Value) {
         let patch = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.ns, "annotations": annotations}});
         Api::<Namespace>::all(self.client.clone())
-            .patch(&self.ns, &apply_params(), &Patch::Apply(&patch))
+            .patch(
+                &self.ns,
+                &PatchParams::apply("privx-operator-e2e-cluster-admin").force(),
+                &Patch::Apply(&patch),
+            )
             .await
             .expect("annotating the test namespace");
     }

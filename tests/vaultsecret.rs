@@ -370,6 +370,17 @@ async fn read_only_mirror_follows_privx() {
     h.kube.put(&secret_path(NS, "upstream"), mirror);
     h.reconcile("upstream").await.unwrap();
     assert_eq!(h.secret_data(NS, "upstream").unwrap()["API_KEY"], "rotated");
+
+    // A key added by hand is removed, and then the mirror is quiet again.
+    let mut mirror = h.kube.get(&secret_path(NS, "upstream")).unwrap();
+    mirror["data"]["EXTRA"] = json!("eA==");
+    h.kube.put(&secret_path(NS, "upstream"), mirror);
+    h.reconcile("upstream").await.unwrap();
+    let keys: Vec<String> = h.secret_data(NS, "upstream").unwrap().into_keys().collect();
+    assert_eq!(keys, ["API_KEY"]);
+    h.kube.clear_requests();
+    h.reconcile("upstream").await.unwrap();
+    assert!(h.kube.writes().is_empty(), "{:?}", h.kube.writes());
 }
 
 #[tokio::test]

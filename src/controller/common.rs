@@ -8,7 +8,14 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::warn;
 
-use super::{Error, FIELD_MANAGER, FINALIZER};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::DynamicObject;
+use kube::core::{ApiResource, error_boundary::InvalidObject};
+use kube::runtime::controller::Action;
+
+use super::vault_secret::plan::reason::INVALID_SPEC;
+use super::{Context, Error, FIELD_MANAGER, FINALIZER};
+use crate::crd::condition;
 
 /// Whether `obj` carries our finalizer.
 pub fn has_finalizer<K: Resource>(obj: &K) -> bool {
@@ -124,4 +131,87 @@ pub fn short_kube_error(e: &kube::Error) -> String {
         kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
         other => other.to_string(),
     }
+}
+
+/// An object that does not even deserialise: say why in status (keeping what status recorded
+/// before) and wait for a change. If it is being deleted, release our finalizer: its spec
+/// cannot be trusted to clean anything up, and deletion must never hang.
+pub async fn report_invalid_object<K>(
+    invalid: &InvalidObject,
+    ctx: &Context,
+    controller: &'static str,
+    metrics_key: &str,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let kind = K::kind(&());
+    let name = invalid.metadata.name.clone().unwrap_or_default();
+    let ar = ApiResource::erase::<K>(&());
+    let api: Api<DynamicObject> = match &invalid.metadata.namespace {
+        Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &ar),
+        None => Api::all_with(ctx.client.clone(), &ar),
+    };
+    if invalid.metadata.deletion_timestamp.is_some() {
+        let finalizers = invalid.metadata.finalizers.clone().unwrap_or_default();
+        if finalizers.iter().any(|f| f == FINALIZER) {
+            let rest: Vec<_> = finalizers.into_iter().filter(|f| f != FINALIZER).collect();
+            let patch = json!({"metadata": {"resourceVersion": invalid.metadata.resource_version, "finalizers": rest}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(Error::kube(format!(
+                    "remove finalizer of invalid {kind} {name}"
+                )))?;
+        }
+        return Ok(Action::await_change());
+    }
+    let message = format!(
+        "the object does not match the {kind} schema: {}",
+        invalid.error
+    );
+    // The status is read and applied whole: a server-side apply that leaves out the id,
+    // name and ownership this manager wrote before would delete them, and the fixed object
+    // would no longer find its PrivX policy. Merging into the current conditions keeps
+    // their transition times, so an unchanged report is not written again (a write is a
+    // watch event, and the controller would trigger itself forever).
+    let current = match api.get_status(&name).await {
+        Ok(object) => object.data.get("status").cloned().unwrap_or(json!({})),
+        Err(e) if Error::is_kube_not_found(&e) => return Ok(Action::await_change()),
+        Err(e) => {
+            return Err(Error::kube(format!("read status of invalid {kind} {name}"))(e));
+        }
+    };
+    let current_conditions: Vec<Condition> =
+        serde_json::from_value(current["conditions"].clone()).unwrap_or_default();
+    let conditions = condition::merge(
+        &current_conditions,
+        &failure_conditions(INVALID_SPEC, &message),
+        invalid.metadata.generation,
+        now(),
+    );
+    let mut status = match &current {
+        serde_json::Value::Object(_) => current.clone(),
+        _ => json!({}),
+    };
+    status["conditions"] = json!(conditions);
+    status["observedGeneration"] = json!(invalid.metadata.generation);
+    if status != current {
+        let patch = json!({
+            "apiVersion": ar.api_version,
+            "kind": ar.kind,
+            "status": status,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(Error::kube(format!(
+            "write status of invalid {kind} {name}"
+        )))?;
+    }
+    ctx.metrics
+        .object_condition(controller, metrics_key, false, INVALID_SPEC);
+    Ok(Action::await_change())
 }

@@ -334,7 +334,7 @@ impl FakeKube {
                     Some(_) => merge(&mut object["status"], &patch["status"]),
                     None => {
                         let mut p = patch.clone();
-                        if let Some(m) = p["metadata"].as_object_mut() {
+                        if let Some(m) = p.get_mut("metadata").and_then(|m| m.as_object_mut()) {
                             m.remove("resourceVersion");
                         }
                         // Finalizer removal from an object being deleted completes the deletion.

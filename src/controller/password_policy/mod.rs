@@ -8,19 +8,17 @@ pub mod plan;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::core::{ApiResource, DeserializeGuard, error_boundary::InvalidObject};
+use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use self::plan::{Found, PolicyAction, PolicyCause, Refusal, reason};
 use super::backoff::jittered_refresh;
 use super::common::{self, failure_conditions, now};
-use super::{Context, Error, FIELD_MANAGER, FINALIZER};
+use super::{Context, Error};
 use crate::crd::condition::{self, DesiredCondition};
 use crate::crd::{DeletionPolicy, PasswordPolicy, PasswordPolicyStatus};
 use crate::privx::PrivxError;
@@ -39,7 +37,15 @@ pub async fn reconcile(
     let started = Instant::now();
     let result = match &guard.0 {
         Ok(policy) => Reconciler { policy, ctx: &ctx }.run().await,
-        Err(invalid) => report_invalid_object(invalid, &ctx).await,
+        Err(invalid) => {
+            common::report_invalid_object::<PasswordPolicy>(
+                invalid,
+                &ctx,
+                CONTROLLER,
+                &invalid.metadata.name.clone().unwrap_or_default(),
+            )
+            .await
+        }
     };
     ctx.metrics.reconciled(
         CONTROLLER,
@@ -58,76 +64,6 @@ pub fn error_policy(
     let delay = ctx.backoff.next_delay(&format!("passwordpolicy/{key}"));
     warn!(%key, error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
-}
-
-async fn report_invalid_object(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
-    let name = invalid.metadata.name.clone().unwrap_or_default();
-    let ar = ApiResource::erase::<PasswordPolicy>(&());
-    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ar);
-    if invalid.metadata.deletion_timestamp.is_some() {
-        let finalizers = invalid.metadata.finalizers.clone().unwrap_or_default();
-        if finalizers.iter().any(|f| f == FINALIZER) {
-            let rest: Vec<_> = finalizers.into_iter().filter(|f| f != FINALIZER).collect();
-            let patch = json!({"metadata": {"resourceVersion": invalid.metadata.resource_version, "finalizers": rest}});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(Error::kube(format!(
-                    "remove finalizer of invalid PasswordPolicy {name}"
-                )))?;
-        }
-        return Ok(Action::await_change());
-    }
-    let message = format!(
-        "the object does not match the PasswordPolicy schema: {}",
-        invalid.error
-    );
-    // The status is read and applied whole: a server-side apply that leaves out the id,
-    // name and ownership this manager wrote before would delete them, and the fixed object
-    // would no longer find its PrivX policy. Merging into the current conditions keeps
-    // their transition times, so an unchanged report is not written again (a write is a
-    // watch event, and the controller would trigger itself forever).
-    let current = match api.get_status(&name).await {
-        Ok(object) => object.data.get("status").cloned().unwrap_or(json!({})),
-        Err(e) if Error::is_kube_not_found(&e) => return Ok(Action::await_change()),
-        Err(e) => {
-            return Err(Error::kube(format!(
-                "read status of invalid PasswordPolicy {name}"
-            ))(e));
-        }
-    };
-    let current_conditions: Vec<Condition> =
-        serde_json::from_value(current["conditions"].clone()).unwrap_or_default();
-    let conditions = condition::merge(
-        &current_conditions,
-        &failure_conditions(reason::INVALID_SPEC, &message),
-        invalid.metadata.generation,
-        now(),
-    );
-    let mut status = match &current {
-        serde_json::Value::Object(_) => current.clone(),
-        _ => json!({}),
-    };
-    status["conditions"] = json!(conditions);
-    status["observedGeneration"] = json!(invalid.metadata.generation);
-    if status != current {
-        let patch = json!({
-            "apiVersion": ar.api_version,
-            "kind": ar.kind,
-            "status": status,
-        });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(Error::kube(format!(
-            "write status of invalid PasswordPolicy {name}"
-        )))?;
-    }
-    ctx.metrics
-        .object_condition(CONTROLLER, &name, false, reason::INVALID_SPEC);
-    Ok(Action::await_change())
 }
 
 struct Reconciler<'a> {

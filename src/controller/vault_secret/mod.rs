@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
-use kube::core::{ApiResource, DeserializeGuard, error_boundary::InvalidObject};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
@@ -25,7 +25,7 @@ use self::plan::{
 use super::backoff::jittered_refresh;
 use super::common::{self, failure_conditions, now, short_kube_error};
 use super::tenancy::{NamespacePolicy, check_access};
-use super::{Context, Error, FIELD_MANAGER, FINALIZER, REGENERATE_ANNOTATION, SOURCE_LABEL};
+use super::{Context, Error, FIELD_MANAGER, REGENERATE_ANNOTATION, SOURCE_LABEL};
 use crate::crd::condition::{self, DesiredCondition};
 use crate::crd::vault_secret::Ownership;
 use crate::crd::{DeletionPolicy, VaultSecret, VaultSecretStatus};
@@ -74,7 +74,10 @@ pub async fn reconcile(
     let started = Instant::now();
     let result = match &guard.0 {
         Ok(vs) => Reconciler { vs, ctx: &ctx }.run().await,
-        Err(invalid) => report_invalid_object(invalid, &ctx).await,
+        Err(invalid) => {
+            let key = object_key(invalid.metadata.namespace.as_deref(), &guard.name_any());
+            common::report_invalid_object::<VaultSecret>(invalid, &ctx, CONTROLLER, &key).await
+        }
     };
     ctx.metrics.reconciled(
         CONTROLLER,
@@ -98,59 +101,6 @@ pub fn error_policy(
 
 fn object_key(namespace: Option<&str>, name: &str) -> String {
     format!("{}/{name}", namespace.unwrap_or_default())
-}
-
-/// An object that does not even deserialise: say why in status and wait for a change. If it is
-/// being deleted, let it go (its spec cannot be trusted to clean anything up).
-async fn report_invalid_object(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
-    let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
-    let name = invalid.metadata.name.clone().unwrap_or_default();
-    let ar = ApiResource::erase::<VaultSecret>(&());
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &ar);
-    if invalid.metadata.deletion_timestamp.is_some() {
-        let finalizers = invalid.metadata.finalizers.clone().unwrap_or_default();
-        if finalizers.iter().any(|f| f == FINALIZER) {
-            let rest: Vec<_> = finalizers.into_iter().filter(|f| f != FINALIZER).collect();
-            let patch = json!({"metadata": {"resourceVersion": invalid.metadata.resource_version, "finalizers": rest}});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(Error::kube(format!(
-                    "remove finalizer of invalid VaultSecret {namespace}/{name}"
-                )))?;
-        }
-        return Ok(Action::await_change());
-    }
-    let message = format!(
-        "the object does not match the VaultSecret schema: {}",
-        invalid.error
-    );
-    let conditions = condition::merge(
-        &[],
-        &failure_conditions(reason::INVALID_SPEC, &message),
-        invalid.metadata.generation,
-        now(),
-    );
-    let patch = json!({
-        "apiVersion": ar.api_version,
-        "kind": ar.kind,
-        "status": {"conditions": conditions, "observedGeneration": invalid.metadata.generation},
-    });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::kube(format!(
-        "write status of invalid VaultSecret {namespace}/{name}"
-    )))?;
-    ctx.metrics.object_condition(
-        CONTROLLER,
-        &object_key(Some(&namespace), &name),
-        false,
-        reason::INVALID_SPEC,
-    );
-    Ok(Action::await_change())
 }
 
 /// How a stopped reconcile continues.
@@ -374,7 +324,24 @@ impl Reconciler<'_> {
 
         match mirror_action {
             MirrorAction::NotDeclared | MirrorAction::InSync => {}
-            MirrorAction::Apply(secret) => self.apply_mirror(&secret).await?,
+            MirrorAction::Apply(secret) => {
+                self.apply_mirror(&secret).await?;
+                let strays = plan::stray_keys(existing_mirror.as_ref(), &secret);
+                if !strays.is_empty() {
+                    let nulls: serde_json::Map<String, serde_json::Value> = strays
+                        .into_iter()
+                        .map(|k| (k, serde_json::Value::Null))
+                        .collect();
+                    self.secrets()
+                        .patch(
+                            plan::mirror_name(mirror_spec.expect("declared"), &vs_name),
+                            &PatchParams::default(),
+                            &Patch::Merge(&json!({"data": nulls})),
+                        )
+                        .await
+                        .map_err(|e| kube_failure("remove keys added to the mirrored Secret", e))?;
+                }
+            }
             MirrorAction::Replace(secret) => {
                 let name = secret.metadata.name.clone().unwrap_or_default();
                 self.secrets()
@@ -829,6 +796,7 @@ impl Reconciler<'_> {
             }
         }
         self.set_finalizer(false).await?;
+        self.ctx.backoff.reset(&self.key());
         Ok(Action::await_change())
     }
 

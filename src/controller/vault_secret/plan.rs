@@ -533,6 +533,23 @@ pub fn plan_mirror(
     })
 }
 
+/// Keys of an existing mirrored Secret that the desired one lacks (added by hand). Server-side
+/// apply cannot remove fields another manager owns, so these are removed by a merge patch.
+pub fn stray_keys(existing: Option<&KubeSecret>, desired: &KubeSecret) -> Vec<String> {
+    let Some(existing) = existing else {
+        return Vec::new();
+    };
+    let wanted = desired.data.as_ref();
+    existing
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .filter(|k| !wanted.is_some_and(|w| w.contains_key(*k)))
+        .cloned()
+        .collect()
+}
+
 fn check_type_keys(
     type_: MirrorSecretType,
     data: &BTreeMap<String, Vec<u8>>,

@@ -557,3 +557,22 @@ fn no_plan_output_leaks_values_through_debug() {
             && !refusal.message.contains("other-secret")
     );
 }
+
+#[test]
+fn keys_added_by_hand_to_the_mirror_are_strays() {
+    let d = data(&[("k", "v")]);
+    let desired = applied(plan_mirror(Some(&mirror()), &owner(), &d, "h", None).unwrap());
+    let mut edited = desired.clone();
+    edited
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("extra".into(), ByteString(b"x".to_vec()));
+    assert!(matches!(
+        plan_mirror(Some(&mirror()), &owner(), &d, "h", Some(&edited)).unwrap(),
+        MirrorAction::Apply(_)
+    ));
+    assert_eq!(stray_keys(Some(&edited), &desired), ["extra"]);
+    assert!(stray_keys(Some(&desired), &desired).is_empty());
+    assert!(stray_keys(None, &desired).is_empty());
+}

@@ -640,3 +640,38 @@ async fn unknown_role_is_an_invalid_spec_naming_the_field() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn identical_secret_created_by_someone_else_is_not_claimed() {
+    let mut h = Harness::new().await;
+    h.secret(NS, "db-creds", &[("password", "same")]);
+    h.vault_secret("db", push_spec());
+    // Someone else creates exactly what the object declares, before the operator does.
+    h.reconcile("db").await.unwrap();
+    let mine = h
+        .someone_else
+        .get_secret(&SecretLocation::Shared, PRIVX_NAME)
+        .await
+        .unwrap();
+    h.someone_else
+        .delete_secret(&SecretLocation::Shared, PRIVX_NAME)
+        .await
+        .unwrap();
+    h.someone_else
+        .create_secret(
+            &SecretLocation::Shared,
+            PRIVX_NAME,
+            &SecretWrite {
+                data: mine.data.clone().unwrap(),
+                read_roles: mine.read_roles.clone(),
+                write_roles: mine.write_roles.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let mut o = h.kube.get(&vs_path(NS, "db")).unwrap();
+    o["status"] = serde_json::Value::Null;
+    h.kube.put(&vs_path(NS, "db"), o);
+    h.reconcile("db").await.unwrap();
+    assert_eq!(h.ready_reason("db").1, "Conflict");
+}

@@ -27,6 +27,18 @@ pub struct Settings {
     /// Refresh interval of objects that do not set one.
     pub default_refresh: Duration,
     pub hmac_key: HmacKey,
+    /// The operator's PrivX API client ID. PrivX records it as the author of what the operator
+    /// creates; an unrecorded object whose author is someone else is never claimed without adopt.
+    pub privx_identity: Option<String>,
+}
+
+/// Whether an object PrivX attributes to `author` may be ours: unknown on either side counts as
+/// possible (PrivX versions differ in what they report), a known different author does not.
+pub fn may_be_ours(author: Option<&str>, identity: Option<&str>) -> bool {
+    match (author, identity) {
+        (Some(author), Some(me)) => author == me,
+        _ => true,
+    }
 }
 
 impl Default for Settings {
@@ -37,6 +49,7 @@ impl Default for Settings {
             rollout_restart: true,
             default_refresh: Duration::from_secs(3600),
             hmac_key: HmacKey::random(),
+            privx_identity: None,
         }
     }
 }

@@ -16,7 +16,7 @@ pub mod runner;
 pub mod tenancy;
 pub mod vault_secret;
 
-pub use context::{Context, ControllerMetrics, NoMetrics, Settings};
+pub use context::{Context, ControllerMetrics, NoMetrics, Settings, may_be_ours};
 pub use error::Error;
 
 /// The field manager of every server-side apply the operator makes.

@@ -105,6 +105,18 @@ pub const DEFAULT_MAX_RETRIES: u32 = 3;
 pub const DEFAULT_RETRY_BASE_DELAY: Duration = Duration::from_millis(200);
 
 impl CredentialSource {
+    /// The API client ID as it is now (read from its file if it comes from one), trimmed.
+    /// PrivX records it as the author of what this client creates.
+    pub fn api_client_id(&self) -> Option<String> {
+        match &self.values()[2] {
+            CredentialValue::Value(v) => Some(v.trim().to_string()),
+            CredentialValue::File(path) => std::fs::read_to_string(path)
+                .ok()
+                .map(|v| v.trim().to_string()),
+        }
+        .filter(|v| !v.is_empty())
+    }
+
     /// All four values in a per-value form (whatever the variant).
     pub(crate) fn values(&self) -> [CredentialValue; 4] {
         match self {

@@ -101,6 +101,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
         PolicyGenerationArg::V34 => PolicyGenerationSetting::V34,
         PolicyGenerationArg::V35 => PolicyGenerationSetting::V35,
     };
+    let privx_identity = privx_config.credentials.api_client_id();
     let privx = PrivxClient::new(privx_config)
         .context("PrivX client configuration")?
         .with_observer(metrics.clone());
@@ -209,6 +210,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
         rollout_restart: args.rollout_restart,
         default_refresh: std::time::Duration::from_secs(3600),
         hmac_key,
+        privx_identity,
     };
     let controller_metrics: Arc<dyn ControllerMetrics> = metrics.clone();
     let health_synced = health.clone();

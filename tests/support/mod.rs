@@ -113,6 +113,7 @@ impl Harness {
             settings: Settings {
                 self_roles: vec!["privx-operator".into()],
                 hmac_key: HmacKey::new(vec![42; 32]),
+                privx_identity: Some(sim.credentials().api_client_id.clone()),
                 ..Settings::default()
             },
             metrics,

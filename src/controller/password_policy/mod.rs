@@ -180,9 +180,15 @@ impl Reconciler<'_> {
         };
         let generation_changed =
             status.and_then(|s| s.observed_generation) != self.policy.metadata.generation;
-        let policy_plan =
-            plan::plan_policy(&desired, found, status, spec.adopt(), generation_changed)
-                .map_err(|r| (r, Next::After(REFRESH)))?;
+        let policy_plan = plan::plan_policy(
+            &desired,
+            found,
+            status,
+            spec.adopt(),
+            generation_changed,
+            ctx.settings.privx_identity.as_deref(),
+        )
+        .map_err(|r| (r, Next::After(REFRESH)))?;
 
         // Apply: finalizer before any create, then PrivX.
         let wants_finalizer = spec.deletion_policy() == DeletionPolicy::Delete;

@@ -167,6 +167,7 @@ pub fn plan_policy(
     status: Option<&PasswordPolicyStatus>,
     adopt: bool,
     generation_changed: bool,
+    identity: Option<&str>,
 ) -> Result<PolicyPlan, Refusal> {
     match found {
         Found::Nothing => Ok(PolicyPlan {
@@ -204,9 +205,11 @@ pub fn plan_policy(
         }
         Found::ByName(current) => {
             let id = current.id.clone().unwrap_or_default();
-            if matches(desired, current) {
-                // Identical content: either we created it and crashed before recording, or it
-                // is already exactly as declared. Claiming it loses nothing.
+            if matches(desired, current)
+                && crate::controller::may_be_ours(current.created_by.as_deref(), identity)
+            {
+                // Identical content, and PrivX names no other creator: we created it and
+                // crashed before recording so. Claiming it loses nothing.
                 return Ok(PolicyPlan {
                     action: PolicyAction::None,
                     cause: None,
@@ -313,7 +316,7 @@ mod tests {
     #[test]
     fn create_when_absent() {
         let d = desired(&spec(), PolicyGeneration::V34);
-        let plan = plan_policy(&d, Found::Nothing, None, false, false).unwrap();
+        let plan = plan_policy(&d, Found::Nothing, None, false, false, None).unwrap();
         assert_eq!(plan.action, PolicyAction::Create(d));
         assert_eq!(plan.cause, Some(PolicyCause::Created));
     }
@@ -330,7 +333,15 @@ mod tests {
             ownership: Some(Ownership::Created),
             ..Default::default()
         };
-        let plan = plan_policy(&d, Found::Recorded(&current), Some(&status), false, false).unwrap();
+        let plan = plan_policy(
+            &d,
+            Found::Recorded(&current),
+            Some(&status),
+            false,
+            false,
+            None,
+        )
+        .unwrap();
         assert_eq!(plan.action, PolicyAction::None);
     }
 
@@ -347,10 +358,10 @@ mod tests {
         let d = desired(&spec(), PolicyGeneration::V34);
         let mut current = stored(&d, "id-1");
         current.max_versions = Some(99);
-        let plan = plan_policy(&d, Found::Recorded(&current), None, false, false).unwrap();
+        let plan = plan_policy(&d, Found::Recorded(&current), None, false, false, None).unwrap();
         assert_eq!(plan.cause, Some(PolicyCause::DriftCorrected));
         assert!(matches!(plan.action, PolicyAction::Update { ref id, .. } if id == "id-1"));
-        let plan = plan_policy(&d, Found::Recorded(&current), None, false, true).unwrap();
+        let plan = plan_policy(&d, Found::Recorded(&current), None, false, true, None).unwrap();
         assert_eq!(plan.cause, Some(PolicyCause::Updated));
     }
 
@@ -359,16 +370,55 @@ mod tests {
         let d = desired(&spec(), PolicyGeneration::V34);
         let mut theirs = stored(&d, "id-9");
         theirs.max_versions = Some(1);
-        let e = plan_policy(&d, Found::ByName(&theirs), None, false, false).unwrap_err();
+        let e = plan_policy(&d, Found::ByName(&theirs), None, false, false, None).unwrap_err();
         assert_eq!(e.reason, reason::CONFLICT);
         assert!(e.message.contains("adopt") && e.message.contains("id-9"));
-        let plan = plan_policy(&d, Found::ByName(&theirs), None, true, false).unwrap();
+        let plan = plan_policy(&d, Found::ByName(&theirs), None, true, false, None).unwrap();
         assert_eq!(plan.ownership, Ownership::Adopted);
         assert_eq!(plan.cause, Some(PolicyCause::Adopted));
         // Identical content (e.g. our own create before a crash) is claimed without a write.
         let same = stored(&d, "id-3");
-        let plan = plan_policy(&d, Found::ByName(&same), None, false, false).unwrap();
+        let plan = plan_policy(&d, Found::ByName(&same), None, false, false, None).unwrap();
         assert_eq!(plan.action, PolicyAction::None);
         assert_eq!(plan.id.as_deref(), Some("id-3"));
+    }
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    #[test]
+    fn identical_policy_created_by_someone_else_needs_adopt() {
+        let spec = PasswordPolicySpec {
+            max_versions: 5,
+            ..Default::default()
+        };
+        let (desired, _) = desired_policy(&spec, "p", PolicyGeneration::V34).unwrap();
+        let mut theirs = desired.clone();
+        theirs.id = Some("id-7".into());
+        theirs.created_by = Some("a-human".into());
+        let e = plan_policy(
+            &desired,
+            Found::ByName(&theirs),
+            None,
+            false,
+            false,
+            Some("me"),
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, reason::CONFLICT);
+        theirs.created_by = Some("me".into());
+        let plan = plan_policy(
+            &desired,
+            Found::ByName(&theirs),
+            None,
+            false,
+            false,
+            Some("me"),
+        )
+        .unwrap();
+        assert_eq!(plan.action, PolicyAction::None);
+        assert_eq!(plan.ownership, Ownership::Created);
     }
 }

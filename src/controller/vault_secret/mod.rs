@@ -253,6 +253,7 @@ impl Reconciler<'_> {
                 .get(REGENERATE_ANNOTATION)
                 .map(String::as_str),
             hash_key: &ctx.settings.hmac_key,
+            identity: ctx.settings.privx_identity.as_deref(),
         })
         .map_err(|r| (r, Next::After(self.refresh())))?;
         let bytes = plan::data_bytes(&privx_plan.data, None)

@@ -104,6 +104,8 @@ pub struct PrivxInput<'a> {
     pub regenerate_request: Option<&'a str>,
     /// The key of the data hash (to tell whether the source changed since the last sync).
     pub hash_key: &'a HmacKey,
+    /// The operator's PrivX identity, if known (see `Settings::privx_identity`).
+    pub identity: Option<&'a str>,
 }
 
 /// What to do in PrivX.
@@ -226,9 +228,12 @@ pub fn plan_privx(input: &PrivxInput<'_>) -> Result<PrivxPlan, Refusal> {
     let ownership = match recorded {
         Some(o) => o,
         None => {
-            if roles_match && looks_like_ours(&input.source, current.data.as_ref()) {
-                // We created it and crashed before recording so: the content is exactly
-                // what we would have written, so claiming it loses nothing.
+            if roles_match
+                && looks_like_ours(&input.source, current.data.as_ref())
+                && crate::controller::may_be_ours(current.author.as_deref(), input.identity)
+            {
+                // We created it and crashed before recording so: PrivX does not name another
+                // author and the content is exactly what we would have written.
                 Ownership::Created
             } else if input.spec.adopt() {
                 Ownership::Adopted

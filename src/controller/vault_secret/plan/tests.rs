@@ -42,7 +42,7 @@ fn privx_secret(d: Option<SecretData>, read: &[&str], write: &[&str]) -> Secret 
         data: d,
         read_roles: roles(read),
         write_roles: roles(write),
-        author: Some("someone".into()),
+        author: Some("operator-client".into()),
         ..Default::default()
     }
 }
@@ -98,6 +98,7 @@ impl Case<'_> {
             current: self.current.as_ref(),
             regenerate_request: self.regenerate,
             hash_key: &k,
+            identity: Some("operator-client"),
         })
     }
 }
@@ -575,4 +576,19 @@ fn keys_added_by_hand_to_the_mirror_are_strays() {
     assert_eq!(stray_keys(Some(&edited), &desired), ["extra"]);
     assert!(stray_keys(Some(&desired), &desired).is_empty());
     assert!(stray_keys(None, &desired).is_empty());
+}
+
+#[test]
+fn identical_content_by_another_author_is_not_claimed() {
+    let d = data(&[("k", "v")]);
+    let mut case = push(&d);
+    let mut theirs = privx_secret(Some(d.clone()), &["r1"], &["w1"]);
+    theirs.author = Some("a-human".into());
+    case.current = Some(theirs);
+    assert_eq!(case.run().unwrap_err().reason, reason::CONFLICT);
+    // Without an author PrivX gives no evidence either way: identical content is claimed.
+    let mut unknown = privx_secret(Some(d.clone()), &["r1"], &["w1"]);
+    unknown.author = None;
+    case.current = Some(unknown);
+    assert_eq!(case.run().unwrap().ownership, Some(Ownership::Created));
 }

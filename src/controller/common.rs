@@ -143,7 +143,7 @@ pub async fn report_invalid_object<K>(
     metrics_key: &str,
 ) -> Result<Action, Error>
 where
-    K: Resource<DynamicType = ()>,
+    K: Resource<DynamicType = ()> + kube::CustomResourceExt,
 {
     let kind = K::kind(&());
     let name = invalid.metadata.name.clone().unwrap_or_default();
@@ -165,22 +165,23 @@ where
         }
         return Ok(Action::await_change());
     }
-    let message = format!(
-        "the object does not match the {kind} schema: {}",
-        invalid.error
-    );
     // The status is read and applied whole: a server-side apply that leaves out the id,
     // name and ownership this manager wrote before would delete them, and the fixed object
     // would no longer find its PrivX policy. Merging into the current conditions keeps
     // their transition times, so an unchanged report is not written again (a write is a
     // watch event, and the controller would trigger itself forever).
-    let current = match api.get_status(&name).await {
-        Ok(object) => object.data.get("status").cloned().unwrap_or(json!({})),
+    let object = match api.get_status(&name).await {
+        Ok(object) => object,
         Err(e) if Error::is_kube_not_found(&e) => return Ok(Action::await_change()),
         Err(e) => {
             return Err(Error::kube(format!("read status of invalid {kind} {name}"))(e));
         }
     };
+    let current = object.data.get("status").cloned().unwrap_or(json!({}));
+    let message = format!(
+        "the object does not match the {kind} schema: {}",
+        schema_problems::<K>(&object).unwrap_or_else(|| invalid.error.clone())
+    );
     let current_conditions: Vec<Condition> =
         serde_json::from_value(current["conditions"].clone()).unwrap_or_default();
     let conditions = condition::merge(
@@ -214,4 +215,31 @@ where
     ctx.metrics
         .object_condition(controller, metrics_key, false, INVALID_SPEC);
     Ok(Action::await_change())
+}
+
+/// The structural-schema problems of a raw object, with their field paths (serde's own error
+/// names the expected type but not where): the same walk `privx-operator check` does.
+fn schema_problems<K: kube::CustomResourceExt>(object: &DynamicObject) -> Option<String> {
+    let crd = K::crd();
+    let schema = crd
+        .spec
+        .versions
+        .first()?
+        .schema
+        .as_ref()?
+        .open_api_v3_schema
+        .as_ref()?;
+    let schema = serde_json::to_value(schema).ok()?;
+    let mut value = serde_json::to_value(object).ok()?;
+    if let Some(map) = value.as_object_mut() {
+        map.remove("status");
+    }
+    let problems = crate::check::schema::validate_structure(&schema, &value, "");
+    (!problems.is_empty()).then(|| {
+        problems
+            .iter()
+            .map(|p| format!("{}: {}", p.field, p.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }

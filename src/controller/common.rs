@@ -243,3 +243,187 @@ fn schema_problems<K: kube::CustomResourceExt>(object: &DynamicObject) -> Option
             .join("; ")
     })
 }
+
+/// How a reconcile that stopped early continues.
+pub enum Next {
+    /// Wait for a change of the object (or of something watched).
+    AwaitChange,
+    /// Look again after this long.
+    After(std::time::Duration),
+    /// Fail: the error policy backs off.
+    Fail(Box<Error>),
+}
+
+/// Why a reconcile stopped (reported in status) and how it continues.
+pub type Stop = (super::vault_secret::plan::Refusal, Next);
+
+/// The condition reason for a PrivX failure.
+pub fn privx_reason(e: &crate::privx::PrivxError) -> &'static str {
+    use super::vault_secret::plan::reason;
+    use crate::privx::PrivxError;
+    match e {
+        PrivxError::PermissionDenied { .. } => reason::PERMISSION_DENIED,
+        PrivxError::InvalidRequest { .. } | PrivxError::Unsupported { .. } => reason::INVALID_SPEC,
+        _ => reason::PRIVX_UNAVAILABLE,
+    }
+}
+
+/// A failed PrivX call: reported with its reason, then backed off.
+pub fn privx_stop(e: crate::privx::PrivxError, action: &str) -> Stop {
+    let refusal =
+        super::vault_secret::plan::Refusal::new(privx_reason(&e), format!("{action}: {e}"));
+    (
+        refusal,
+        Next::Fail(Box::new(Error::privx(action.to_string())(e))),
+    )
+}
+
+/// A failed Kubernetes call: reported, then backed off.
+pub fn kube_stop(action: &str, e: kube::Error) -> Stop {
+    let refusal = super::vault_secret::plan::Refusal::new(
+        super::vault_secret::plan::reason::KUBERNETES_ERROR,
+        format!("{action}: {}", short_kube_error(&e)),
+    );
+    (
+        refusal,
+        Next::Fail(Box::new(Error::kube(action.to_string())(e))),
+    )
+}
+
+/// An error already wrapped (e.g. from a helper): reported, then backed off.
+pub fn error_stop(e: Error) -> Stop {
+    let refusal = super::vault_secret::plan::Refusal::new(
+        super::vault_secret::plan::reason::KUBERNETES_ERROR,
+        e.to_string(),
+    );
+    (refusal, Next::Fail(Box::new(e)))
+}
+
+/// A custom resource whose status carries conditions and an observed generation.
+pub trait Reported:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug
+{
+    type Status: Clone + Default + PartialEq + Serialize;
+    fn status(&self) -> Option<&Self::Status>;
+    fn conditions(status: &Self::Status) -> &[Condition];
+    /// Sets the conditions and the observed generation.
+    fn set_report(status: &mut Self::Status, conditions: Vec<Condition>, generation: Option<i64>);
+}
+
+impl Reported for crate::crd::VaultSecret {
+    type Status = crate::crd::VaultSecretStatus;
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    fn conditions(status: &Self::Status) -> &[Condition] {
+        &status.conditions
+    }
+    fn set_report(status: &mut Self::Status, conditions: Vec<Condition>, generation: Option<i64>) {
+        status.conditions = conditions;
+        status.observed_generation = generation;
+    }
+}
+
+impl Reported for crate::crd::PasswordPolicy {
+    type Status = crate::crd::PasswordPolicyStatus;
+    fn status(&self) -> Option<&Self::Status> {
+        self.status.as_ref()
+    }
+    fn conditions(status: &Self::Status) -> &[Condition] {
+        &status.conditions
+    }
+    fn set_report(status: &mut Self::Status, conditions: Vec<Condition>, generation: Option<i64>) {
+        status.conditions = conditions;
+        status.observed_generation = generation;
+    }
+}
+
+/// Server-side applies `status` with `conditions` when it differs from the object's current
+/// status. Unchanged conditions keep their transition times, so an unchanged status is never
+/// written (a write is a watch event; the controller would trigger itself forever).
+pub async fn write_status<K: Reported>(
+    api: &Api<K>,
+    obj: &K,
+    mut status: K::Status,
+    conditions: &[condition::DesiredCondition],
+) -> Result<(), Error> {
+    let current = obj.status().cloned().unwrap_or_default();
+    let generation = obj.meta().generation;
+    let merged = condition::merge(K::conditions(&current), conditions, generation, now());
+    K::set_report(&mut status, merged, generation);
+    if status == current {
+        return Ok(());
+    }
+    apply_status(api, obj, &status).await
+}
+
+/// Reports a refusal: both conditions false with its reason (keeping what status knew of
+/// PrivX), the object-condition metric, and a warning event when the reason is new.
+pub async fn report_refusal<K: Reported>(
+    ctx: &Context,
+    api: &Api<K>,
+    obj: &K,
+    controller: &'static str,
+    key: &str,
+    refusal: &super::vault_secret::plan::Refusal,
+) -> Result<(), Error> {
+    let previous = obj
+        .status()
+        .and_then(|s| condition::find(K::conditions(s), condition::READY))
+        .map(|c| c.reason.clone());
+    let status = obj.status().cloned().unwrap_or_default();
+    write_status(
+        api,
+        obj,
+        status,
+        &failure_conditions(refusal.reason, &refusal.message),
+    )
+    .await?;
+    ctx.metrics
+        .object_condition(controller, key, false, refusal.reason);
+    if previous.as_deref() != Some(refusal.reason) {
+        publish(
+            &ctx.recorder,
+            obj,
+            EventType::Warning,
+            refusal.reason,
+            refusal.message.clone(),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Finishes a reconcile: success, or a reported refusal. A refusal reported in status ends a
+/// failure streak like a success does (the next failure starts at 1 s again); only `Fail`
+/// goes to the error policy's backoff.
+pub async fn finish<K: Reported>(
+    ctx: &Context,
+    api: &Api<K>,
+    obj: &K,
+    controller: &'static str,
+    key: &str,
+    backoff_key: &str,
+    result: Result<Action, Stop>,
+) -> Result<Action, Error> {
+    match result {
+        Ok(action) => {
+            ctx.backoff.reset(backoff_key);
+            Ok(action)
+        }
+        Err((refusal, next)) => {
+            report_refusal(ctx, api, obj, controller, key, &refusal).await?;
+            match next {
+                Next::Fail(e) => Err(*e),
+                Next::AwaitChange => {
+                    ctx.backoff.reset(backoff_key);
+                    Ok(Action::await_change())
+                }
+                Next::After(d) => {
+                    ctx.backoff.reset(backoff_key);
+                    Ok(Action::requeue(super::backoff::jittered_refresh(d)))
+                }
+            }
+        }
+    }
+}

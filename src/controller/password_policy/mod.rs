@@ -17,7 +17,7 @@ use tracing::{info, instrument, warn};
 
 use self::plan::{Found, PolicyAction, PolicyCause, Refusal, reason};
 use super::backoff::jittered_refresh;
-use super::common::{self, failure_conditions, now};
+use super::common::{self, Next, Stop, failure_conditions};
 use super::{Context, Error};
 use crate::crd::condition::{self, DesiredCondition};
 use crate::crd::{DeletionPolicy, PasswordPolicy, PasswordPolicyStatus};
@@ -71,21 +71,6 @@ struct Reconciler<'a> {
     ctx: &'a Context,
 }
 
-/// How a refused reconcile continues.
-enum Next {
-    AwaitChange,
-    After(Duration),
-    Fail(Box<Error>),
-}
-
-fn privx_refusal(e: PrivxError, action: &str) -> (Refusal, Next) {
-    let reason = crate::controller::vault_secret::privx_reason(&e);
-    (
-        Refusal::new(reason, format!("{action}: {e}")),
-        Next::Fail(Box::new(Error::privx(action.to_string())(e))),
-    )
-}
-
 impl Reconciler<'_> {
     fn api(&self) -> Api<PasswordPolicy> {
         Api::all(self.ctx.client.clone())
@@ -103,31 +88,20 @@ impl Reconciler<'_> {
         if self.policy.meta().deletion_timestamp.is_some() {
             return self.cleanup().await;
         }
-        match self.sync().await {
-            Ok(action) => {
-                self.ctx.backoff.reset(&self.backoff_key());
-                Ok(action)
-            }
-            Err((refusal, next)) => {
-                self.report_refusal(&refusal).await?;
-                match next {
-                    Next::Fail(e) => Err(*e),
-                    // A refusal reported in status ends a failure streak like a success does
-                    // (as in the VaultSecret controller): the next failure starts at 1 s again.
-                    Next::AwaitChange => {
-                        self.ctx.backoff.reset(&self.backoff_key());
-                        Ok(Action::await_change())
-                    }
-                    Next::After(d) => {
-                        self.ctx.backoff.reset(&self.backoff_key());
-                        Ok(Action::requeue(jittered_refresh(d)))
-                    }
-                }
-            }
-        }
+        let result = self.sync().await;
+        common::finish(
+            self.ctx,
+            &self.api(),
+            self.policy,
+            CONTROLLER,
+            &self.key(),
+            &self.backoff_key(),
+            result,
+        )
+        .await
     }
 
-    async fn sync(&self) -> Result<Action, (Refusal, Next)> {
+    async fn sync(&self) -> Result<Action, Stop> {
         let ctx = self.ctx;
         let spec = &self.policy.spec;
         let errors = crate::crd::validate::validate_password_policy(spec);
@@ -147,7 +121,7 @@ impl Reconciler<'_> {
             .privx
             .policy_generation()
             .await
-            .map_err(|e| privx_refusal(e, "detect the password-policy API generation"))?;
+            .map_err(|e| common::privx_stop(e, "detect the password-policy API generation"))?;
         let (desired, unsupported) =
             plan::desired_policy(spec, &name, generation).map_err(|r| (r, Next::AwaitChange))?;
 
@@ -158,7 +132,7 @@ impl Reconciler<'_> {
             Some(id) => match ctx.privx.get_policy(id).await {
                 Ok(p) => Some(p),
                 Err(PrivxError::NotFound { .. }) => None,
-                Err(e) => return Err(privx_refusal(e, &format!("read password policy {id}"))),
+                Err(e) => return Err(common::privx_stop(e, &format!("read password policy {id}"))),
             },
             None => None,
         };
@@ -166,7 +140,7 @@ impl Reconciler<'_> {
             ctx.privx
                 .list_policies()
                 .await
-                .map_err(|e| privx_refusal(e, "list password policies"))?
+                .map_err(|e| common::privx_stop(e, "list password policies"))?
                 .into_iter()
                 .find(|p| p.name == name)
         } else {
@@ -194,27 +168,20 @@ impl Reconciler<'_> {
         let wants_finalizer = spec.deletion_policy() == DeletionPolicy::Delete;
         common::set_finalizer(&self.api(), self.policy, wants_finalizer)
             .await
-            .map_err(|e| {
-                (
-                    Refusal::new(reason::KUBERNETES_ERROR, e.to_string()),
-                    Next::Fail(Box::new(e)),
-                )
-            })?;
-        let id = match &policy_plan.action {
-            PolicyAction::None => policy_plan.id.clone().unwrap_or_default(),
-            PolicyAction::Create(p) => ctx
-                .privx
-                .create_policy(p)
-                .await
-                .map_err(|e| privx_refusal(e, &format!("create password policy {name:?}")))?,
-            PolicyAction::Update { id, policy } => {
-                ctx.privx
-                    .update_policy(id, policy)
-                    .await
-                    .map_err(|e| privx_refusal(e, &format!("update password policy {name:?}")))?;
-                id.clone()
-            }
-        };
+            .map_err(common::error_stop)?;
+        let id =
+            match &policy_plan.action {
+                PolicyAction::None => policy_plan.id.clone().unwrap_or_default(),
+                PolicyAction::Create(p) => ctx.privx.create_policy(p).await.map_err(|e| {
+                    common::privx_stop(e, &format!("create password policy {name:?}"))
+                })?,
+                PolicyAction::Update { id, policy } => {
+                    ctx.privx.update_policy(id, policy).await.map_err(|e| {
+                        common::privx_stop(e, &format!("update password policy {name:?}"))
+                    })?;
+                    id.clone()
+                }
+            };
         let current = if policy_plan.action == PolicyAction::None {
             recorded.or(by_name)
         } else {
@@ -290,12 +257,7 @@ impl Reconciler<'_> {
         };
         self.write_status(new_status, &conditions)
             .await
-            .map_err(|e| {
-                (
-                    Refusal::new(reason::KUBERNETES_ERROR, e.to_string()),
-                    Next::Fail(Box::new(e)),
-                )
-            })?;
+            .map_err(common::error_stop)?;
         let ready_reason = if unsupported.is_empty() {
             reason::SYNCED
         } else {
@@ -337,7 +299,7 @@ impl Reconciler<'_> {
                     let reason = if blocked {
                         reason::DELETE_BLOCKED
                     } else {
-                        crate::controller::vault_secret::privx_reason(&e)
+                        common::privx_reason(&e)
                     };
                     let message = format!(
                         "PrivX refuses to delete password policy {id}: {e}; the finalizer stays and deletion is retried (set spec.deletionPolicy: Retain to let go)"
@@ -367,51 +329,11 @@ impl Reconciler<'_> {
         Ok(Action::await_change())
     }
 
-    async fn report_refusal(&self, refusal: &Refusal) -> Result<(), Error> {
-        let previous = self
-            .policy
-            .status
-            .as_ref()
-            .and_then(|s| condition::find(&s.conditions, condition::READY))
-            .map(|c| c.reason.clone());
-        let status = self.policy.status.clone().unwrap_or_default();
-        self.write_status(
-            status,
-            &failure_conditions(refusal.reason, &refusal.message),
-        )
-        .await?;
-        self.ctx
-            .metrics
-            .object_condition(CONTROLLER, &self.key(), false, refusal.reason);
-        if previous.as_deref() != Some(refusal.reason) {
-            common::publish(
-                &self.ctx.recorder,
-                self.policy,
-                EventType::Warning,
-                refusal.reason,
-                refusal.message.clone(),
-            )
-            .await;
-        }
-        Ok(())
-    }
-
     async fn write_status(
         &self,
-        mut status: PasswordPolicyStatus,
+        status: PasswordPolicyStatus,
         conditions: &[DesiredCondition],
     ) -> Result<(), Error> {
-        let current = self.policy.status.clone().unwrap_or_default();
-        status.conditions = condition::merge(
-            &current.conditions,
-            conditions,
-            self.policy.metadata.generation,
-            now(),
-        );
-        status.observed_generation = self.policy.metadata.generation;
-        if status == current {
-            return Ok(());
-        }
-        common::apply_status(&self.api(), self.policy, &status).await
+        common::write_status(&self.api(), self.policy, status, conditions).await
     }
 }

@@ -23,7 +23,7 @@ use self::plan::{
     MirrorAction, Owner, PrivxAction, PrivxInput, Refusal, SourceInput, Target, WriteCause, reason,
 };
 use super::backoff::jittered_refresh;
-use super::common::{self, failure_conditions, now, short_kube_error};
+use super::common::{self, Next, Stop, failure_conditions, short_kube_error};
 use super::tenancy::{NamespacePolicy, check_access};
 use super::{Context, Error, FIELD_MANAGER, REGENERATE_ANNOTATION, SOURCE_LABEL};
 use crate::crd::condition::{self, DesiredCondition};
@@ -103,16 +103,6 @@ fn object_key(namespace: Option<&str>, name: &str) -> String {
     format!("{}/{name}", namespace.unwrap_or_default())
 }
 
-/// How a stopped reconcile continues.
-enum Next {
-    /// Wait for a change of the object (or of something watched).
-    AwaitChange,
-    /// Look again after this long.
-    After(Duration),
-    /// Fail: the error policy backs off.
-    Fail(Box<Error>),
-}
-
 /// One reconcile of one valid object.
 struct Reconciler<'a> {
     vs: &'a VaultSecret,
@@ -148,30 +138,22 @@ impl Reconciler<'_> {
         if self.vs.meta().deletion_timestamp.is_some() {
             return self.cleanup().await;
         }
-        match self.sync().await {
-            Ok(action) => {
-                self.ctx.backoff.reset(&self.key());
-                Ok(action)
-            }
-            Err((refusal, next)) => {
-                self.report_refusal(&refusal).await?;
-                match next {
-                    Next::AwaitChange => {
-                        self.ctx.backoff.reset(&self.key());
-                        Ok(Action::await_change())
-                    }
-                    Next::After(d) => {
-                        self.ctx.backoff.reset(&self.key());
-                        Ok(Action::requeue(jittered_refresh(d)))
-                    }
-                    Next::Fail(e) => Err(*e),
-                }
-            }
-        }
+        let result = self.sync().await;
+        let key = self.key();
+        common::finish(
+            self.ctx,
+            &self.api(),
+            self.vs,
+            CONTROLLER,
+            &key,
+            &key,
+            result,
+        )
+        .await
     }
 
     /// fetch → validate → plan → apply → status. A refusal stops the pipeline with its reason.
-    async fn sync(&self) -> Result<Action, (Refusal, Next)> {
+    async fn sync(&self) -> Result<Action, Stop> {
         let ctx = self.ctx;
         let spec = &self.vs.spec;
 
@@ -229,7 +211,7 @@ impl Reconciler<'_> {
             Ok(secret) => Some(secret),
             Err(PrivxError::NotFound { .. }) => None,
             Err(e) => {
-                return Err(privx_refusal(
+                return Err(common::privx_stop(
                     e,
                     &format!("read secret {}", target.describe()),
                 ));
@@ -272,7 +254,7 @@ impl Reconciler<'_> {
                 .secrets()
                 .get_opt(plan::mirror_name(m, &vs_name))
                 .await
-                .map_err(|e| kube_failure("read mirrored Secret", e))?,
+                .map_err(|e| common::kube_stop("read mirrored Secret", e))?,
             None => None,
         };
         let mirror_action = plan::plan_mirror(
@@ -290,7 +272,7 @@ impl Reconciler<'_> {
             spec.deletion_policy() == DeletionPolicy::Delete && privx_plan.ownership.is_some();
         self.set_finalizer(wants_finalizer)
             .await
-            .map_err(|e| (kube_refusal(&e), Next::Fail(Box::new(e))))?;
+            .map_err(common::error_stop)?;
 
         let mut current_meta = current.clone();
         match &privx_plan.action {
@@ -300,7 +282,7 @@ impl Reconciler<'_> {
                     .create_secret(&target.location, &target.name, body)
                     .await
                     .map_err(|e| {
-                        privx_refusal(e, &format!("create secret {}", target.describe()))
+                        common::privx_stop(e, &format!("create secret {}", target.describe()))
                     })?;
             }
             PrivxAction::Update(body) => {
@@ -308,7 +290,7 @@ impl Reconciler<'_> {
                     .update_secret(&target.location, &target.name, body)
                     .await
                     .map_err(|e| {
-                        privx_refusal(e, &format!("update secret {}", target.describe()))
+                        common::privx_stop(e, &format!("update secret {}", target.describe()))
                     })?;
             }
         }
@@ -340,7 +322,9 @@ impl Reconciler<'_> {
                             &Patch::Merge(&json!({"data": nulls})),
                         )
                         .await
-                        .map_err(|e| kube_failure("remove keys added to the mirrored Secret", e))?;
+                        .map_err(|e| {
+                            common::kube_stop("remove keys added to the mirrored Secret", e)
+                        })?;
                 }
             }
             MirrorAction::Replace(secret) => {
@@ -348,7 +332,9 @@ impl Reconciler<'_> {
                 self.secrets()
                     .delete(&name, &DeleteParams::default())
                     .await
-                    .map_err(|e| kube_failure("delete mirrored Secret to change its type", e))?;
+                    .map_err(|e| {
+                        common::kube_stop("delete mirrored Secret to change its type", e)
+                    })?;
                 self.apply_mirror(&secret).await?;
             }
         }
@@ -425,7 +411,7 @@ impl Reconciler<'_> {
         ];
         self.write_status(new_status, &conditions)
             .await
-            .map_err(|e| (kube_refusal(&e), Next::Fail(Box::new(e))))?;
+            .map_err(common::error_stop)?;
         ctx.metrics
             .object_condition(CONTROLLER, &self.key(), true, reason::SYNCED);
         Ok(Action::requeue(jittered_refresh(self.refresh())))
@@ -450,7 +436,7 @@ impl Reconciler<'_> {
             .next()
     }
 
-    async fn fetch_source(&self) -> Result<SourceInput, (Refusal, Next)> {
+    async fn fetch_source(&self) -> Result<SourceInput, Stop> {
         let Some(source) = &self.vs.spec.source else {
             return Ok(SourceInput::ReadOnly);
         };
@@ -459,7 +445,7 @@ impl Reconciler<'_> {
                 .secrets()
                 .get_opt(&secret_ref.name)
                 .await
-                .map_err(|e| kube_failure("read source Secret", e))?
+                .map_err(|e| common::kube_stop("read source Secret", e))?
                 .ok_or_else(|| {
                     (
                         Refusal::new(
@@ -591,7 +577,7 @@ impl Reconciler<'_> {
     async fn resolve_roles(
         &self,
         source: &SourceInput,
-    ) -> Result<(Vec<String>, Vec<String>), (Refusal, Next)> {
+    ) -> Result<(Vec<String>, Vec<String>), Stop> {
         let spec = &self.vs.spec;
         if matches!(source, SourceInput::ReadOnly) {
             if spec.read_roles.as_ref().is_some_and(|r| !r.is_empty())
@@ -619,12 +605,12 @@ impl Reconciler<'_> {
                 .roles
                 .resolve(&self.ctx.privx, &names)
                 .await
-                .map_err(|e| privx_refusal(e, "resolve role names"))?
+                .map_err(|e| common::privx_stop(e, "resolve role names"))?
         };
         let lookup = |field: &str,
                       i: usize,
                       r: &crate::crd::vault_secret::RoleRef|
-         -> Result<String, (Refusal, Next)> {
+         -> Result<String, Stop> {
             if let Some(id) = &r.id {
                 return Ok(id.clone());
             }
@@ -669,7 +655,7 @@ impl Reconciler<'_> {
         Ok((read, write))
     }
 
-    async fn apply_mirror(&self, secret: &KubeSecret) -> Result<(), (Refusal, Next)> {
+    async fn apply_mirror(&self, secret: &KubeSecret) -> Result<(), Stop> {
         let name = secret.metadata.name.clone().unwrap_or_default();
         let mut value = serde_json::to_value(secret).expect("a Secret serializes");
         value["apiVersion"] = json!("v1");
@@ -681,7 +667,7 @@ impl Reconciler<'_> {
                 &Patch::Apply(&value),
             )
             .await
-            .map_err(|e| kube_failure("write mirrored Secret", e))?;
+            .map_err(|e| common::kube_stop("write mirrored Secret", e))?;
         Ok(())
     }
 
@@ -783,7 +769,7 @@ impl Reconciler<'_> {
                         "cannot delete PrivX secret {:?}: {e} (set spec.deletionPolicy: Retain to let go)",
                         privx.name
                     );
-                    let reason = privx_reason(&e);
+                    let reason = common::privx_reason(&e);
                     let _ = self
                         .write_status(
                             self.vs.status.clone().unwrap_or_default(),
@@ -801,84 +787,15 @@ impl Reconciler<'_> {
         Ok(Action::await_change())
     }
 
-    /// Writes status and condition for a refusal; keeps what status knew of PrivX and the data.
-    async fn report_refusal(&self, refusal: &Refusal) -> Result<(), Error> {
-        let previous_reason = self
-            .vs
-            .status
-            .as_ref()
-            .and_then(|s| condition::find(&s.conditions, condition::READY))
-            .map(|c| c.reason.clone());
-        let status = self.vs.status.clone().unwrap_or_default();
-        self.write_status(
-            status,
-            &failure_conditions(refusal.reason, &refusal.message),
-        )
-        .await?;
-        self.ctx
-            .metrics
-            .object_condition(CONTROLLER, &self.key(), false, refusal.reason);
-        if previous_reason.as_deref() != Some(refusal.reason) {
-            self.event(EventType::Warning, refusal.reason, refusal.message.clone())
-                .await;
-        }
-        Ok(())
-    }
-
-    /// Server-side applies the status when it differs from the current one (conditions keep
-    /// their transition times when unchanged, so an unchanged status is never written).
     async fn write_status(
         &self,
-        mut status: VaultSecretStatus,
+        status: VaultSecretStatus,
         conditions: &[DesiredCondition],
     ) -> Result<(), Error> {
-        let current = self.vs.status.clone().unwrap_or_default();
-        status.conditions = condition::merge(
-            &current.conditions,
-            conditions,
-            self.vs.metadata.generation,
-            now(),
-        );
-        status.observed_generation = self.vs.metadata.generation;
-        if status == current {
-            return Ok(());
-        }
-        common::apply_status(&self.api(), self.vs, &status).await
+        common::write_status(&self.api(), self.vs, status, conditions).await
     }
 
     async fn event(&self, type_: EventType, reason: &str, note: String) {
         common::publish(&self.ctx.recorder, self.vs, type_, reason, note).await
     }
-}
-
-/// The condition reason for a PrivX failure.
-pub fn privx_reason(e: &PrivxError) -> &'static str {
-    match e {
-        PrivxError::PermissionDenied { .. } => reason::PERMISSION_DENIED,
-        PrivxError::InvalidRequest { .. } | PrivxError::Unsupported { .. } => reason::INVALID_SPEC,
-        _ => reason::PRIVX_UNAVAILABLE,
-    }
-}
-
-fn privx_refusal(e: PrivxError, action: &str) -> (Refusal, Next) {
-    let refusal = Refusal::new(privx_reason(&e), format!("{action}: {e}"));
-    (
-        refusal,
-        Next::Fail(Box::new(Error::privx(action.to_string())(e))),
-    )
-}
-
-fn kube_refusal(e: &Error) -> Refusal {
-    Refusal::new(reason::KUBERNETES_ERROR, e.to_string())
-}
-
-fn kube_failure(action: &str, e: kube::Error) -> (Refusal, Next) {
-    let refusal = Refusal::new(
-        reason::KUBERNETES_ERROR,
-        format!("{action}: {}", short_kube_error(&e)),
-    );
-    (
-        refusal,
-        Next::Fail(Box::new(Error::kube(action.to_string())(e))),
-    )
 }

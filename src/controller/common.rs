@@ -427,3 +427,22 @@ pub async fn finish<K: Reported>(
         }
     }
 }
+
+/// Stops on validation errors: `InvalidSpec` naming every field, waiting for a change.
+pub fn invalid_spec(errors: &[crate::crd::validate::FieldError]) -> Result<(), Stop> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let message = errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err((
+        super::vault_secret::plan::Refusal::new(
+            super::vault_secret::plan::reason::INVALID_SPEC,
+            message,
+        ),
+        Next::AwaitChange,
+    ))
+}

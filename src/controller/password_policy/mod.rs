@@ -15,7 +15,7 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
-use self::plan::{Found, PolicyAction, PolicyCause, Refusal, reason};
+use self::plan::{Found, PolicyAction, PolicyCause, reason};
 use super::backoff::jittered_refresh;
 use super::common::{self, Next, Stop, failure_conditions};
 use super::{Context, Error};
@@ -104,18 +104,7 @@ impl Reconciler<'_> {
     async fn sync(&self) -> Result<Action, Stop> {
         let ctx = self.ctx;
         let spec = &self.policy.spec;
-        let errors = crate::crd::validate::validate_password_policy(spec);
-        if !errors.is_empty() {
-            let message = errors
-                .iter()
-                .map(|e| format!("{}: {}", e.field, e.message))
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err((
-                Refusal::new(reason::INVALID_SPEC, message),
-                Next::AwaitChange,
-            ));
-        }
+        common::invalid_spec(&crate::crd::validate::validate_password_policy(spec))?;
         let name = plan::privx_name(spec, &self.policy.name_any());
         let generation = ctx
             .privx

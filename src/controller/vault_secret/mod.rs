@@ -158,18 +158,7 @@ impl Reconciler<'_> {
         let spec = &self.vs.spec;
 
         // Validate.
-        let errors = crate::crd::validate::validate_vault_secret(spec);
-        if !errors.is_empty() {
-            let message = errors
-                .iter()
-                .map(|e| format!("{}: {}", e.field, e.message))
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err((
-                Refusal::new(reason::INVALID_SPEC, message),
-                Next::AwaitChange,
-            ));
-        }
+        common::invalid_spec(&crate::crd::validate::validate_vault_secret(spec))?;
         let target = target_of(self.vs, &ctx.settings.name_template);
         let namespace = self.namespace();
         let ns_policy = NamespacePolicy::from_annotations(

@@ -13,7 +13,7 @@ use kube::api::DynamicObject;
 use kube::core::{ApiResource, error_boundary::InvalidObject};
 use kube::runtime::controller::Action;
 
-use super::vault_secret::plan::reason::INVALID_SPEC;
+use super::outcome::reason::INVALID_SPEC;
 use super::{Context, Error, FIELD_MANAGER, FINALIZER};
 use crate::crd::condition;
 
@@ -255,11 +255,11 @@ pub enum Next {
 }
 
 /// Why a reconcile stopped (reported in status) and how it continues.
-pub type Stop = (super::vault_secret::plan::Refusal, Next);
+pub type Stop = (super::outcome::Refusal, Next);
 
 /// The condition reason for a PrivX failure.
 pub fn privx_reason(e: &crate::privx::PrivxError) -> &'static str {
-    use super::vault_secret::plan::reason;
+    use super::outcome::reason;
     use crate::privx::PrivxError;
     match e {
         PrivxError::PermissionDenied { .. } => reason::PERMISSION_DENIED,
@@ -270,8 +270,7 @@ pub fn privx_reason(e: &crate::privx::PrivxError) -> &'static str {
 
 /// A failed PrivX call: reported with its reason, then backed off.
 pub fn privx_stop(e: crate::privx::PrivxError, action: &str) -> Stop {
-    let refusal =
-        super::vault_secret::plan::Refusal::new(privx_reason(&e), format!("{action}: {e}"));
+    let refusal = super::outcome::Refusal::new(privx_reason(&e), format!("{action}: {e}"));
     (
         refusal,
         Next::Fail(Box::new(Error::privx(action.to_string())(e))),
@@ -280,8 +279,8 @@ pub fn privx_stop(e: crate::privx::PrivxError, action: &str) -> Stop {
 
 /// A failed Kubernetes call: reported, then backed off.
 pub fn kube_stop(action: &str, e: kube::Error) -> Stop {
-    let refusal = super::vault_secret::plan::Refusal::new(
-        super::vault_secret::plan::reason::KUBERNETES_ERROR,
+    let refusal = super::outcome::Refusal::new(
+        super::outcome::reason::KUBERNETES_ERROR,
         format!("{action}: {}", short_kube_error(&e)),
     );
     (
@@ -292,10 +291,8 @@ pub fn kube_stop(action: &str, e: kube::Error) -> Stop {
 
 /// An error already wrapped (e.g. from a helper): reported, then backed off.
 pub fn error_stop(e: Error) -> Stop {
-    let refusal = super::vault_secret::plan::Refusal::new(
-        super::vault_secret::plan::reason::KUBERNETES_ERROR,
-        e.to_string(),
-    );
+    let refusal =
+        super::outcome::Refusal::new(super::outcome::reason::KUBERNETES_ERROR, e.to_string());
     (refusal, Next::Fail(Box::new(e)))
 }
 
@@ -365,7 +362,7 @@ pub async fn report_refusal<K: Reported>(
     obj: &K,
     controller: &'static str,
     key: &str,
-    refusal: &super::vault_secret::plan::Refusal,
+    refusal: &super::outcome::Refusal,
 ) -> Result<(), Error> {
     let previous = obj
         .status()
@@ -439,10 +436,7 @@ pub fn invalid_spec(errors: &[crate::crd::validate::FieldError]) -> Result<(), S
         .collect::<Vec<_>>()
         .join("; ");
     Err((
-        super::vault_secret::plan::Refusal::new(
-            super::vault_secret::plan::reason::INVALID_SPEC,
-            message,
-        ),
+        super::outcome::Refusal::new(super::outcome::reason::INVALID_SPEC, message),
         Next::AwaitChange,
     ))
 }

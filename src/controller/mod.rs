@@ -10,6 +10,7 @@ pub mod common;
 pub mod context;
 pub mod error;
 pub mod hashing;
+pub mod outcome;
 pub mod password_policy;
 pub mod roles;
 pub mod runner;

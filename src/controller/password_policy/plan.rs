@@ -5,16 +5,10 @@ use crate::crd::duration::parse_duration;
 use crate::crd::{Ownership, PasswordPolicySpec, PasswordPolicyStatus};
 use crate::privx::{PasswordPolicy, PolicyGeneration};
 
-pub mod reason {
-    pub use crate::controller::vault_secret::plan::reason::*;
-    /// Synced, but a declared field the server's generation lacks was not sent.
-    pub const UNSUPPORTED_FIELD: &str = "UnsupportedField";
-    /// PrivX refuses to delete the policy (e.g. still in use); the finalizer stays.
-    pub const DELETE_BLOCKED: &str = "DeleteBlocked";
-}
+pub use crate::controller::outcome::reason;
 
 /// The refusal of a plan: the reason and message of the conditions.
-pub use crate::controller::vault_secret::plan::Refusal;
+pub use crate::controller::outcome::Refusal;
 
 /// The PrivX name of a policy object.
 pub fn privx_name(spec: &PasswordPolicySpec, metadata_name: &str) -> String {

@@ -18,20 +18,7 @@ use crate::crd::vault_secret::{MirrorSecretType, MirrorSpec, Ownership, PrivxSec
 use crate::crd::{VaultSecretSpec, VaultSecretStatus};
 use crate::privx::{RoleHandle, Secret, SecretData, SecretLocation, SecretWrite};
 
-/// Condition reasons (the `reason` of `Ready` / `Synced`).
-pub mod reason {
-    pub const SYNCED: &str = "Synced";
-    pub const SOURCE_NOT_FOUND: &str = "SourceNotFound";
-    pub const POLICY_NOT_FOUND: &str = "PolicyNotFound";
-    pub const PERMISSION_DENIED: &str = "PermissionDenied";
-    pub const NOT_READABLE: &str = "NotReadable";
-    pub const CONFLICT: &str = "Conflict";
-    pub const NOT_ALLOWED: &str = "NotAllowed";
-    pub const PRIVX_UNAVAILABLE: &str = "PrivXUnavailable";
-    pub const INVALID_SPEC: &str = "InvalidSpec";
-    /// A Kubernetes API call failed (retried with backoff).
-    pub const KUBERNETES_ERROR: &str = "KubernetesError";
-}
+pub use crate::controller::outcome::{Refusal, reason};
 
 /// Where the secret lives in PrivX.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,22 +40,6 @@ impl Target {
         match self.owner_id() {
             None => format!("{:?}", self.name),
             Some(u) => format!("{:?} (personal, user {u})", self.name),
-        }
-    }
-}
-
-/// The reason and message of a refusal: the reconcile stops, status says why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
-    pub reason: &'static str,
-    pub message: String,
-}
-
-impl Refusal {
-    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
         }
     }
 }

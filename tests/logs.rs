@@ -49,17 +49,7 @@ async fn no_secret_value_in_any_log_line() {
     );
     h.reconcile("gen").await.unwrap();
     let generated = h.secret_data(NS, "gen").unwrap()["password"].clone();
-    h.sim.set_faults(vec![Fault {
-        method: None,
-        route: "/vault/*".into(),
-        status: Some(503),
-        error_code: None,
-        rate: 1.0,
-        next: None,
-        retry_after_seconds: None,
-        latency_ms: 0,
-        drop_connection: false,
-    }]);
+    h.sim.set_faults(vec![Fault::status("/vault/*", 503)]);
     h.secret(NS, "db-creds", &[("password", "s3cr3t-changed")]);
     let _ = h.reconcile("db").await;
     drop(_guard);

@@ -178,23 +178,7 @@ async fn drift_in_privx_is_put_back_with_an_event() {
     h.vault_secret("db", push_spec());
     h.reconcile("db").await.unwrap();
 
-    let current = h
-        .someone_else
-        .get_secret(&SecretLocation::Shared, PRIVX_NAME)
-        .await
-        .unwrap();
-    h.someone_else
-        .update_secret(
-            &SecretLocation::Shared,
-            PRIVX_NAME,
-            &SecretWrite {
-                data: SecretData([("password".to_string(), json!("tampered"))].into()),
-                read_roles: current.read_roles.clone(),
-                write_roles: current.write_roles.clone(),
-            },
-        )
-        .await
-        .unwrap();
+    h.change_in_privx(PRIVX_NAME, "password", "tampered").await;
 
     h.reconcile("db").await.unwrap();
     let stored = h
@@ -339,23 +323,8 @@ async fn read_only_mirror_follows_privx() {
     );
     assert!(h.privx_writes().is_empty());
 
-    let current = h
-        .someone_else
-        .get_secret(&SecretLocation::Shared, "k8s/demo/upstream-api-key")
-        .await
-        .unwrap();
-    h.someone_else
-        .update_secret(
-            &SecretLocation::Shared,
-            "k8s/demo/upstream-api-key",
-            &SecretWrite {
-                data: SecretData([("api-key".to_string(), json!("rotated"))].into()),
-                read_roles: current.read_roles,
-                write_roles: current.write_roles,
-            },
-        )
-        .await
-        .unwrap();
+    h.change_in_privx("k8s/demo/upstream-api-key", "api-key", "rotated")
+        .await;
     let action = h.reconcile("upstream").await.unwrap();
     assert!(
         format!("{action:?}").contains("requeue_after: Some"),
@@ -482,17 +451,7 @@ async fn privx_down_leaves_the_mirror_untouched_and_recovers() {
     h.reconcile("db").await.unwrap();
     let mirror_before = h.kube.get(&secret_path(NS, "db-creds-mirror")).unwrap();
 
-    h.sim.set_faults(vec![Fault {
-        method: None,
-        route: "/vault/*".into(),
-        status: Some(503),
-        error_code: None,
-        rate: 1.0,
-        next: None,
-        retry_after_seconds: None,
-        latency_ms: 0,
-        drop_connection: false,
-    }]);
+    h.sim.set_faults(vec![Fault::status("/vault/*", 503)]);
     h.secret(NS, "db-creds", &[("password", "v2")]);
     let err = h
         .reconcile("db")

@@ -313,6 +313,28 @@ impl Harness {
         }
     }
 
+    /// Someone else replaces a shared PrivX secret's data with one field, keeping its roles.
+    pub async fn change_in_privx(&self, name: &str, field: &str, value: &str) {
+        use privx_operator::privx::{SecretData, SecretLocation, SecretWrite};
+        let current = self
+            .someone_else
+            .get_secret(&SecretLocation::Shared, name)
+            .await
+            .expect("the secret exists");
+        self.someone_else
+            .update_secret(
+                &SecretLocation::Shared,
+                name,
+                &SecretWrite {
+                    data: SecretData([(field.to_string(), json!(value))].into()),
+                    read_roles: current.read_roles,
+                    write_roles: current.write_roles,
+                },
+            )
+            .await
+            .expect("someone else may write it");
+    }
+
     /// PrivX writes (non-GET API calls, token grants excluded) the simulator saw.
     pub fn privx_writes(&self) -> Vec<String> {
         self.sim

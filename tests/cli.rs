@@ -119,3 +119,25 @@ fn bad_flag_values_name_the_flag() {
             .contains("--lease-duration")
     );
 }
+
+#[test]
+fn a_taken_http_port_is_a_clear_start_up_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = bin()
+        .args([
+            "run",
+            "--http-addr",
+            &addr,
+            "--privx-url",
+            "https://privx.example.com",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("--http-addr") && stderr.contains(&addr),
+        "{stderr}"
+    );
+}

@@ -41,8 +41,12 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let health = Health::new();
 
-    let http_task = tokio::spawn(http::serve(
-        args.http_addr,
+    // Bind before anything else so that a taken port is a start-up error, not a silent gap.
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("--http-addr {}: cannot listen", args.http_addr))?;
+    let http_task = tokio::spawn(http::serve_on(
+        listener,
         health.clone(),
         metrics.clone(),
         shutdown.clone(),

@@ -307,33 +307,31 @@ pub trait Reported:
     fn set_report(status: &mut Self::Status, conditions: Vec<Condition>, generation: Option<i64>);
 }
 
-impl Reported for crate::crd::VaultSecret {
-    type Status = crate::crd::VaultSecretStatus;
-    fn status(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-    fn conditions(status: &Self::Status) -> &[Condition] {
-        &status.conditions
-    }
-    fn set_report(status: &mut Self::Status, conditions: Vec<Condition>, generation: Option<i64>) {
-        status.conditions = conditions;
-        status.observed_generation = generation;
-    }
+/// Both kinds keep `conditions` and `observedGeneration` in their status the same way.
+macro_rules! reported {
+    ($kind:ty, $status:ty) => {
+        impl Reported for $kind {
+            type Status = $status;
+            fn status(&self) -> Option<&Self::Status> {
+                self.status.as_ref()
+            }
+            fn conditions(status: &Self::Status) -> &[Condition] {
+                &status.conditions
+            }
+            fn set_report(
+                status: &mut Self::Status,
+                conditions: Vec<Condition>,
+                generation: Option<i64>,
+            ) {
+                status.conditions = conditions;
+                status.observed_generation = generation;
+            }
+        }
+    };
 }
 
-impl Reported for crate::crd::PasswordPolicy {
-    type Status = crate::crd::PasswordPolicyStatus;
-    fn status(&self) -> Option<&Self::Status> {
-        self.status.as_ref()
-    }
-    fn conditions(status: &Self::Status) -> &[Condition] {
-        &status.conditions
-    }
-    fn set_report(status: &mut Self::Status, conditions: Vec<Condition>, generation: Option<i64>) {
-        status.conditions = conditions;
-        status.observed_generation = generation;
-    }
-}
+reported!(crate::crd::VaultSecret, crate::crd::VaultSecretStatus);
+reported!(crate::crd::PasswordPolicy, crate::crd::PasswordPolicyStatus);
 
 /// Server-side applies `status` with `conditions` when it differs from the object's current
 /// status. Unchanged conditions keep their transition times, so an unchanged status is never
@@ -439,4 +437,25 @@ pub fn invalid_spec(errors: &[crate::crd::validate::FieldError]) -> Result<(), S
         super::outcome::Refusal::new(super::outcome::reason::INVALID_SPEC, message),
         Next::AwaitChange,
     ))
+}
+
+/// Records a finished reconcile in the metrics (duration, and the error label on failure).
+pub fn record(
+    ctx: &Context,
+    controller: &'static str,
+    started: std::time::Instant,
+    result: &Result<Action, Error>,
+) {
+    ctx.metrics.reconciled(
+        controller,
+        started.elapsed(),
+        result.as_ref().err().map(|e| e.label()),
+    );
+}
+
+/// The error policy of both controllers: per-object exponential backoff with jitter.
+pub fn requeue_after_failure(ctx: &Context, key: &str, error: &Error) -> Action {
+    let delay = ctx.backoff.next_delay(key);
+    tracing::warn!(%key, error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
 }

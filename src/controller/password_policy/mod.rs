@@ -13,7 +13,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
-use tracing::{info, instrument, warn};
+use tracing::{info, instrument};
 
 use self::plan::{Found, PolicyAction, PolicyCause, reason};
 use super::backoff::jittered_refresh;
@@ -47,11 +47,7 @@ pub async fn reconcile(
             .await
         }
     };
-    ctx.metrics.reconciled(
-        CONTROLLER,
-        started.elapsed(),
-        result.as_ref().err().map(|e| e.label()),
-    );
+    common::record(&ctx, CONTROLLER, started, &result);
     result
 }
 
@@ -60,10 +56,7 @@ pub fn error_policy(
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    let key = guard.name_any();
-    let delay = ctx.backoff.next_delay(&format!("passwordpolicy/{key}"));
-    warn!(%key, error = %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    common::requeue_after_failure(&ctx, &format!("passwordpolicy/{}", guard.name_any()), error)
 }
 
 struct Reconciler<'a> {

@@ -79,11 +79,7 @@ pub async fn reconcile(
             common::report_invalid_object::<VaultSecret>(invalid, &ctx, CONTROLLER, &key).await
         }
     };
-    ctx.metrics.reconciled(
-        CONTROLLER,
-        started.elapsed(),
-        result.as_ref().err().map(|e| e.label()),
-    );
+    common::record(&ctx, CONTROLLER, started, &result);
     result
 }
 
@@ -93,10 +89,11 @@ pub fn error_policy(
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    let key = object_key(guard.namespace().as_deref(), &guard.name_any());
-    let delay = ctx.backoff.next_delay(&key);
-    warn!(%key, error = %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    common::requeue_after_failure(
+        &ctx,
+        &object_key(guard.namespace().as_deref(), &guard.name_any()),
+        error,
+    )
 }
 
 fn object_key(namespace: Option<&str>, name: &str) -> String {

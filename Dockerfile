@@ -5,11 +5,15 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # Only what the binary is built from (see .dockerignore); tests, docs and the chart stay out.
+# The workspace manifest names every member, so crates/ comes along; the operator is built
+# without its default `embedded-privx` feature: no simulator code in the image (CI checks the
+# dependency tree of exactly this build).
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY crates ./crates
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin privx-operator \
+    cargo build --release --locked -p privx-operator --no-default-features --bin privx-operator \
     && install -D -m 0755 target/release/privx-operator /out/privx-operator
 
 # cc-debian12 carries glibc, libgcc and the CA roots the binary needs, and nothing else

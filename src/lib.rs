@@ -1,12 +1,13 @@
 //! privx-operator: a Kubernetes operator that makes PrivX vault secrets and
 //! password policies declarative.
 //!
-//! The crate is laid out by architecture:
+//! The PrivX REST client is the workspace crate `privx-client` (`crates/privx-client`), the
+//! PrivX simulator the crate `privx-sim` (`crates/privx-sim`, in developer builds only).
+//!
+//! This crate is laid out by architecture:
 //! - [`crd`]: the custom resource types (the source of truth for `crds/`).
-//! - [`privx`]: the PrivX REST client.
 //! - [`password`]: the password generator.
 //! - [`controller`]: the VaultSecret and PasswordPolicy controllers.
-//! - [`sim`]: the PrivX simulator (a real HTTP server used by tests, demos and benchmarks).
 //! - [`check`]: offline validation of manifests (`privx-operator check`).
 //! - [`runtime`]: process wiring: leader election, HTTP endpoints, metrics, logging, shutdown.
 #![forbid(unsafe_code)]
@@ -15,6 +16,4 @@ pub mod check;
 pub mod controller;
 pub mod crd;
 pub mod password;
-pub mod privx;
 pub mod runtime;
-pub mod sim;

@@ -26,7 +26,8 @@ enum Command {
     /// Validate VaultSecret and PasswordPolicy manifests offline (schema, CEL rules, semantics).
     Check(privx_operator::check::CheckArgs),
     /// Run the PrivX simulator: an in-memory PrivX API server for tests and demos.
-    Sim(privx_operator::sim::SimArgs),
+    #[cfg(feature = "embedded-privx")]
+    Sim(privx_sim::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,7 +35,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Crd { out_dir } => write_crds(out_dir),
         Command::Check(args) => return privx_operator::check::main(args),
-        Command::Sim(args) => block_on(privx_operator::sim::main(args)),
+        #[cfg(feature = "embedded-privx")]
+        Command::Sim(args) => block_on(privx_sim::main(args)),
         Command::Run(args) => block_on(privx_operator::runtime::main(*args)),
     };
     match result {

@@ -13,13 +13,13 @@ use harness::{E2e, eventually, secret_value};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams};
+use privx_client::{PrivxError, RoleHandle, SecretData, SecretLocation, SecretWrite};
 use privx_operator::controller::{
     DATA_HASH_ANNOTATION, FINALIZER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SOURCE_LABEL,
     VAULT_SECRET_LABEL,
 };
 use privx_operator::crd::{Ownership, PasswordPolicy, VaultSecret};
-use privx_operator::privx::{PrivxError, RoleHandle, SecretData, SecretLocation, SecretWrite};
-use privx_operator::sim::demo;
+use privx_sim::demo;
 use serde_json::{Value, json};
 
 /// The password in examples/vaultsecret-from-secret.yaml.

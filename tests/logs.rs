@@ -7,7 +7,7 @@ mod support;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use privx_operator::sim::Fault;
+use privx_sim::Fault;
 use serde_json::json;
 use support::{Harness, NS};
 

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
+use privx_client::config::PolicyGenerationSetting;
+use privx_client::{PasswordPolicy as PrivxPolicy, PrivxError};
 use privx_operator::controller::password_policy;
 use privx_operator::crd::Ownership;
-use privx_operator::privx::config::PolicyGenerationSetting;
-use privx_operator::privx::{PasswordPolicy as PrivxPolicy, PrivxError};
 use privx_operator::runtime::metrics::Metrics;
-use privx_operator::sim::{Fault, SimOptions, SimPolicyGeneration};
+use privx_sim::{Fault, SimOptions, SimPolicyGeneration};
 use serde_json::{Value, json};
 use support::{Harness, NS, policy_path};
 

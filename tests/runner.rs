@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use privx_client::SecretLocation;
 use privx_operator::controller::hashing::HmacKey;
 use privx_operator::controller::runner::{self, RunOptions};
 use privx_operator::controller::{NoMetrics, Settings};
-use privx_operator::privx::SecretLocation;
-use privx_operator::sim::{SimOptions, Simulator};
+use privx_sim::{SimOptions, Simulator};
 use serde_json::json;
 use support::{FakeKube, NS, policy_path, privx_client_for, secret_path, vs_path};
 use tokio_util::sync::CancellationToken;

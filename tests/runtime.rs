@@ -13,7 +13,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Client;
 use kube::client::Body;
-use privx_operator::privx::{CallObserver, CallRecord};
+use privx_client::{CallObserver, CallRecord};
 use privx_operator::runtime::crds::{CrdWait, wait_for_crds_established_every};
 use privx_operator::runtime::http::{Health, serve_on};
 use privx_operator::runtime::leader::{Attempt, LeaderElector, LeaseConfig};

@@ -3,8 +3,8 @@
 
 mod support;
 
-use privx_operator::privx::{SecretData, SecretLocation, SecretWrite};
-use privx_operator::sim::Fault;
+use privx_client::{SecretData, SecretLocation, SecretWrite};
+use privx_sim::Fault;
 use serde_json::json;
 use support::{Harness, NS, secret_path, vs_path};
 
@@ -206,7 +206,7 @@ async fn existing_privx_secret_is_not_overwritten_without_adopt() {
         json!({"privx-operator.dev/allowed-names": "legacy/*, shared/*"}),
     );
     // Someone created shared/db by hand, readable and writable by the operator's role.
-    let operator_role = privx_operator::privx::RoleHandle {
+    let operator_role = privx_client::RoleHandle {
         id: "10000000-0000-4000-8000-000000000001".into(),
         ..Default::default()
     };
@@ -502,10 +502,7 @@ async fn delete_policy_removes_the_privx_secret_and_the_finalizer() {
         .get_secret(&SecretLocation::Shared, PRIVX_NAME)
         .await;
     assert!(
-        matches!(
-            gone,
-            Err(privx_operator::privx::PrivxError::NotFound { .. })
-        ),
+        matches!(gone, Err(privx_client::PrivxError::NotFound { .. })),
         "{gone:?}"
     );
 }

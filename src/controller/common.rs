@@ -258,9 +258,9 @@ pub enum Next {
 pub type Stop = (super::outcome::Refusal, Next);
 
 /// The condition reason for a PrivX failure.
-pub fn privx_reason(e: &crate::privx::PrivxError) -> &'static str {
+pub fn privx_reason(e: &privx_client::PrivxError) -> &'static str {
     use super::outcome::reason;
-    use crate::privx::PrivxError;
+    use privx_client::PrivxError;
     match e {
         PrivxError::PermissionDenied { .. } => reason::PERMISSION_DENIED,
         PrivxError::InvalidRequest { .. } | PrivxError::Unsupported { .. } => reason::INVALID_SPEC,
@@ -269,7 +269,7 @@ pub fn privx_reason(e: &crate::privx::PrivxError) -> &'static str {
 }
 
 /// A failed PrivX call: reported with its reason, then backed off.
-pub fn privx_stop(e: crate::privx::PrivxError, action: &str) -> Stop {
+pub fn privx_stop(e: privx_client::PrivxError, action: &str) -> Stop {
     let refusal = super::outcome::Refusal::new(privx_reason(&e), format!("{action}: {e}"));
     (
         refusal,

@@ -13,7 +13,7 @@ use super::hashing::HmacKey;
 use super::roles::RoleCache;
 use super::tenancy::NameTemplate;
 use crate::crd::{PasswordPolicy, VaultSecret};
-use crate::privx::PrivxClient;
+use privx_client::PrivxClient;
 
 /// Operator-wide settings of the controllers.
 #[derive(Clone, Debug)]

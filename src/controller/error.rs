@@ -1,7 +1,7 @@
 //! Errors of a reconcile. Each variant says which object and which call failed, and has a short
 //! stable label for metrics and events. None carries secret data.
 
-use crate::privx::PrivxError;
+use privx_client::PrivxError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

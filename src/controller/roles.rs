@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::privx::{PrivxClient, PrivxError};
+use privx_client::{PrivxClient, PrivxError};
 
 pub const ROLE_CACHE_TTL: Duration = Duration::from_secs(60);
 

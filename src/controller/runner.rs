@@ -25,7 +25,7 @@ use super::{
     password_policy, vault_secret,
 };
 use crate::crd::{PasswordPolicy, VaultSecret};
-use crate::privx::PrivxClient;
+use privx_client::PrivxClient;
 
 /// How the controllers run.
 #[derive(Clone, Debug)]

@@ -6,6 +6,7 @@
 
 mod args;
 pub mod crds;
+mod embedded;
 pub mod http;
 pub mod leader;
 pub mod logging;

@@ -19,13 +19,13 @@ use super::crds::{CrdWait, wait_for_crds_established};
 use super::http::{self, Health};
 use super::leader::{LeaderElector, LeaseConfig, default_identity};
 use super::metrics::Metrics;
-use super::{logging, shutdown};
+use super::{embedded, logging, shutdown};
 use crate::controller::hashing::HmacKey;
 use crate::controller::runner::{self, RunOptions};
 use crate::controller::tenancy::NameTemplate;
 use crate::controller::{ControllerMetrics, Settings};
-use crate::privx::config::CredentialSource;
-use crate::privx::{Credentials, PolicyGenerationSetting, PrivxClient, PrivxConfig};
+use privx_client::config::CredentialSource;
+use privx_client::{PolicyGenerationSetting, PrivxClient, PrivxConfig};
 
 /// The CRDs the controllers need.
 pub const CRD_NAMES: [&str; 2] = [
@@ -58,29 +58,17 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
     let mut embedded = None;
     let mut self_roles = args.privx_self_roles.clone();
     let mut privx_config = if args.embedded_privx {
-        let sim = crate::sim::Simulator::start(crate::sim::SimOptions {
-            listen: args.embedded_privx_addr,
-            ..Default::default()
-        })
-        .await
-        .context("starting the embedded PrivX simulator")?;
-        let c = sim.credentials();
+        let sim = embedded::Embedded::start(args.embedded_privx_addr).await?;
         println!(
             "embedded PrivX simulator (demo seed) listening on {} — admin endpoints under {}/_sim/",
-            sim.base_url(),
-            sim.base_url()
+            sim.base_url, sim.base_url
         );
         if self_roles.is_empty() {
             self_roles.push("privx-operator".into());
         }
         let config = PrivxConfig::new(
-            sim.base_url(),
-            CredentialSource::Static(Credentials {
-                oauth_client_id: c.oauth_client_id.clone(),
-                oauth_client_secret: c.oauth_client_secret.clone(),
-                api_client_id: c.api_client_id.clone(),
-                api_client_secret: c.api_client_secret.clone(),
-            }),
+            sim.base_url.clone(),
+            CredentialSource::Static(sim.credentials.clone()),
         );
         embedded = Some(sim);
         install_crds_if_missing(&client).await?;
@@ -250,7 +238,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
 
 async fn finish(
     http_task: tokio::task::JoinHandle<Result<(), http::HttpError>>,
-    embedded: Option<crate::sim::Simulator>,
+    embedded: Option<embedded::Embedded>,
 ) -> anyhow::Result<()> {
     if let Some(sim) = embedded {
         sim.shutdown().await;

@@ -28,10 +28,10 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::core::NamespaceResourceScope;
 use kube::{Client, Config, Resource};
+use privx_client::config::CredentialSource;
+use privx_client::{Credentials, PrivxClient, PrivxConfig, SecretLocation};
 use privx_operator::crd::{PasswordPolicy, VaultSecret};
-use privx_operator::privx::config::CredentialSource;
-use privx_operator::privx::{Credentials, PrivxClient, PrivxConfig, SecretLocation};
-use privx_operator::sim::demo;
+use privx_sim::demo;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -730,7 +730,7 @@ impl E2e {
             .await
         {
             Ok(secret) => Some(secret.data.map(|d| d.0).unwrap_or_default()),
-            Err(privx_operator::privx::PrivxError::NotFound { .. }) => None,
+            Err(privx_client::PrivxError::NotFound { .. }) => None,
             Err(e) => panic!("reading PrivX secret {name:?} as someone-else: {e}"),
         }
     }

@@ -14,14 +14,14 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
+use privx_client::config::{CredentialSource, PolicyGenerationSetting};
+use privx_client::{Credentials, PrivxClient, PrivxConfig};
 use privx_operator::controller::hashing::HmacKey;
 use privx_operator::controller::{
     Context, ControllerMetrics, Error, NoMetrics, Settings, password_policy, vault_secret,
 };
 use privx_operator::crd::{PasswordPolicy, VaultSecret};
-use privx_operator::privx::config::{CredentialSource, PolicyGenerationSetting};
-use privx_operator::privx::{Credentials, PrivxClient, PrivxConfig};
-use privx_operator::sim::{SimCredentials, SimOptions, Simulator};
+use privx_sim::{SimCredentials, SimOptions, Simulator};
 use serde_json::{Value, json};
 
 pub use fake_kube::FakeKube;
@@ -315,7 +315,7 @@ impl Harness {
 
     /// Someone else replaces a shared PrivX secret's data with one field, keeping its roles.
     pub async fn change_in_privx(&self, name: &str, field: &str, value: &str) {
-        use privx_operator::privx::{SecretData, SecretLocation, SecretWrite};
+        use privx_client::{SecretData, SecretLocation, SecretWrite};
         let current = self
             .someone_else
             .get_secret(&SecretLocation::Shared, name)

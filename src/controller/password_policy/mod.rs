@@ -21,7 +21,7 @@ use super::common::{self, Next, Stop, failure_conditions};
 use super::{Context, Error};
 use crate::crd::condition::{self, DesiredCondition};
 use crate::crd::{DeletionPolicy, PasswordPolicy, PasswordPolicyStatus};
-use crate::privx::PrivxError;
+use privx_client::PrivxError;
 
 /// The controller's name in metrics and events.
 pub const CONTROLLER: &str = "passwordpolicy";

@@ -3,7 +3,7 @@
 
 use crate::crd::duration::parse_duration;
 use crate::crd::{Ownership, PasswordPolicySpec, PasswordPolicyStatus};
-use crate::privx::{PasswordPolicy, PolicyGeneration};
+use privx_client::{PasswordPolicy, PolicyGeneration};
 
 pub use crate::controller::outcome::reason;
 

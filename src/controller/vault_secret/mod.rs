@@ -29,7 +29,7 @@ use super::{Context, Error, FIELD_MANAGER, REGENERATE_ANNOTATION, SOURCE_LABEL};
 use crate::crd::condition::{self, DesiredCondition};
 use crate::crd::vault_secret::Ownership;
 use crate::crd::{DeletionPolicy, VaultSecret, VaultSecretStatus};
-use crate::privx::{PrivxError, SecretData, SecretLocation};
+use privx_client::{PrivxError, SecretData, SecretLocation};
 
 /// The controller's name in metrics and events.
 pub const CONTROLLER: &str = "vaultsecret";

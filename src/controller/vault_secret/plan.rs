@@ -16,7 +16,7 @@ use crate::controller::{
 };
 use crate::crd::vault_secret::{MirrorSecretType, MirrorSpec, Ownership, PrivxSecretStatus};
 use crate::crd::{VaultSecretSpec, VaultSecretStatus};
-use crate::privx::{RoleHandle, Secret, SecretData, SecretLocation, SecretWrite};
+use privx_client::{RoleHandle, Secret, SecretData, SecretLocation, SecretWrite};
 
 pub use crate::controller::outcome::{Refusal, reason};
 

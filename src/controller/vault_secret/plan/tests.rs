@@ -12,7 +12,7 @@ use super::*;
 use crate::controller::hashing::HmacKey;
 use crate::crd::vault_secret::{MirrorSecretType, MirrorSpec, Ownership, PrivxSecretStatus};
 use crate::crd::{VaultSecretSpec, VaultSecretStatus};
-use crate::privx::{RoleHandle, Secret, SecretData, SecretLocation};
+use privx_client::{RoleHandle, Secret, SecretData, SecretLocation};
 
 fn data(pairs: &[(&str, &str)]) -> SecretData {
     SecretData(

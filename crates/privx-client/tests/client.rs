@@ -4,13 +4,13 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use privx_operator::privx::config::CredentialSource;
-use privx_operator::privx::{
+use privx_client::config::CredentialSource;
+use privx_client::{
     CallObserver, CallRecord, Credentials, PasswordPolicy, PolicyGeneration,
     PolicyGenerationSetting, PrivxClient, PrivxConfig, PrivxError, RoleHandle, SecretData,
     SecretLocation, SecretWrite,
 };
-use privx_operator::sim::{
+use privx_sim::{
     Fault, ListCount, PolicyListShape, SimCredentials, SimOptions, SimPolicyGeneration, Simulator,
     demo,
 };
@@ -862,7 +862,7 @@ async fn password_policies_in_both_generations() {
 /// guess once when the server refuses a generation-specific field.
 #[tokio::test]
 async fn guessed_generation_is_corrected_once() {
-    let mut seed = privx_operator::sim::demo_seed();
+    let mut seed = privx_sim::demo_seed();
     seed.policies.clear();
     let (sim, client) = start(SimOptions {
         seed,

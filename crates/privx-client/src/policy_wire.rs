@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{PasswordPolicy, PolicyGeneration, PrivxError};
-use crate::crd::duration::{format_go, format_iso, parse_duration};
+use crate::duration::{format_go, format_iso, parse_duration};
 
 /// The policy as it travels; durations are strings in the generation's spelling.
 #[derive(Debug, Default, Serialize, Deserialize)]

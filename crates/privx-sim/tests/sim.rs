@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use privx_operator::sim::{
+use privx_sim::{
     Fault, SeedApiClient, SimCredentials, SimOptions, SimPolicyGeneration, Simulator,
     UnreadableSecret, demo, demo_seed,
 };
@@ -1111,7 +1111,7 @@ async fn request_log_and_counters_never_hold_secret_data() {
 async fn body_over_one_mib_is_refused_with_413() {
     let sim = start_default().await;
     let api = Api::operator(&sim).await;
-    let big = "x".repeat(privx_operator::sim::MAX_BODY_BYTES + 10);
+    let big = "x".repeat(privx_sim::MAX_BODY_BYTES + 10);
     let (status, body) = api
         .post(
             "/vault/api/v1/secrets",
@@ -1125,7 +1125,7 @@ async fn body_over_one_mib_is_refused_with_413() {
         StatusCode::NOT_FOUND
     );
     // Just under the limit is fine.
-    let fits = "y".repeat(privx_operator::sim::MAX_BODY_BYTES - 200);
+    let fits = "y".repeat(privx_sim::MAX_BODY_BYTES - 200);
     let (status, _) = api
         .post(
             "/vault/api/v1/secrets",
@@ -1193,9 +1193,8 @@ impl Drop for KillOnDrop {
 #[test]
 fn cli_prints_its_json_line() {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_privx-operator"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_privx-sim"))
         .args([
-            "sim",
             "--listen",
             "127.0.0.1:0",
             "--policy-generation",
@@ -1307,8 +1306,8 @@ async fn admin_token_lifetime_and_expiry() {
 fn cli_with_tls_writes_the_certificate() {
     use std::io::BufRead;
     let ca_file = std::env::temp_dir().join(format!("sim-ca-{}.pem", std::process::id()));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_privx-operator"))
-        .args(["sim", "--listen", "127.0.0.1:0", "--tls", "--ca-out"])
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_privx-sim"))
+        .args(["--listen", "127.0.0.1:0", "--tls", "--ca-out"])
         .arg(&ca_file)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -89,8 +89,8 @@ pub enum PolicyGeneration {
 /// A password policy in a generation-neutral form. Durations are `std::time::Duration`; the
 /// client formats them for the server's generation and parses either spelling on the way back.
 /// Fields the server's generation lacks are `None` when read; writing a policy that sets a field
-/// the generation lacks is refused by [`crate::privx::PrivxClient`] with
-/// [`crate::privx::PrivxError::Unsupported`] naming the field (never silently dropped).
+/// the generation lacks is refused by [`crate::PrivxClient`] with
+/// [`crate::PrivxError::Unsupported`] naming the field (never silently dropped).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PasswordPolicy {
     /// Server-assigned; ignored on create.

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Seed {
-    /// API clients; the first one is what [`crate::sim::Simulator::credentials`] returns.
+    /// API clients; the first one is what [`crate::Simulator::credentials`] returns.
     #[serde(default)]
     pub api_clients: Vec<SeedApiClient>,
     #[serde(default)]
@@ -277,7 +277,7 @@ mod tests {
 
     #[test]
     fn example_seed_file_is_the_demo_seed() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/sim-seed.yaml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/sim-seed.yaml");
         let seed = load_seed(&path).expect("docs/sim-seed.yaml loads");
         assert_eq!(seed, demo_seed());
     }

@@ -6,6 +6,7 @@
 
 mod auth;
 pub mod config;
+pub mod duration;
 pub mod error;
 pub mod model;
 mod paging;

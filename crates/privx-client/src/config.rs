@@ -296,7 +296,7 @@ impl PrivxConfig {
             }
         }
         if let Some(v) = lookup(ENV_TIMEOUT).filter(|v| !v.trim().is_empty()) {
-            config.timeout = crate::crd::duration::parse_duration(&v)
+            config.timeout = crate::duration::parse_duration(&v)
                 .map_err(|e| PrivxError::Config(format!("{ENV_TIMEOUT}: {e}")))?;
         }
         if let Some(v) = lookup(ENV_POLICY_GENERATION).filter(|v| !v.trim().is_empty()) {

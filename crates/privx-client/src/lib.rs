@@ -98,6 +98,10 @@ struct Call {
     query: Vec<(&'static str, String)>,
     body: Option<Vec<u8>>,
     ctx: CallContext,
+    /// Sent at most once: a create whose outcome is unknown (timeout, lost connection, 5xx)
+    /// may have reached PrivX, and repeating it could create a second object. The caller
+    /// re-reads and decides.
+    at_most_once: bool,
 }
 
 impl Call {
@@ -114,6 +118,7 @@ impl Call {
             path,
             query: Vec::new(),
             body: None,
+            at_most_once: false,
             ctx: CallContext {
                 operation,
                 what,
@@ -137,6 +142,12 @@ impl Call {
         }
         self.body = Some(bytes);
         Ok(self)
+    }
+
+    /// Marks the call as sent at most once (creates).
+    fn at_most_once(mut self) -> Self {
+        self.at_most_once = true;
+        self
     }
 
     /// Keeps the strings of `data` out of any error message about this call.
@@ -228,8 +239,23 @@ impl PrivxClient {
     /// Sends `call` (with retries, and one token refresh on a 401) and returns its successful
     /// answer, or the typed error of the last failure.
     async fn execute(&self, call: &Call) -> Result<Answer> {
+        if call.at_most_once {
+            // The token grant may be retried (nothing is created by it); the call is not.
+            let token = self
+                .with_retries(|| async { self.inner.auth.token(&self.inner.transport).await })
+                .await?;
+            return self.attempt(call, token).await;
+        }
         self.with_retries(|| async {
             let token = self.inner.auth.token(&self.inner.transport).await?;
+            self.attempt(call, token).await
+        })
+        .await
+    }
+
+    /// One send of `call` (with one token refresh on a 401), as a typed result.
+    async fn attempt(&self, call: &Call, token: auth::Token) -> Result<Answer> {
+        {
             let mut answer = self.send_once(call, &token).await?;
             if answer.status == 401 {
                 // Refresh once (only if no one else has already) and retry once.
@@ -247,8 +273,7 @@ impl PrivxClient {
                     &answer.body,
                 ))
             }
-        })
-        .await
+        }
     }
 
     async fn send_once(&self, call: &Call, token: &auth::Token) -> Result<Answer> {
@@ -395,6 +420,7 @@ impl PrivxClient {
             format!("create {what}"),
             what,
         )
+        .at_most_once()
         .redacting(&body.data)
         .json(&json)?;
         self.execute(&call).await.map(drop)
@@ -639,6 +665,7 @@ impl PrivxClient {
                     format!("create password policy {:?}", policy.name),
                     format!("password policy {:?}", policy.name),
                 )
+                .at_most_once()
                 .json(body)
             })
             .await?;

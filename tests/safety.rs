@@ -321,3 +321,33 @@ async fn an_undeserialisable_policy_is_cleaned_up_from_its_status() {
     );
     assert!(h.kube.get(&path).is_none());
 }
+
+#[tokio::test]
+async fn the_owner_keeps_its_secret_when_a_tied_claimant_appears() {
+    let mut h = Harness::new().await;
+    h.secret(NS, "db-creds", &[("password", "x")]);
+    let spec = json!({"name": "k8s/demo/shared", "source": {"secretRef": {"name": "db-creds"}}});
+    let same_second = json!({"creationTimestamp": "2026-11-23T01:00:00Z"});
+    let mut owner_meta = same_second.clone();
+    owner_meta["uid"] = json!("uid-zzz");
+    h.vault_secret_with("owner", spec.clone(), owner_meta);
+    h.reconcile("owner").await.unwrap();
+    assert_eq!(h.ready_reason("owner").1, "Synced");
+    // Once more, so the store holds the owner with its status (as the watch would deliver it).
+    h.reconcile("owner").await.unwrap();
+
+    // A second object, created in the same second, whose uid sorts first.
+    let mut late_meta = same_second;
+    late_meta["uid"] = json!("uid-aaa");
+    h.vault_secret_with("late", spec, late_meta);
+    h.reconcile("late").await.unwrap();
+    let (_, reason, message) = h.ready_reason("late");
+    assert_eq!(reason, "Conflict");
+    assert!(message.contains("demo/owner"), "{message}");
+    h.sim.clear_requests();
+    h.reconcile("owner").await.unwrap();
+    assert_eq!(h.ready_reason("owner").1, "Synced", "the owner keeps it");
+    // Order stays the same on every pass.
+    h.reconcile("late").await.unwrap();
+    assert_eq!(h.ready_reason("late").1, "Conflict");
+}

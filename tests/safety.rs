@@ -405,3 +405,46 @@ async fn labels_removed_from_the_spec_are_removed_from_the_mirror_others_stay() 
         apply.query
     );
 }
+
+#[tokio::test]
+async fn privx_fields_that_are_not_secret_keys_are_mirrored_through_key_mapping() {
+    let mut h = Harness::new().await;
+    // A PrivX secret the operator may read, with field names no Secret key allows.
+    h.ctx
+        .privx
+        .create_secret(
+            &SecretLocation::Shared,
+            "k8s/demo/odd",
+            &SecretWrite {
+                data: SecretData(
+                    [
+                        ("a b".to_string(), json!("1")),
+                        ("ü".to_string(), json!("2")),
+                    ]
+                    .into(),
+                ),
+                // The operator's own role, so it may read the data back.
+                read_roles: vec![privx_client::RoleHandle {
+                    id: "10000000-0000-4000-8000-000000000001".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    h.vault_secret(
+        "odd",
+        json!({"mirror": {"secretName": "odd", "keyMapping": {"a b": "a_b", "ü": "u"}}}),
+    );
+    h.reconcile("odd").await.unwrap();
+    assert_eq!(
+        h.ready_reason("odd").1,
+        "Synced",
+        "{:?}",
+        h.ready_reason("odd")
+    );
+    let data = h.secret_data(NS, "odd").unwrap();
+    assert_eq!(data["a_b"], "1");
+    assert_eq!(data["u"], "2");
+}

@@ -373,13 +373,9 @@ pub fn data_bytes(
     Ok(out)
 }
 
-/// Whether `key` is a valid Secret data key.
+/// Whether `key` is a valid Secret data key (the one rule, shared with validation).
 pub fn valid_secret_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= 253
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    crate::crd::validate::is_secret_key(key)
 }
 
 /// What to do with the mirrored Secret.

@@ -291,6 +291,8 @@ pub fn privx_reason(e: &privx_client::PrivxError) -> &'static str {
     match e {
         PrivxError::PermissionDenied { .. } => reason::PERMISSION_DENIED,
         PrivxError::InvalidRequest { .. } | PrivxError::Unsupported { .. } => reason::INVALID_SPEC,
+        // Reported as what it is, never as an outage.
+        PrivxError::AlreadyExists { .. } => reason::CONFLICT,
         _ => reason::PRIVX_UNAVAILABLE,
     }
 }

@@ -1,10 +1,36 @@
-//! A small walker over a CRD's structural schema (`openAPIV3Schema`): types, required fields,
-//! enums, bounds, lengths, item counts and unknown fields — what the API server checks before
-//! it runs the CEL rules. Only the keywords structural CRD schemas use are understood.
+//! A CRD's structural schema (`openAPIV3Schema`): the one place that reads it out of a CRD
+//! ([`crd_schema`], [`served_schema`]), and a small walker over it ([`validate_structure`]):
+//! types, required fields, enums, bounds, lengths, item counts and unknown fields — what the
+//! API server checks before it runs the CEL rules. Only the keywords structural CRD schemas use
+//! are understood.
+//!
+//! Here, below both users: the controllers (the field paths of an object that does not
+//! deserialize) and the offline `check` command.
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
 
 use crate::crd::validate::FieldError;
+
+/// The `openAPIV3Schema` of `version` of `crd`, as JSON; `None` when the CRD has no such
+/// version or that version no schema.
+pub fn crd_schema(crd: &CustomResourceDefinition, version: &str) -> Option<Value> {
+    let schema = crd
+        .spec
+        .versions
+        .iter()
+        .find(|v| v.name == version)?
+        .schema
+        .as_ref()?
+        .open_api_v3_schema
+        .as_ref()?;
+    Some(serde_json::to_value(schema).expect("a JSONSchemaProps always serializes"))
+}
+
+/// The schema of the served version ([`super::VERSION`]) of `crd`.
+pub fn served_schema(crd: &CustomResourceDefinition) -> Option<Value> {
+    crd_schema(crd, super::VERSION)
+}
 
 /// Problems of `value` against `schema`; `path` is the value's field path (empty at the root).
 /// At the root, `apiVersion`, `kind` and `metadata` are allowed without being declared, as the
@@ -340,22 +366,23 @@ mod tests {
     }
 
     #[test]
+    fn schemas_are_found_by_version() {
+        for crd in crate::crd::all_crds() {
+            let schema = served_schema(&crd).expect("each CRD has a schema at the served version");
+            assert_eq!(schema["type"], "object");
+            assert!(schema["properties"]["spec"].is_object());
+            assert_eq!(crd_schema(&crd, "v1"), None, "no such version");
+        }
+    }
+
+    #[test]
     fn walks_the_generated_crds() {
         let crds = crate::crd::all_crds();
         let vault_secret = crds
             .iter()
             .find(|c| c.spec.names.kind == "VaultSecret")
             .unwrap();
-        let schema = serde_json::to_value(
-            vault_secret.spec.versions[0]
-                .schema
-                .as_ref()
-                .unwrap()
-                .open_api_v3_schema
-                .as_ref()
-                .unwrap(),
-        )
-        .unwrap();
+        let schema = served_schema(vault_secret).expect("the served version has a schema");
         let value = json!({"spec": {"mirror": {"type": "kubernetes.io/service-account-token",
             "rolloutRestartTargets": [{"kind": "Job", "name": "x"}]},
             "source": {"secretRef": {"nmae": "x"}}}});

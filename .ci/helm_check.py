@@ -70,6 +70,9 @@ COMBINATIONS: list[tuple[str, dict[str, Any], set[str], set[str]]] = [
     ("image digest and pod settings", {"image": {"repository": "r/p", "digest": "sha256:" + "a" * 64}, "podLabels": {"team": "x"}, "podAnnotations": {"a": "b"}, "tolerations": [{"key": "k", "operator": "Exists"}], "extraEnv": [{"name": "RUST_BACKTRACE", "value": "1"}], "priorityClassName": "high"}, set(), set()),
     ("everything on", {"replicaCount": 3, "namespaces": ["team-a"], "networkPolicy": NETWORK_POLICY, "serviceMonitor": {"enabled": True}, "podDisruptionBudget": {"enabled": True, "minAvailable": 2}, "privx": {"ca": {"pem": PEM, "only": True}}}, {"NetworkPolicy", "ServiceMonitor", "PodDisruptionBudget", "ConfigMap", "arg:--leader-election", "arg:--namespaces", "arg:--privx-ca-only"}, set()),
 ]
+# Each new switch of the chart gets its line above. Pending: privx.auth.mode (password |
+# serviceAccountToken | signedJwt) and per-namespace identity (issue 11), e.g.
+#   ("auth: signed JWT", {"privx": {"auth": {"mode": "signedJwt", ...}}}, {"arg:--privx-auth-mode"}, set()),
 # ALWAYS does not hold where RBAC or the ServiceAccount is switched off.
 OPTIONAL_ALWAYS = {"no RBAC, own ServiceAccount": {"ClusterRole", "ClusterRoleBinding", "ServiceAccount"}}
 

@@ -50,6 +50,12 @@ impl Call {
         }
     }
 
+    /// Marks the call as sent at most once (creates).
+    pub(crate) fn at_most_once(mut self) -> Self {
+        self.at_most_once = true;
+        self
+    }
+
     pub(crate) fn json(mut self, body: &Value) -> Result<Self> {
         let bytes = serde_json::to_vec(body).expect("JSON values always serialize");
         if bytes.len() > MAX_BODY_BYTES {
@@ -65,12 +71,6 @@ impl Call {
         }
         self.body = Some(bytes);
         Ok(self)
-    }
-
-    /// Marks the call as sent at most once (creates).
-    pub(crate) fn at_most_once(mut self) -> Self {
-        self.at_most_once = true;
-        self
     }
 
     /// Keeps the strings of `data` out of any error message about this call.
@@ -141,22 +141,24 @@ impl PrivxClient {
 
     /// One send of `call` (with one token refresh on a 401), as a typed result.
     async fn attempt(&self, call: &Call, token: auth::Token) -> Result<Answer> {
-        let mut answer = self.send_once(call, &token).await?;
-        if answer.status == 401 {
-            // Refresh once (only if no one else has already) and retry once.
-            self.inner.auth.invalidate(&token);
-            let token = self.inner.auth.token(&self.inner.transport).await?;
-            answer = self.send_once(call, &token).await?;
-        }
-        if (200..300).contains(&answer.status) {
-            Ok(answer)
-        } else {
-            Err(error_from_answer(
-                &call.ctx,
-                answer.status,
-                answer.retry_after,
-                &answer.body,
-            ))
+        {
+            let mut answer = self.send_once(call, &token).await?;
+            if answer.status == 401 {
+                // Refresh once (only if no one else has already) and retry once.
+                self.inner.auth.invalidate(&token);
+                let token = self.inner.auth.token(&self.inner.transport).await?;
+                answer = self.send_once(call, &token).await?;
+            }
+            if (200..300).contains(&answer.status) {
+                Ok(answer)
+            } else {
+                Err(error_from_answer(
+                    &call.ctx,
+                    answer.status,
+                    answer.retry_after,
+                    &answer.body,
+                ))
+            }
         }
     }
 

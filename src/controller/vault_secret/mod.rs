@@ -564,7 +564,7 @@ impl Reconciler<'_> {
                 other.uid() != self.vs.uid() && other.metadata.deletion_timestamp.is_none()
             })
             .filter(|other| &target_of(other, &self.ctx.settings.name_template) == target)
-            .map(|other| candidate(other))
+            .map(candidate)
             .collect();
         let author_is_operator = current.is_some_and(|c| {
             crate::controller::may_be_ours(

@@ -114,6 +114,18 @@ impl PrivxClient {
     /// Sends `call` (with retries, and one token refresh on a 401) and returns its successful
     /// answer, or the typed error of the last failure.
     pub(crate) async fn execute(&self, call: &Call) -> Result<Answer> {
+        self.execute_unless(call, &[])
+            .await?
+            .ok_or_else(|| unreachable!("no status is let through"))
+    }
+
+    /// Like [`Self::execute`], but an answer with a status in `absent` is `Ok(None)` instead of
+    /// an error (an endpoint that older PrivX versions do not have).
+    pub(crate) async fn execute_unless(
+        &self,
+        call: &Call,
+        absent: &[u16],
+    ) -> Result<Option<Answer>> {
         self.with_retries(|| async {
             let token = self.inner.auth.token(&self.inner.transport).await?;
             let mut answer = self.send_once(call, &token).await?;
@@ -124,7 +136,9 @@ impl PrivxClient {
                 answer = self.send_once(call, &token).await?;
             }
             if (200..300).contains(&answer.status) {
-                Ok(answer)
+                Ok(Some(answer))
+            } else if absent.contains(&answer.status) {
+                Ok(None)
             } else {
                 Err(error_from_answer(
                     &call.ctx,

@@ -269,6 +269,13 @@ impl SignedJwt {
                 self.key_file.display()
             )));
         };
+        // A public key passes the PEM parser as "RSA": only a signature proves a private key.
+        if jsonwebtoken::crypto::sign(b"probe", &key.0, key.1).is_err() {
+            return Err(PrivxError::Config(format!(
+                "the JWT signing key file {} holds no usable RSA or Ed25519 private key",
+                self.key_file.display()
+            )));
+        }
         let key = Arc::new(key);
         *cached = Some((stamp, key.clone()));
         Ok(key)

@@ -97,11 +97,18 @@ impl SelfRolesSetting {
     }
 }
 
+/// The roles a PrivX identity holds, and whether PrivX told their permissions (`roles/search`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeldRoles {
+    pub roles: Vec<Role>,
+    pub permissions_known: bool,
+}
+
 /// The rule (pure): an explicit list wins, and its names PrivX says the operator does not hold
 /// are reported; `auto` takes the held roles that carry a vault permission (`vault-add`,
 /// `vault-manage`), or every held role when PrivX tells no permissions (older PrivX without
 /// `roles/search`). `held` is `None` where PrivX cannot say who the operator is.
-pub fn choose_self_roles(setting: &SelfRolesSetting, held: Option<&[Role]>) -> SelfRolesState {
+pub fn choose_self_roles(setting: &SelfRolesSetting, held: Option<&HeldRoles>) -> SelfRolesState {
     match (setting, held) {
         (SelfRolesSetting::Named(names), None) => SelfRolesState {
             names: names.clone(),
@@ -111,17 +118,17 @@ pub fn choose_self_roles(setting: &SelfRolesSetting, held: Option<&[Role]>) -> S
             names: names.clone(),
             not_held: names
                 .iter()
-                .filter(|n| !held.iter().any(|r| &r.name == *n))
+                .filter(|n| !held.roles.iter().any(|r| &r.name == *n))
                 .cloned()
                 .collect(),
         },
         (SelfRolesSetting::Auto, None) => SelfRolesState::default(),
         (SelfRolesSetting::Auto, Some(held)) => {
-            let permissions_known = held.iter().any(|r| !r.permissions.is_empty());
             let mut names: Vec<String> = held
+                .roles
                 .iter()
                 .filter(|r| {
-                    !permissions_known
+                    !held.permissions_known
                         || r.permissions
                             .iter()
                             .any(|p| VAULT_PERMISSIONS.contains(&p.as_str()))
@@ -140,31 +147,37 @@ pub fn choose_self_roles(setting: &SelfRolesSetting, held: Option<&[Role]>) -> S
 
 /// Who a PrivX client is: its user ID and the roles it holds with their permissions. `None`
 /// where PrivX has no `users/current` (404/405).
-pub async fn whoami(privx: &PrivxClient) -> Result<Option<(String, Vec<Role>)>, PrivxError> {
+pub async fn whoami(privx: &PrivxClient) -> Result<Option<(String, HeldRoles)>, PrivxError> {
     let Some(user) = privx.current_user().await? else {
         return Ok(None);
     };
     let names: Vec<String> = user.roles.iter().map(|r| r.name.clone()).collect();
-    let roles = match privx.search_roles(&names).await {
-        Ok(found) => user
-            .roles
-            .iter()
-            .map(|held| {
-                found
-                    .iter()
-                    .find(|f| f.id == held.id || f.name == held.name)
-                    .cloned()
-                    .unwrap_or_else(|| held.clone())
-            })
-            .collect(),
+    let held = match privx.search_roles(&names).await {
+        Ok(found) => HeldRoles {
+            roles: user
+                .roles
+                .iter()
+                .map(|held| {
+                    found
+                        .iter()
+                        .find(|f| f.id == held.id || f.name == held.name)
+                        .cloned()
+                        .unwrap_or_else(|| held.clone())
+                })
+                .collect(),
+            permissions_known: true,
+        },
         Err(e) if e.is_retryable() => return Err(e),
         // No roles/search (older PrivX): the roles without their permissions.
         Err(e) => {
             tracing::debug!(error = %e, "PrivX role search failed; self roles from names only");
-            user.roles
+            HeldRoles {
+                roles: user.roles,
+                permissions_known: false,
+            }
         }
     };
-    Ok(Some((user.id, roles)))
+    Ok(Some((user.id, held)))
 }
 
 /// The self roles a VaultSecret in `namespace` adds to what it writes, or why it cannot write
@@ -219,7 +232,8 @@ pub enum IdentityError {
 }
 
 impl IdentityError {
-    fn stop(self) -> Stop {
+    /// The status refusal and the next step of a reconcile that cannot get its identity.
+    pub fn stop(self) -> Stop {
         match self {
             Self::MissingServiceAccount { .. } => (
                 Refusal::new(reason::IDENTITY_NOT_FOUND, self.to_string()),
@@ -430,7 +444,7 @@ impl NamespaceIdentities {
                     client = client.with_observer(observer.clone());
                 }
                 let held = whoami(&client).await.map_err(privx_error)?;
-                let state = choose_self_roles(&self.self_roles, held.as_ref().map(|h| &h.1[..]));
+                let state = choose_self_roles(&self.self_roles, held.as_ref().map(|h| &h.1));
                 (client, state.names)
             }
         };
@@ -458,13 +472,24 @@ mod tests {
         }
     }
 
+    fn held(roles: Vec<Role>, permissions_known: bool) -> HeldRoles {
+        HeldRoles {
+            roles,
+            permissions_known,
+        }
+    }
+
     #[test]
     fn auto_takes_the_held_roles_with_vault_permissions() {
-        let held = [
-            role("privx-operator", &["vault-add", "vault-manage"]),
-            role("auditors", &["audit-view"]),
-            role("vault-writers", &["vault-add"]),
-        ];
+        let held = held(
+            vec![
+                role("privx-operator", &["vault-add", "vault-manage"]),
+                role("auditors", &["audit-view"]),
+                role("readers", &[]),
+                role("vault-writers", &["vault-add"]),
+            ],
+            true,
+        );
         let state = choose_self_roles(&SelfRolesSetting::Auto, Some(&held));
         assert_eq!(state.names, ["privx-operator", "vault-writers"]);
         assert!(state.not_held.is_empty());
@@ -472,24 +497,27 @@ mod tests {
 
     #[test]
     fn auto_without_permissions_takes_every_held_role_and_without_privx_none() {
-        let held = [role("b", &[]), role("a", &[])];
-        let state = choose_self_roles(&SelfRolesSetting::Auto, Some(&held));
+        let unknown = held(vec![role("b", &[]), role("a", &[])], false);
+        let state = choose_self_roles(&SelfRolesSetting::Auto, Some(&unknown));
         assert_eq!(state.names, ["a", "b"]);
         assert_eq!(
             choose_self_roles(&SelfRolesSetting::Auto, None),
             SelfRolesState::default()
         );
         assert!(
-            choose_self_roles(&SelfRolesSetting::Auto, Some(&[role("x", &["audit"])]))
-                .names
-                .is_empty()
+            choose_self_roles(
+                &SelfRolesSetting::Auto,
+                Some(&held(vec![role("x", &["audit"]), role("y", &[])], true))
+            )
+            .names
+            .is_empty()
         );
     }
 
     #[test]
     fn an_explicit_list_wins_and_names_what_is_not_held() {
         let named = SelfRolesSetting::Named(vec!["ops".into(), "privx-operator".into()]);
-        let held = [role("privx-operator", &["vault-add"])];
+        let held = held(vec![role("privx-operator", &["vault-add"])], true);
         let state = choose_self_roles(&named, Some(&held));
         assert_eq!(state.names, ["ops", "privx-operator"]);
         assert_eq!(state.not_held, ["ops"]);

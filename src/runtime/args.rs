@@ -231,7 +231,12 @@ pub struct AuthArgs {
     pub privx_jwt_lifetime: Duration,
 
     /// (signed-jwt) `alg` written for Ed25519 keys: EdDSA (standard) or Ed25519 (PrivX 43).
-    #[arg(long, env = "PRIVX_JWT_ED_ALG_NAME", value_enum, default_value = "EdDSA")]
+    #[arg(
+        long,
+        env = "PRIVX_JWT_ED_ALG_NAME",
+        value_enum,
+        default_value = "EdDSA"
+    )]
     pub privx_jwt_ed_alg_name: EdAlgNameArg,
 
     /// Reconcile each namespace's VaultSecrets with the PrivX identity of one fixed

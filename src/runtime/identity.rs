@@ -39,7 +39,8 @@ pub fn auth_method(
     };
     Ok(match args.privx_auth_mode {
         AuthMode::Password => AuthMethod::Password(
-            CredentialSource::from_env().context("PrivX credentials (--privx-auth-mode password)")?,
+            CredentialSource::from_env()
+                .context("PrivX credentials (--privx-auth-mode password)")?,
         ),
         AuthMode::ServiceAccountToken => match &args.privx_token_file {
             Some(path) => exchange(Arc::new(TokenFile::new(path))),
@@ -140,7 +141,7 @@ pub async fn resolve_at_start(
             Ok(held) => {
                 let resolved = Resolved {
                     user_id: held.as_ref().map(|h| h.0.clone()),
-                    self_roles: choose_self_roles(setting, held.as_ref().map(|h| &h.1[..])),
+                    self_roles: choose_self_roles(setting, held.as_ref().map(|h| &h.1)),
                 };
                 if held.is_none() {
                     let note = match setting {
@@ -203,7 +204,9 @@ pub fn keep_current(
                         self_roles.set(state);
                     }
                 }
-                Err(e) => warn!(error = %e, "cannot re-read who the operator is in PrivX; keeping the self roles"),
+                Err(e) => {
+                    warn!(error = %e, "cannot re-read who the operator is in PrivX; keeping the self roles")
+                }
             }
         }
     })

@@ -312,10 +312,11 @@ impl Reconciler<'_> {
                 Next::AwaitChange,
             ));
         }
-        // Fetch: source, roles, PrivX.
+        // Fetch: source, roles, PrivX (as the namespace's PrivX identity, if that mode is on).
+        let privx = super::identity::privx_for(ctx, &namespace).await?;
         let source = self.fetch_source().await?;
         let (read_roles, write_roles) = self.resolve_roles(&source).await?;
-        let current = match ctx.privx.get_secret(&target.location, &target.name).await {
+        let current = match privx.get_secret(&target.location, &target.name).await {
             Ok(secret) => Some(secret),
             Err(PrivxError::NotFound { .. }) => None,
             Err(e) => {
@@ -402,7 +403,7 @@ impl Reconciler<'_> {
         match &privx_plan.action {
             PrivxAction::None => {}
             PrivxAction::Create(body) => {
-                ctx.privx
+                privx
                     .create_secret(&target.location, &target.name, body)
                     .await
                     .map_err(|e| {
@@ -410,7 +411,7 @@ impl Reconciler<'_> {
                     })?;
             }
             PrivxAction::Update(body) => {
-                ctx.privx
+                privx
                     .update_secret(&target.location, &target.name, body)
                     .await
                     .map_err(|e| {
@@ -420,8 +421,7 @@ impl Reconciler<'_> {
         }
         if privx_plan.action != PrivxAction::None {
             // Metadata only (author, timestamps) for status; a failure here is not worth a retry.
-            if let Ok(meta) = ctx
-                .privx
+            if let Ok(meta) = privx
                 .get_secret_metadata(&target.location, &target.name)
                 .await
             {
@@ -732,7 +732,8 @@ impl Reconciler<'_> {
             }
             return Ok((Vec::new(), Vec::new()));
         }
-        let self_roles = &self.ctx.settings.self_roles;
+        let self_roles = super::identity::self_roles_for(self.ctx, &self.namespace())
+            .map_err(|refusal| (refusal, Next::After(self.refresh())))?;
         let mut names: Vec<String> = self_roles.clone();
         for list in [&spec.read_roles, &spec.write_roles].into_iter().flatten() {
             names.extend(list.iter().filter_map(|r| r.name.clone()));
@@ -773,7 +774,7 @@ impl Reconciler<'_> {
             for (i, r) in list.iter().flatten().enumerate() {
                 ids.push(lookup(field, i, r)?);
             }
-            for name in self_roles {
+            for name in &self_roles {
                 let id = resolved.get(name).cloned().flatten().ok_or_else(|| {
                     (
                         Refusal::new(

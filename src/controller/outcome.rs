@@ -12,6 +12,9 @@ pub mod reason {
     pub const NOT_ALLOWED: &str = "NotAllowed";
     pub const PRIVX_UNAVAILABLE: &str = "PrivXUnavailable";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// (VaultSecret) A mirror template does not compile or render (the message names the key
+    /// and the line, never the data).
+    pub const TEMPLATE_ERROR: &str = "TemplateError";
     /// A Kubernetes API call failed (retried with backoff).
     pub const KUBERNETES_ERROR: &str = "KubernetesError";
 

@@ -7,6 +7,7 @@
 //! PrivX. Objects of other kinds are skipped.
 
 pub mod schema;
+pub mod templates;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -260,9 +261,11 @@ impl Checker {
         }
         let spec = document.get("spec").cloned().unwrap_or(Value::Null);
         let semantic = match kind.kind {
-            "VaultSecret" => {
-                serde_json::from_value::<VaultSecretSpec>(spec).map(|s| validate_vault_secret(&s))
-            }
+            "VaultSecret" => serde_json::from_value::<VaultSecretSpec>(spec).map(|s| {
+                let mut errors = validate_vault_secret(&s);
+                errors.extend(templates::check_templates(&s));
+                errors
+            }),
             _ => serde_json::from_value::<PasswordPolicySpec>(spec)
                 .map(|s| validate_password_policy(&s)),
         };

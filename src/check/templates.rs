@@ -110,8 +110,14 @@ mirror:
         assert_eq!(errors.len(), 6, "{errors:#?}");
         assert!(errors[0].starts_with("spec.mirror.template[BROKEN]: line 1: syntax error"));
         assert!(errors[1].starts_with("spec.mirror.template[MISSING]: "));
-        assert!(errors[1].contains("reads \"password\", which the secret will not have (its fields here: pass, username)"));
-        assert!(errors[2].contains("reads \"user\""), "mapped away: {}", errors[2]);
+        assert!(errors[1].contains(
+            "reads \"password\", which the secret will not have (its fields here: pass, username)"
+        ));
+        assert!(
+            errors[2].contains("reads \"user\""),
+            "mapped away: {}",
+            errors[2]
+        );
         assert!(errors[3].contains("unknown filter \"sha256sum\""));
         assert!(errors[4].contains("unknown function \"now\""));
         assert!(errors[5].contains("unknown test \"defined\""));
@@ -165,7 +171,10 @@ spec:
         ] {
             assert!(all.contains(want), "{want:?} not in:\n{all}");
         }
-        let token: Vec<&String> = text.iter().filter(|t| t.contains("VaultSecret/token")).collect();
+        let token: Vec<&String> = text
+            .iter()
+            .filter(|t| t.contains("VaultSecret/token"))
+            .collect();
         assert!(
             token.iter().any(|t| t.contains("spec.mirror.type")),
             "service-account-token refused: {token:?}"

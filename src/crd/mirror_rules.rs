@@ -81,7 +81,11 @@ pub fn validate(spec: &VaultSecretSpec, out: &mut Vec<FieldError>) {
         let mut seen = std::collections::BTreeSet::new();
         for (i, f) in from.iter().enumerate() {
             let key = &f.config_map_ref.key;
-            if mirror.template.as_ref().is_some_and(|t| t.contains_key(key)) || !seen.insert(key)
+            if mirror
+                .template
+                .as_ref()
+                .is_some_and(|t| t.contains_key(key))
+                || !seen.insert(key)
             {
                 out.push(FieldError::new(
                     format!("spec.mirror.templateFrom[{i}].configMapRef.key"),

@@ -119,6 +119,7 @@ impl fmt::Display for TemplateError {
 /// limits.
 fn environment<'s>() -> Environment<'s> {
     let mut env = Environment::empty();
+    env.set_syntax(syntax());
     env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(RECURSION_LIMIT);
@@ -135,6 +136,15 @@ fn environment<'s>() -> Environment<'s> {
     env.add_filter("lower", filters::lower);
     env.add_filter("upper", filters::upper);
     env
+}
+
+/// Jinja's delimiters; the text is rendered as written, its final newline included (a config
+/// file keeps it).
+fn syntax() -> minijinja::syntax::SyntaxConfig {
+    minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .build()
+        .expect("the default delimiters")
 }
 
 /// The variables a template sees: each data field, and `data` (all of them).
@@ -225,7 +235,7 @@ fn compile<'e, 's>(
 /// charging fuel for it (printing `[1] * 100000000` takes about a minute). A secret's template
 /// has no use for arithmetic multiplication.
 fn refuse_repetition(template: &Template) -> Result<(), TemplateError> {
-    for item in minijinja::machinery::tokenize(&template.text, false, Default::default()) {
+    for item in minijinja::machinery::tokenize(&template.text, false, syntax()) {
         match item {
             Ok((Token::Mul, span)) => {
                 return Err(TemplateError {
@@ -344,7 +354,7 @@ pub fn analyse(template: &Template) -> Result<Analysis, TemplateError> {
     let reads = compiled.undeclared_variables(false).into_iter().collect();
     let mut unknown = Vec::new();
     let mut prev: Vec<Token<'_>> = Vec::new();
-    let tokens = minijinja::machinery::tokenize(&template.text, false, Default::default());
+    let tokens = minijinja::machinery::tokenize(&template.text, false, syntax());
     for item in tokens {
         let Ok((token, span)) = item else {
             break; // compiled above, so the tokenizer agrees; stop at anything unexpected

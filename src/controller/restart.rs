@@ -452,7 +452,7 @@ mod tests {
         d.request(t0 + Duration::from_secs(2), api.clone(), "x", by("a"));
         d.request(t0, other_ns.clone(), "x", by("a"));
         let at_w: Vec<Workload> = d.take_due(t0 + W).into_iter().map(|r| r.workload).collect();
-        assert_eq!(at_w, vec![other_ns, web()]);
+        assert_eq!(at_w, vec![web(), other_ns]);
         assert_eq!(d.next_due(), Some(t0 + Duration::from_secs(2) + W));
         assert_eq!(d.take_due(t0 + Duration::from_secs(7))[0].workload, api);
     }

@@ -17,3 +17,4 @@ pub mod controller;
 pub mod crd;
 pub mod password;
 pub mod runtime;
+pub mod template;

@@ -6,6 +6,8 @@
 //! [`crate::crd::validate`], and the one-line-per-problem report. Reads only the files it is given; never talks to a cluster or to
 //! PrivX. Objects of other kinds are skipped.
 
+pub mod templates;
+
 use std::collections::HashSet;
 use std::fmt;
 use std::io::Read;
@@ -256,9 +258,11 @@ impl Checker {
         }
         let spec = document.get("spec").cloned().unwrap_or(Value::Null);
         let semantic = match kind.kind {
-            "VaultSecret" => {
-                serde_json::from_value::<VaultSecretSpec>(spec).map(|s| validate_vault_secret(&s))
-            }
+            "VaultSecret" => serde_json::from_value::<VaultSecretSpec>(spec).map(|s| {
+                let mut errors = validate_vault_secret(&s);
+                errors.extend(templates::check_templates(&s));
+                errors
+            }),
             _ => serde_json::from_value::<PasswordPolicySpec>(spec)
                 .map(|s| validate_password_policy(&s)),
         };

@@ -24,6 +24,8 @@ pub struct Settings {
     pub self_roles: super::identity::SelfRoles,
     /// Whether rollout restarts are enabled (RBAC on workloads granted).
     pub rollout_restart: bool,
+    /// Restarts of one workload within this window become one (see `controller::restart`).
+    pub restart_debounce: Duration,
     /// Refresh interval of objects that do not set one.
     pub default_refresh: Duration,
     pub hmac_key: HmacKey,
@@ -49,6 +51,7 @@ impl Default for Settings {
             name_template: NameTemplate::default(),
             self_roles: Default::default(),
             rollout_restart: true,
+            restart_debounce: super::restart::DEFAULT_WINDOW,
             default_refresh: Duration::from_secs(3600),
             hmac_key: HmacKey::random(),
             privx_identity: None,
@@ -91,4 +94,6 @@ pub struct Context {
     pub policies: Store<DeserializeGuard<PasswordPolicy>>,
     /// Namespace metadata (tenancy annotations).
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Mirrors' shared list pages and restart queue.
+    pub mirrors: super::refresh::MirrorState,
 }

@@ -14,6 +14,8 @@ pub mod hashing;
 pub mod identity;
 pub mod outcome;
 pub mod password_policy;
+pub mod refresh;
+pub mod restart;
 pub mod roles;
 pub mod runner;
 pub mod tenancy;
@@ -35,6 +37,7 @@ pub const SOURCE_LABEL: &str = "privx-operator.dev/source";
 pub const DATA_HASH_ANNOTATION: &str = "privx-operator.dev/data-hash";
 /// Annotation a user changes to request a new generated password.
 pub const REGENERATE_ANNOTATION: &str = "privx-operator.dev/regenerate";
+pub use crate::crd::vault_secret::FORCE_SYNC_ANNOTATION;
 /// Namespace annotation widening the PrivX names a namespace may reach (comma-separated globs).
 pub const ALLOWED_NAMES_ANNOTATION: &str = "privx-operator.dev/allowed-names";
 /// Namespace annotation listing PrivX user IDs whose personal vaults the namespace may reach.

@@ -14,6 +14,9 @@ pub mod reason {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// (per-namespace PrivX identity) The namespace's ServiceAccount is missing or unusable.
     pub const IDENTITY_NOT_FOUND: &str = "IdentityNotFound";
+    /// (VaultSecret) A mirror template does not compile or render (the message names the key
+    /// and the line, never the data).
+    pub const TEMPLATE_ERROR: &str = "TemplateError";
     /// A Kubernetes API call failed (retried with backoff).
     pub const KUBERNETES_ERROR: &str = "KubernetesError";
 

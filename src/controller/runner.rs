@@ -165,6 +165,7 @@ pub async fn run(
         vault_secrets: vs_stores.clone(),
         policies: policy_store.clone(),
         namespaces: namespace_store.clone(),
+        mirrors: Default::default(),
     });
 
     // Background: the namespace reflector, and readiness once every watch has listed.

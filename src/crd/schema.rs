@@ -395,7 +395,7 @@ mod tests {
         assert_eq!(
             problems(&schema, value),
             [
-                "spec.mirror.rolloutRestartTargets[0].kind: \"Job\" is not one of: Deployment, StatefulSet, DaemonSet",
+                "spec.mirror.rolloutRestartTargets[0].kind: \"Job\" is not one of: Deployment, StatefulSet, DaemonSet, Rollout",
                 "spec.mirror.type: \"kubernetes.io/service-account-token\" is not one of: Opaque, kubernetes.io/basic-auth, kubernetes.io/ssh-auth, kubernetes.io/tls, kubernetes.io/dockerconfigjson",
                 "spec.source.secretRef.name: required field is missing",
                 "spec.source.secretRef.nmae: unknown field",

@@ -164,6 +164,7 @@ pub fn validate_vault_secret(spec: &VaultSecretSpec) -> Vec<FieldError> {
     if let Some(mirror) = &spec.mirror {
         validate_mirror(mirror, spec.source.as_ref(), &mut out);
     }
+    super::mirror_rules::validate(spec, &mut out);
 
     if let Some(interval) = &spec.refresh_interval {
         let in_range = GO_DURATION.is_match(interval)
@@ -309,12 +310,33 @@ fn validate_mirror(mirror: &MirrorSpec, source: Option<&SecretSource>, out: &mut
     let mapping = mirror.key_mapping.clone().unwrap_or_default();
     validate_key_mapping(&mapping, known_keys.as_deref(), out);
 
-    if let (Some(keys), Some(secret_type)) = (&known_keys, mirror.type_) {
-        let mirrored: BTreeSet<&str> = keys
-            .iter()
-            .map(|k| mapping.get(k).unwrap_or(k).as_str())
-            .collect();
-        check_type_keys(secret_type, &mirrored, out);
+    // With templates the mirror holds their keys (`Replace`), or those over the mapped keys.
+    let templated: BTreeSet<&str> = mirror
+        .template
+        .iter()
+        .flatten()
+        .map(|(k, _)| k.as_str())
+        .chain(
+            mirror
+                .template_from
+                .iter()
+                .flatten()
+                .map(|f| f.config_map_ref.key.as_str()),
+        )
+        .collect();
+    let merge = mirror.merge_policy == Some(super::vault_secret::MergePolicy::Merge);
+    let mirrored: Option<BTreeSet<&str>> = if !templated.is_empty() && !merge {
+        Some(templated)
+    } else {
+        known_keys.as_ref().map(|keys| {
+            keys.iter()
+                .map(|k| mapping.get(k).unwrap_or(k).as_str())
+                .chain(templated)
+                .collect()
+        })
+    };
+    if let (Some(mirrored), Some(secret_type)) = (&mirrored, mirror.type_) {
+        check_type_keys(secret_type, mirrored, out);
     }
 
     if let Some(targets) = &mirror.rollout_restart_targets {

@@ -46,6 +46,8 @@ use super::DeletionPolicy;
     )
 )]
 #[x_kube(
+    validation = Rule::new("!has(self.refreshInterval) || !has(self.refreshPolicy) || self.refreshPolicy == 'Periodic'").message("spec.refreshInterval applies to refreshPolicy Periodic only (OnChange and CreatedOnce never read PrivX on a schedule)").field_path(".refreshInterval"),
+    validation = Rule::new("!has(self.refreshPolicy) || self.refreshPolicy != 'CreatedOnce' || has(self.mirror)").message("spec.refreshPolicy CreatedOnce needs spec.mirror (it writes the mirror once)").field_path(".refreshPolicy"),
     validation = Rule::new("has(self.name) == has(oldSelf.name)").message("spec.name is immutable: it can be neither added nor removed after creation").field_path(".name"),
     validation = Rule::new("has(self.owner) == has(oldSelf.owner)").message("spec.owner is immutable: a secret cannot move between shared and personal").field_path(".owner"),
 )]
@@ -88,6 +90,13 @@ pub struct VaultSecretSpec {
     #[x_kube(validation = Rule::new("self.matches('^([0-9]+(ms|s|m|h))+$') && duration(self) >= duration('10s') && duration(self) <= duration('168h')").message("spec.refreshInterval must be a duration such as 30s, 5m or 1h, from 10s to 168h (7d)"))]
     pub refresh_interval: Option<String>,
 
+    /// When PrivX is read again: `Periodic` (every `refreshInterval`; the default), `OnChange`
+    /// (only when this object, its source, its PasswordPolicy or its template ConfigMaps
+    /// change), `CreatedOnce` (write the mirror once, then never again unless forced with the
+    /// `privx-operator.dev/force-sync` annotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_policy: Option<RefreshPolicy>,
+
     /// What happens to the PrivX secret when this object is deleted. Default `Retain`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
@@ -96,6 +105,28 @@ pub struct VaultSecretSpec {
     /// (and then overwritten with the declared data)? Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adopt: Option<bool>,
+}
+
+/// Annotation whose every new value makes the next reconcile read PrivX and rewrite the mirror,
+/// in every refresh policy; the value handled is recorded in `status.lastForceSync`.
+pub const FORCE_SYNC_ANNOTATION: &str = "privx-operator.dev/force-sync";
+
+/// Label and annotation keys a mirror may not carry: they would make the Secret a service
+/// account's token.
+pub const RESERVED_KEY_PREFIX: &str = "kubernetes.io/service-account.";
+
+/// When PrivX is read again after the first sync.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RefreshPolicy {
+    /// Every `refreshInterval` (default 1h), and on every change.
+    #[default]
+    Periodic,
+    /// Only when the VaultSecret, its source Secret, its PasswordPolicy or its template
+    /// ConfigMaps change; no scheduled PrivX reads.
+    OnChange,
+    /// Once: the mirror is written at the first sync and never updated again, unless forced
+    /// (or deleted, then it is written again).
+    CreatedOnce,
 }
 
 /// The PrivX user that owns a personal secret.
@@ -171,6 +202,7 @@ pub struct PolicyRef {
 
 /// The Kubernetes Secret that mirrors the PrivX data.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.mergePolicy) || has(self.template) || has(self.templateFrom)").message("spec.mirror.mergePolicy needs spec.mirror.template or spec.mirror.templateFrom").field_path(".mergePolicy"))]
 #[serde(rename_all = "camelCase")]
 pub struct MirrorSpec {
     /// The Secret's name (default: the VaultSecret's name).
@@ -180,20 +212,71 @@ pub struct MirrorSpec {
     /// The Secret's type (default Opaque).
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<MirrorSecretType>,
-    /// Extra labels on the Secret.
+    /// Extra labels on the Secret (not `kubernetes.io/service-account.*`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('kubernetes.io/service-account.'))").message("spec.mirror.labels may not set kubernetes.io/service-account.* keys"))]
     pub labels: Option<BTreeMap<String, String>>,
-    /// Extra annotations on the Secret.
+    /// Extra annotations on the Secret (not `kubernetes.io/service-account.*`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('kubernetes.io/service-account.'))").message("spec.mirror.annotations may not set kubernetes.io/service-account.* keys"))]
     pub annotations: Option<BTreeMap<String, String>>,
     /// Renames PrivX data fields to Secret keys (`privxField: secretKey`); fields not listed
     /// keep their names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_mapping: Option<BTreeMap<String, String>>,
-    /// Workloads in this namespace restarted (by a pod-template annotation) when the data changes.
+    /// Templates by Secret key, rendered from the PrivX data: each data field is a variable
+    /// (`{{ username }}`), all of them the map `data` (`{{ data["tls.crt"] }}`). Filters:
+    /// b64enc, b64dec, urlencode, toJson, toYaml, fromJson, default, required, indent, trim,
+    /// lower, upper. See docs/vaultsecret.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.all(k, k.size() <= 253 && k.matches('^[-._a-zA-Z0-9]+$'))").message("spec.mirror.template keys must be valid Secret keys (a-z, A-Z, 0-9, '-', '_', '.')"))]
+    #[x_kube(validation = Rule::new("self.all(k, self[k].size() <= 65536)").message("spec.mirror.template values must be at most 65536 characters"))]
+    pub template: Option<BTreeMap<String, String>>,
+    /// Whole-value templates read from ConfigMaps in this namespace (config files); each
+    /// renders into the Secret key named like the ConfigMap key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub template_from: Option<Vec<TemplateFrom>>,
+    /// With templates: `Replace` (the Secret holds the template outputs only; the default) or
+    /// `Merge` (template outputs over the mapped data fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_policy: Option<MergePolicy>,
+    /// Workloads in this namespace restarted (by a pod-template annotation, or `spec.restartAt`
+    /// for an Argo Rollout) when the data changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub rollout_restart_targets: Option<Vec<RolloutTarget>>,
+}
+
+/// A template kept in a ConfigMap.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateFrom {
+    pub config_map_ref: ConfigMapKeyRef,
+}
+
+/// One key of a ConfigMap in the VaultSecret's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeyRef {
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("spec.mirror.templateFrom[].configMapRef.name must be a valid ConfigMap name (lowercase DNS subdomain)"))]
+    pub name: String,
+    /// The ConfigMap key holding the template; also the Secret key it renders into.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.size() <= 253 && self.matches('^[-._a-zA-Z0-9]+$')").message("spec.mirror.templateFrom[].configMapRef.key must be a valid key (a-z, A-Z, 0-9, '-', '_', '.')"))]
+    pub key: String,
+}
+
+/// How template outputs combine with the mapped data fields.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MergePolicy {
+    /// Only the template outputs.
+    #[default]
+    Replace,
+    /// The mapped data fields, and the template outputs over them.
+    Merge,
 }
 
 /// The Secret types a mirror may have. Service-account and bootstrap tokens are refused:
@@ -245,11 +328,15 @@ pub struct RolloutTarget {
     pub name: String,
 }
 
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 pub enum RolloutKind {
     Deployment,
     StatefulSet,
     DaemonSet,
+    /// An Argo Rollout (`argoproj.io`), restarted through its `spec.restartAt`.
+    Rollout,
 }
 
 impl RolloutKind {
@@ -258,6 +345,7 @@ impl RolloutKind {
             Self::Deployment => "Deployment",
             Self::StatefulSet => "StatefulSet",
             Self::DaemonSet => "DaemonSet",
+            Self::Rollout => "Rollout",
         }
     }
 }
@@ -284,6 +372,14 @@ pub struct VaultSecretStatus {
     /// The value of the regenerate annotation the current generated password answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regenerate_token: Option<String>,
+    /// The last value of the `privx-operator.dev/force-sync` annotation handled (PrivX read
+    /// and mirror rewritten).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_force_sync: Option<String>,
+    /// Keyed hash of what the last sync read besides PrivX (the spec's generation, the source
+    /// data, the PasswordPolicy, the template ConfigMaps); `OnChange` reads PrivX when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_hash: Option<String>,
 }
 
 /// The PrivX side of a VaultSecret.
@@ -320,6 +416,11 @@ impl VaultSecretSpec {
     /// The deletion policy, with its default.
     pub fn deletion_policy(&self) -> DeletionPolicy {
         self.deletion_policy.unwrap_or_default()
+    }
+
+    /// The refresh policy, with its default.
+    pub fn refresh_policy(&self) -> RefreshPolicy {
+        self.refresh_policy.unwrap_or_default()
     }
 
     /// Whether adoption was allowed, with its default.

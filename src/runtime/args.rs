@@ -142,6 +142,10 @@ pub struct RunArgs {
     #[arg(long, env = "PRIVX_OPERATOR_ROLLOUT_RESTART", default_value_t = true, action = clap::ArgAction::Set)]
     pub rollout_restart: bool,
 
+    /// Restart requests for one workload within this window (from several VaultSecrets) become one restart; a workload is never restarted twice within it.
+    #[arg(long, env = "PRIVX_OPERATOR_ROLLOUT_RESTART_DEBOUNCE", default_value = "5s", value_parser = parse_duration_arg)]
+    pub rollout_restart_debounce: Duration,
+
     /// Reconciles running at once per controller.
     #[arg(long, env = "PRIVX_OPERATOR_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,

@@ -225,6 +225,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
         name_template,
         self_roles,
         rollout_restart: args.rollout_restart,
+        restart_debounce: args.rollout_restart_debounce,
         default_refresh: std::time::Duration::from_secs(3600),
         hmac_key,
         privx_identity,

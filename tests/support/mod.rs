@@ -135,6 +135,7 @@ impl Harness {
                 self_roles: vec!["privx-operator".to_string()].into(),
                 hmac_key: HmacKey::new(vec![42; 32]),
                 privx_identity: Some(sim.credentials().api_client_id.clone()),
+                restart_debounce: std::time::Duration::ZERO,
                 ..Settings::default()
             },
             metrics,
@@ -150,6 +151,7 @@ impl Harness {
             vault_secrets: vec![vs_store],
             policies: policy_store,
             namespaces: ns_store,
+            mirrors: Default::default(),
         });
         let mut h = Self {
             kube,

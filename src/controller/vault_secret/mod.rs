@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
@@ -23,12 +23,16 @@ use self::plan::{
     MirrorAction, Owner, PrivxAction, PrivxInput, Refusal, SourceInput, Target, WriteCause, reason,
 };
 use super::backoff::jittered_refresh;
-use super::common::{self, Next, Stop, short_kube_error};
+use super::common::{self, Next, Stop};
 use super::deletion::{Deleted, namespace_policy};
+use super::refresh::{self, RefreshInput};
+use super::restart::{self, Requester, Workload};
 use super::tenancy::check_access;
-use super::{Context, Error, FIELD_MANAGER, REGENERATE_ANNOTATION, SOURCE_LABEL};
+use super::{
+    Context, Error, FIELD_MANAGER, FORCE_SYNC_ANNOTATION, REGENERATE_ANNOTATION, SOURCE_LABEL,
+};
 use crate::crd::condition::{self, DesiredCondition};
-use crate::crd::vault_secret::Ownership;
+use crate::crd::vault_secret::{Ownership, RefreshPolicy, RolloutTarget};
 use crate::crd::{DeletionPolicy, VaultSecret, VaultSecretStatus};
 use privx_client::{PrivxError, SecretData, SecretLocation};
 
@@ -312,19 +316,80 @@ impl Reconciler<'_> {
                 Next::AwaitChange,
             ));
         }
-        // Fetch: source, roles, PrivX (as the namespace's PrivX identity, if that mode is on).
-        let privx = super::identity::privx_for(ctx, &namespace).await?;
+        // Fetch what Kubernetes holds: source, template ConfigMaps, the mirror.
         let source = self.fetch_source().await?;
+        let mirror_spec = spec.mirror.as_ref();
+        let vs_name = self.vs.name_any();
+        let template_texts = self.fetch_templates().await?;
+        let templates = match mirror_spec {
+            Some(m) => plan::mirror_templates(m, &template_texts)
+                .map_err(|r| (r, Next::After(SOURCE_RETRY.min(self.refresh()))))?,
+            None => Vec::new(),
+        };
+        let existing_mirror = match mirror_spec {
+            Some(m) => self
+                .secrets()
+                .get_opt(plan::mirror_name(m, &vs_name))
+                .await
+                .map_err(|e| common::kube_stop("read mirrored Secret", e))?,
+            None => None,
+        };
+
+        // Refresh policy and force-sync: is PrivX read at all?
+        let status = self.vs.status.as_ref();
+        let inputs = self.inputs_hash(&source, &template_texts);
+        let decision = refresh::decide(&RefreshInput {
+            policy: spec.refresh_policy(),
+            interval: self.refresh(),
+            force_sync: self.annotation(FORCE_SYNC_ANNOTATION),
+            last_force_sync: status.and_then(|s| s.last_force_sync.as_deref()),
+            synced_before: self.synced_before(&target),
+            inputs_changed: status.and_then(|s| s.inputs_hash.as_deref()) != Some(inputs.as_str()),
+            mirror_missing: mirror_spec.is_some() && existing_mirror.is_none(),
+            regenerate_pending: matches!(source, SourceInput::Generate { .. })
+                && self.annotation(REGENERATE_ANNOTATION).is_some()
+                && self.annotation(REGENERATE_ANNOTATION)
+                    != status.and_then(|s| s.regenerate_token.as_deref()),
+        });
+        if !decision.read_privx {
+            return self.report_not_read(&target).await;
+        }
+
+        // Fetch from PrivX (as the namespace's PrivX identity, if that mode is on): roles, the
+        // secret. A routine refresh of a read-only shared mirror reads the shared list pages,
+        // which are read as the operator: never with per-namespace identity, where each
+        // namespace must read as itself.
+        let privx = super::identity::privx_for(ctx, &namespace).await?;
         let (read_roles, write_roles) = self.resolve_roles(&source).await?;
-        let current = match privx.get_secret(&target.location, &target.name).await {
-            Ok(secret) => Some(secret),
-            Err(PrivxError::NotFound { .. }) => None,
-            Err(e) => {
-                return Err(common::privx_stop(
-                    e,
-                    &format!("read secret {}", target.describe()),
-                ));
-            }
+        let from_listing = if decision.routine
+            && ctx.settings.namespace_identity.is_none()
+            && matches!(source, SourceInput::ReadOnly)
+            && target.location == SecretLocation::Shared
+        {
+            ctx.mirrors
+                .list_pages
+                .get(
+                    &ctx.privx,
+                    &target.name,
+                    refresh::listing_max_age(self.refresh()),
+                )
+                .await
+                .map_err(|e| common::privx_stop(e, "list shared secrets"))?
+        } else {
+            None
+        };
+        let current = match from_listing {
+            Some(secret) => Some(secret),
+            None => match privx.get_secret(&target.location, &target.name).await {
+                Ok(secret) => Some(secret),
+                Err(PrivxError::NotFound { .. }) => None,
+                Err(e) => {
+                    return Err(common::privx_stop(
+                        e,
+                        &format!("read secret {}", target.describe()),
+                    ));
+                }
+            },
         };
 
         if let Some(other) = self.other_claimant(&target, current.as_ref()) {
@@ -341,7 +406,6 @@ impl Reconciler<'_> {
         }
 
         // Plan.
-        let status = self.vs.status.as_ref();
         let privx_plan = plan::plan_privx(&PrivxInput {
             spec,
             status,
@@ -364,27 +428,29 @@ impl Reconciler<'_> {
             .map_err(|m| (Refusal::new(reason::INVALID_SPEC, m), Next::AwaitChange))?;
         let hash = ctx.settings.hmac_key.hash(&bytes);
         let uid = self.vs.uid().unwrap_or_default();
-        let vs_name = self.vs.name_any();
         let owner = Owner {
             name: &vs_name,
             namespace: &namespace,
             uid: &uid,
         };
-        let mirror_spec = spec.mirror.as_ref();
-        let existing_mirror = match mirror_spec {
-            Some(m) => self
-                .secrets()
-                .get_opt(plan::mirror_name(m, &vs_name))
-                .await
-                .map_err(|e| common::kube_stop("read mirrored Secret", e))?,
-            None => None,
+        let mirror_bytes = match mirror_spec {
+            Some(m) => plan::mirror_bytes(m, &privx_plan.data, &templates)
+                .map_err(|r| (r, Next::After(self.refresh())))?,
+            None => BTreeMap::new(),
         };
-        let mirror_action = plan::plan_mirror(
+        let mirror_hash = plan::mirror_hash(
+            &ctx.settings.hmac_key,
+            &hash,
+            !templates.is_empty(),
+            &mirror_bytes,
+        );
+        let mirror_action = plan::plan_mirror_bytes(
             mirror_spec,
             &owner,
-            &privx_plan.data,
-            &hash,
+            mirror_bytes,
+            &mirror_hash,
             existing_mirror.as_ref(),
+            decision.forced,
         )
         .map_err(|r| (r, Next::After(self.refresh())))?;
 
@@ -420,6 +486,8 @@ impl Reconciler<'_> {
             }
         }
         if privx_plan.action != PrivxAction::None {
+            // Nobody may read the old data from a listing taken before this write.
+            ctx.mirrors.list_pages.invalidate().await;
             // Metadata only (author, timestamps) for status; a failure here is not worth a retry.
             if let Ok(meta) = privx
                 .get_secret_metadata(&target.location, &target.name)
@@ -463,17 +531,27 @@ impl Reconciler<'_> {
             }
         }
 
-        let previous_hash = status.and_then(|s| s.data_hash.as_deref());
         let targets = mirror_spec
             .and_then(|m| m.rollout_restart_targets.clone())
             .unwrap_or_default();
-        if ctx.settings.rollout_restart
-            && plan::needs_rollout(previous_hash, &hash, !targets.is_empty())
-        {
-            for t in &targets {
-                self.restart(t, &hash).await;
-            }
-        }
+        let restart = if templates.is_empty() {
+            plan::needs_rollout(
+                status.and_then(|s| s.data_hash.as_deref()),
+                &hash,
+                !targets.is_empty(),
+            )
+        } else {
+            // With templates the mirror's own hash is what the application reads.
+            let previous = existing_mirror
+                .as_ref()
+                .and_then(|m| m.annotations().get(super::DATA_HASH_ANNOTATION).cloned());
+            plan::needs_rollout(previous.as_deref(), &mirror_hash, !targets.is_empty())
+        };
+        let targets_condition = if ctx.settings.rollout_restart && !targets.is_empty() {
+            Some(self.restart_targets(&targets, restart, &mirror_hash).await)
+        } else {
+            None
+        };
 
         if let Some(cause) = privx_plan.cause {
             let (reason, note) = match cause {
@@ -519,6 +597,8 @@ impl Reconciler<'_> {
             data_hash: Some(hash),
             mirror_secret_name: mirror_spec.map(|m| plan::mirror_name(m, &vs_name).to_string()),
             regenerate_token: privx_plan.regenerate_token.clone(),
+            last_force_sync: decision.last_force_sync.clone(),
+            inputs_hash: Some(inputs),
         };
         let message = match privx_plan.ownership {
             None => format!("mirrored PrivX secret {}", target.describe()),
@@ -529,16 +609,218 @@ impl Reconciler<'_> {
                 )
             }
         };
-        let conditions = vec![
+        let mut conditions = vec![
             DesiredCondition::new(condition::READY, true, reason::SYNCED, message.clone()),
             DesiredCondition::new(condition::SYNCED, true, reason::SYNCED, message),
         ];
+        conditions.extend(targets_condition);
         self.write_status(new_status, &conditions)
             .await
             .map_err(common::error_stop)?;
         ctx.metrics
             .object_condition(CONTROLLER, &self.key(), true, reason::SYNCED);
-        Ok(Action::requeue(jittered_refresh(self.refresh())))
+        Ok(match decision.requeue {
+            Some(every) => Action::requeue(jittered_refresh(every)),
+            None => Action::await_change(),
+        })
+    }
+
+    fn annotation(&self, name: &str) -> Option<&str> {
+        self.vs.annotations().get(name).map(String::as_str)
+    }
+
+    /// Whether the last reconcile synced this target successfully (Ready, with a data hash).
+    fn synced_before(&self, target: &Target) -> bool {
+        let Some(status) = self.vs.status.as_ref() else {
+            return false;
+        };
+        status.data_hash.is_some()
+            && status.privx.as_ref().is_some_and(|p| {
+                p.name == target.name && p.owner_id.as_deref() == target.owner_id()
+            })
+            && condition::find(&status.conditions, condition::READY)
+                .is_some_and(|c| c.status == "True" && c.reason == reason::SYNCED)
+    }
+
+    /// The keyed hash of what this sync reads besides PrivX (see `status.inputsHash`).
+    fn inputs_hash(&self, source: &SourceInput, templates: &[Option<String>]) -> String {
+        let source_bytes = match source {
+            SourceInput::ReadOnly => Vec::new(),
+            SourceInput::Secret(data) => serde_json::to_vec(&data.0).unwrap_or_default(),
+            SourceInput::Generate { .. } => {
+                let name = self
+                    .vs
+                    .spec
+                    .source
+                    .as_ref()
+                    .and_then(|s| s.generate.as_ref())
+                    .map(|g| g.password_policy_ref.name.clone())
+                    .unwrap_or_default();
+                self.ctx
+                    .policies
+                    .state()
+                    .iter()
+                    .find(|p| p.name_any() == name)
+                    .and_then(|p| p.0.as_ref().ok())
+                    .map(|p| serde_json::to_vec(&p.spec).unwrap_or_default())
+                    .unwrap_or_default()
+            }
+        };
+        let template_bytes = serde_json::to_vec(templates).unwrap_or_default();
+        refresh::inputs_hash(
+            &self.ctx.settings.hmac_key,
+            self.vs.metadata.generation,
+            &[("source", &source_bytes), ("templates", &template_bytes)],
+        )
+    }
+
+    /// The policy says PrivX is not read now: status keeps what the last sync recorded and
+    /// says why; the next reconcile comes with a change.
+    async fn report_not_read(&self, target: &Target) -> Result<Action, Stop> {
+        let policy = self.vs.spec.refresh_policy();
+        let message = match policy {
+            RefreshPolicy::CreatedOnce => format!(
+                "mirror of PrivX secret {} written once (refreshPolicy CreatedOnce); change the {FORCE_SYNC_ANNOTATION} annotation to rewrite it",
+                target.describe()
+            ),
+            _ => format!(
+                "PrivX secret {} synced; nothing changed since (refreshPolicy {policy:?})",
+                target.describe()
+            ),
+        };
+        let mut status = self.vs.status.clone().unwrap_or_default();
+        status.observed_generation = self.vs.metadata.generation;
+        let mut conditions = vec![
+            DesiredCondition::new(condition::READY, true, reason::SYNCED, message.clone()),
+            DesiredCondition::new(condition::SYNCED, true, reason::SYNCED, message),
+        ];
+        // Keep what was last known of the restart targets.
+        if let Some(c) = condition::find(
+            self.vs
+                .status
+                .iter()
+                .flat_map(|s| s.conditions.iter())
+                .cloned()
+                .collect::<Vec<_>>()
+                .as_slice(),
+            restart::CONDITION,
+        ) {
+            conditions.push(DesiredCondition::new(
+                restart::CONDITION,
+                c.status == "True",
+                restart::reason_of(&c.reason),
+                c.message.clone(),
+            ));
+        }
+        self.write_status(status, &conditions)
+            .await
+            .map_err(common::error_stop)?;
+        self.ctx
+            .metrics
+            .object_condition(CONTROLLER, &self.key(), true, reason::SYNCED);
+        Ok(Action::await_change())
+    }
+
+    /// The texts of `spec.mirror.templateFrom`, in order (`None`: ConfigMap or key missing).
+    async fn fetch_templates(&self) -> Result<Vec<Option<String>>, Stop> {
+        let Some(from) = self
+            .vs
+            .spec
+            .mirror
+            .as_ref()
+            .and_then(|m| m.template_from.as_ref())
+        else {
+            return Ok(Vec::new());
+        };
+        let api: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), &self.namespace());
+        let mut out = Vec::new();
+        for f in from {
+            let cm = api
+                .get_opt(&f.config_map_ref.name)
+                .await
+                .map_err(|e| common::kube_stop("read template ConfigMap", e))?;
+            out.push(
+                cm.and_then(|c| c.data)
+                    .and_then(|d| d.get(&f.config_map_ref.key).cloned()),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Checks every restart target (it exists and may be read) and, when the data changed,
+    /// asks the shared restart queue to restart it (debounced). A target that cannot be
+    /// restarted is reported in the `RestartTargets` condition and an event; the data sync
+    /// itself does not fail.
+    async fn restart_targets(
+        &self,
+        targets: &[RolloutTarget],
+        restart: bool,
+        token: &str,
+    ) -> DesiredCondition {
+        let namespace = self.namespace();
+        let mut problems = Vec::new();
+        let mut reason_code = restart::AVAILABLE;
+        for t in targets {
+            let api = restart::workload_api(self.ctx.client.clone(), &namespace, t.kind);
+            match api.get(&t.name).await {
+                Ok(_) => {
+                    if restart {
+                        self.ctx
+                            .mirrors
+                            .restarts
+                            .request(
+                                &self.ctx.client,
+                                &self.ctx.recorder,
+                                self.ctx.settings.restart_debounce,
+                                Workload {
+                                    namespace: namespace.clone(),
+                                    kind: t.kind,
+                                    name: t.name.clone(),
+                                },
+                                token,
+                                Requester {
+                                    namespace: namespace.clone(),
+                                    name: self.vs.name_any(),
+                                    uid: self.vs.uid().unwrap_or_default(),
+                                },
+                            )
+                            .await;
+                    }
+                }
+                Err(e) => {
+                    let (code, what) = restart::unavailable_reason(&e);
+                    reason_code = code;
+                    problems.push(format!("{} {} {what}", t.kind.as_str(), t.name));
+                }
+            }
+        }
+        if problems.is_empty() {
+            return DesiredCondition::new(
+                restart::CONDITION,
+                true,
+                restart::AVAILABLE,
+                "every restart target exists and can be restarted",
+            );
+        }
+        let message = format!(
+            "restart target(s) not restarted: {} (the data is synced)",
+            problems.join("; ")
+        );
+        let previous = self
+            .vs
+            .status
+            .as_ref()
+            .and_then(|s| condition::find(&s.conditions, restart::CONDITION))
+            .map(|c| c.message.clone());
+        if previous.as_deref() != Some(message.as_str()) {
+            self.event(
+                EventType::Warning,
+                "RolloutTargetUnavailable",
+                message.clone(),
+            )
+            .await;
+        }
+        DesiredCondition::new(restart::CONDITION, false, reason_code, message)
     }
 
     /// Another VaultSecret that has the claim on the same PrivX secret (see
@@ -809,68 +1091,6 @@ impl Reconciler<'_> {
             .await
             .map_err(|e| common::kube_stop("write mirrored Secret", e))?;
         Ok(())
-    }
-
-    /// Bumps a pod-template annotation to the new data hash: the same value twice is a no-op for
-    /// Kubernetes, so a retried reconcile never restarts twice.
-    async fn restart(&self, target: &crate::crd::vault_secret::RolloutTarget, hash: &str) {
-        use crate::crd::vault_secret::RolloutKind;
-        let patch = json!({
-            "apiVersion": "apps/v1",
-            "kind": target.kind.as_str(),
-            "metadata": {"name": target.name},
-            "spec": {"template": {"metadata": {"annotations": {super::DATA_HASH_ANNOTATION: hash}}}},
-        });
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        let ns = self.namespace();
-        let client = self.ctx.client.clone();
-        let result = match target.kind {
-            RolloutKind::Deployment => {
-                Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client, &ns)
-                    .patch(&target.name, &params, &Patch::Apply(&patch))
-                    .await
-                    .map(|_| ())
-            }
-            RolloutKind::StatefulSet => {
-                Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(client, &ns)
-                    .patch(&target.name, &params, &Patch::Apply(&patch))
-                    .await
-                    .map(|_| ())
-            }
-            RolloutKind::DaemonSet => {
-                Api::<k8s_openapi::api::apps::v1::DaemonSet>::namespaced(client, &ns)
-                    .patch(&target.name, &params, &Patch::Apply(&patch))
-                    .await
-                    .map(|_| ())
-            }
-        };
-        match result {
-            Ok(()) => {
-                self.event(
-                    EventType::Normal,
-                    "RolloutRestarted",
-                    format!(
-                        "restarted {} {} because the mirrored data changed",
-                        target.kind.as_str(),
-                        target.name
-                    ),
-                )
-                .await
-            }
-            Err(e) => {
-                self.event(
-                    EventType::Warning,
-                    "RolloutRestartFailed",
-                    format!(
-                        "could not restart {} {}: {}",
-                        target.kind.as_str(),
-                        target.name,
-                        short_kube_error(&e)
-                    ),
-                )
-                .await
-            }
-        }
     }
 
     async fn set_finalizer(&self, wanted: bool) -> Result<(), Error> {

@@ -14,8 +14,11 @@ use crate::controller::hashing::HmacKey;
 use crate::controller::{
     DATA_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, VAULT_SECRET_LABEL,
 };
-use crate::crd::vault_secret::{MirrorSecretType, MirrorSpec, Ownership, PrivxSecretStatus};
+use crate::crd::vault_secret::{
+    MergePolicy, MirrorSecretType, MirrorSpec, Ownership, PrivxSecretStatus, RESERVED_KEY_PREFIX,
+};
 use crate::crd::{VaultSecretSpec, VaultSecretStatus};
+use crate::template::{Origin, Template};
 use privx_client::{RoleHandle, Secret, SecretData, SecretLocation, SecretWrite};
 
 pub use crate::controller::outcome::{Refusal, reason};
@@ -425,12 +428,117 @@ pub fn plan_mirror(
     hash: &str,
     existing: Option<&KubeSecret>,
 ) -> Result<MirrorAction, Refusal> {
+    let bytes = match mirror {
+        Some(m) => mirror_bytes(m, data, &[])?,
+        None => BTreeMap::new(),
+    };
+    plan_mirror_bytes(mirror, owner, bytes, hash, existing, false)
+}
+
+/// The templates of a mirror: `spec.mirror.template` (by key), then `templateFrom` with the
+/// ConfigMap texts fetched for it (`None`: the ConfigMap or its key is missing).
+pub fn mirror_templates(
+    mirror: &MirrorSpec,
+    config_maps: &[Option<String>],
+) -> Result<Vec<Template>, Refusal> {
+    let mut out: Vec<Template> = mirror
+        .template
+        .iter()
+        .flatten()
+        .map(|(key, text)| Template::inline(key.clone(), text.clone()))
+        .collect();
+    for (index, from) in mirror.template_from.iter().flatten().enumerate() {
+        let r = &from.config_map_ref;
+        let Some(text) = config_maps.get(index).cloned().flatten() else {
+            return Err(Refusal::new(
+                reason::SOURCE_NOT_FOUND,
+                format!(
+                    "spec.mirror.templateFrom[{index}]: ConfigMap {:?} has no key {:?} (or does not exist)",
+                    r.name, r.key
+                ),
+            ));
+        };
+        out.push(Template {
+            key: r.key.clone(),
+            origin: Origin::ConfigMap {
+                index,
+                name: r.name.clone(),
+                key: r.key.clone(),
+            },
+            text,
+        });
+    }
+    Ok(out)
+}
+
+/// The mirrored Secret's data: the PrivX fields renamed by `keyMapping`, replaced by or merged
+/// with the template outputs (`mergePolicy`). Template errors name the key and the line.
+pub fn mirror_bytes(
+    mirror: &MirrorSpec,
+    data: &SecretData,
+    templates: &[Template],
+) -> Result<BTreeMap<String, Vec<u8>>, Refusal> {
+    let mapped = data_bytes(data, mirror.key_mapping.as_ref())
+        .map_err(|m| Refusal::new(reason::INVALID_SPEC, m))?;
+    if templates.is_empty() {
+        return Ok(mapped);
+    }
+    // Templates read the data under the names the mirror gives them (after keyMapping).
+    let fields: BTreeMap<String, serde_json::Value> = data
+        .0
+        .iter()
+        .map(|(field, value)| {
+            let key = mirror
+                .key_mapping
+                .as_ref()
+                .and_then(|m| m.get(field))
+                .cloned()
+                .unwrap_or_else(|| field.clone());
+            (key, value.clone())
+        })
+        .collect();
+    let rendered = crate::template::render_all(templates, &fields)
+        .map_err(|e| Refusal::new(reason::TEMPLATE_ERROR, e.to_string()))?;
+    Ok(match mirror.merge_policy.unwrap_or_default() {
+        MergePolicy::Replace => rendered,
+        MergePolicy::Merge => {
+            let mut merged = mapped;
+            merged.extend(rendered);
+            merged
+        }
+    })
+}
+
+/// The hash the mirror carries and restarts follow: the PrivX data's hash without templates
+/// (as before templates existed), the mirrored bytes' hash with them (a template change
+/// changes what the application reads).
+pub fn mirror_hash(
+    key: &crate::controller::hashing::HmacKey,
+    data_hash: &str,
+    templated: bool,
+    bytes: &BTreeMap<String, Vec<u8>>,
+) -> String {
+    if templated {
+        key.hash(bytes)
+    } else {
+        data_hash.to_string()
+    }
+}
+
+/// Decides what to do with the mirrored Secret, given its data. `force`: write it even when it
+/// looks in sync (force-sync).
+pub fn plan_mirror_bytes(
+    mirror: Option<&MirrorSpec>,
+    owner: &Owner<'_>,
+    bytes: BTreeMap<String, Vec<u8>>,
+    hash: &str,
+    existing: Option<&KubeSecret>,
+    force: bool,
+) -> Result<MirrorAction, Refusal> {
     let Some(mirror) = mirror else {
         return Ok(MirrorAction::NotDeclared);
     };
     let name = mirror_name(mirror, owner.name);
-    let bytes = data_bytes(data, mirror.key_mapping.as_ref())
-        .map_err(|m| Refusal::new(reason::INVALID_SPEC, m))?;
     if let Some(bad) = bytes.keys().find(|k| !valid_secret_key(k)) {
         return Err(Refusal::new(
             reason::INVALID_SPEC,
@@ -442,6 +550,21 @@ pub fn plan_mirror(
     let type_ = mirror.type_.unwrap_or_default();
     check_type_keys(type_, &bytes)?;
 
+    if let Some(key) = mirror
+        .labels
+        .iter()
+        .chain(mirror.annotations.iter())
+        .flatten()
+        .map(|(k, _)| k)
+        .find(|k| k.starts_with(RESERVED_KEY_PREFIX))
+    {
+        return Err(Refusal::new(
+            reason::INVALID_SPEC,
+            format!(
+                "spec.mirror labels and annotations may not set {key:?} (kubernetes.io/service-account.* is reserved)"
+            ),
+        ));
+    }
     let mut labels = mirror.labels.clone().unwrap_or_default();
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
     labels.insert(VAULT_SECRET_LABEL.into(), owner.name.to_string());
@@ -512,7 +635,7 @@ pub fn plan_mirror(
         && contains(&existing.metadata.annotations, &annotations)
         && !dropped("f:labels", &labels)
         && !dropped("f:annotations", &annotations);
-    Ok(if in_sync {
+    Ok(if in_sync && !force {
         MirrorAction::InSync
     } else {
         MirrorAction::Apply(Box::new(desired))

@@ -196,8 +196,11 @@ pub struct SignedJwt {
     key_file: PathBuf,
     claims: SignedJwtClaims,
     ed_alg_name: EdAlgName,
-    key: Mutex<Option<(FileStamp, Arc<(EncodingKey, Algorithm)>)>>,
+    key: Mutex<Option<(FileStamp, SigningKey)>>,
 }
+
+/// A parsed private key and the algorithm it signs with.
+type SigningKey = Arc<(EncodingKey, Algorithm)>;
 
 impl std::fmt::Debug for SignedJwt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -73,7 +73,8 @@ struct State {
 }
 
 enum Grant {
-    Password(password::PasswordGrant),
+    // Boxed: the password grant holds its credential sources and is much the larger.
+    Password(Box<password::PasswordGrant>),
     Exchange(TokenExchange),
 }
 
@@ -114,7 +115,9 @@ enum GrantFailure {
 impl Auth {
     pub(crate) fn new(method: &AuthMethod) -> Result<Self, PrivxError> {
         let grant = match method {
-            AuthMethod::Password(source) => Grant::Password(password::PasswordGrant::new(source)?),
+            AuthMethod::Password(source) => {
+                Grant::Password(Box::new(password::PasswordGrant::new(source)?))
+            }
             AuthMethod::TokenExchange(login) => Grant::Exchange(login.clone()),
         };
         let auth = Self {

@@ -1,0 +1,562 @@
+//! Mirrors applications can use as they are (issue 12): templates, refresh policies,
+//! force-sync, debounced restarts, list-page refresh. The real controller code against the
+//! fake Kubernetes API and the real PrivX simulator over 127.0.0.1.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use privx_client::{SecretData, SecretLocation, SecretWrite};
+use serde_json::{Value, json};
+use support::{Harness, NS, secret_path};
+
+/// The operator's own role in the demo seed (so the secrets someone else writes are readable).
+const OPERATOR_ROLE: &str = "10000000-0000-4000-8000-000000000001";
+
+fn push_spec(source: &str) -> Value {
+    json!({
+        "source": {"secretRef": {"name": source}},
+        "mirror": {"secretName": format!("{source}-mirror")},
+    })
+}
+
+/// A PrivX secret written by someone else, readable by the operator.
+async fn privx_secret(h: &Harness, name: &str, data: Value) {
+    let data: SecretData = serde_json::from_value(data).unwrap();
+    h.someone_else
+        .create_secret(
+            &SecretLocation::Shared,
+            name,
+            &SecretWrite {
+                data,
+                read_roles: vec![privx_client::RoleHandle {
+                    id: OPERATOR_ROLE.into(),
+                    ..Default::default()
+                }],
+                write_roles: vec![privx_client::RoleHandle {
+                    id: OPERATOR_ROLE.into(),
+                    ..Default::default()
+                }],
+            },
+        )
+        .await
+        .expect("someone else creates the secret");
+}
+
+fn condition(h: &Harness, name: &str, type_: &str) -> Option<(String, String, String)> {
+    h.get_vs(name)
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status, c.reason, c.message))
+}
+
+/// PrivX requests the simulator saw, token grants excluded.
+fn privx_calls(h: &Harness) -> Vec<String> {
+    h.sim
+        .requests()
+        .into_iter()
+        .filter(|r| !r.route.contains("/oauth/token"))
+        .map(|r| format!("{} {}", r.method, r.route))
+        .collect()
+}
+
+fn annotate(h: &Harness, name: &str, key: &str, value: &str) {
+    let vs = h.get_vs(name);
+    let spec = serde_json::to_value(&vs.spec).unwrap();
+    let mut annotations = vs.metadata.annotations.clone().unwrap_or_default();
+    annotations.insert(key.into(), value.into());
+    h.vault_secret_with(name, spec, json!({"annotations": annotations}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Templates
+
+#[tokio::test]
+async fn a_templated_database_url_is_mirrored_and_keys_merge_on_request() {
+    let mut h = Harness::new().await;
+    h.secret(NS, "db", &[("username", "app"), ("password", "p@ss/w:rd")]);
+    let mut spec = push_spec("db");
+    spec["mirror"]["template"] = json!({
+        "DATABASE_URL": "postgres://{{ username }}:{{ password | urlencode }}@db:5432/app",
+    });
+    h.vault_secret("app", spec.clone());
+    h.reconcile("app").await.unwrap();
+    let data = h.secret_data(NS, "db-mirror").unwrap();
+    assert_eq!(
+        data,
+        [(
+            "DATABASE_URL".to_string(),
+            "postgres://app:p%40ss%2Fw%3Ard@db:5432/app".to_string()
+        )]
+        .into(),
+        "Replace (the default): the template outputs only"
+    );
+    assert_eq!(condition(&h, "app", "Ready").unwrap().0, "True");
+
+    spec["mirror"]["mergePolicy"] = json!("Merge");
+    h.vault_secret("app", spec);
+    h.reconcile("app").await.unwrap();
+    let data = h.secret_data(NS, "db-mirror").unwrap();
+    assert_eq!(
+        data.keys().cloned().collect::<Vec<_>>(),
+        ["DATABASE_URL", "password", "username"]
+    );
+}
+
+#[tokio::test]
+async fn a_template_from_a_config_map_renders_a_whole_file() {
+    let mut h = Harness::new().await;
+    h.secret(NS, "db", &[("username", "app"), ("password", "pw")]);
+    h.kube.put(
+        &format!("/api/v1/namespaces/{NS}/configmaps/app-config"),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-config", "namespace": NS},
+               "data": {"app.yaml": "database:\n  user: {{ username }}\n  password: {{ password | toJson }}\n"}}),
+    );
+    let mut spec = push_spec("db");
+    spec["mirror"]["templateFrom"] =
+        json!([{"configMapRef": {"name": "app-config", "key": "app.yaml"}}]);
+    h.vault_secret("app", spec.clone());
+    h.reconcile("app").await.unwrap();
+    assert_eq!(
+        h.secret_data(NS, "db-mirror").unwrap()["app.yaml"],
+        "database:\n  user: app\n  password: \"pw\"\n"
+    );
+
+    // A missing ConfigMap key is reported, naming it.
+    spec["mirror"]["templateFrom"] =
+        json!([{"configMapRef": {"name": "app-config", "key": "other.yaml"}}]);
+    h.vault_secret("app", spec);
+    h.reconcile("app").await.unwrap();
+    let (status, reason, message) = condition(&h, "app", "Ready").unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "SourceNotFound")
+    );
+    assert!(message.contains("spec.mirror.templateFrom[0]") && message.contains("other.yaml"));
+}
+
+#[tokio::test]
+async fn a_template_error_names_the_key_and_line_in_status_never_the_data() {
+    let mut h = Harness::new().await;
+    h.secret(
+        NS,
+        "db",
+        &[("username", "app"), ("password", "S3cr3t-value")],
+    );
+    let mut spec = push_spec("db");
+    spec["mirror"]["template"] = json!({
+        "URL": "first line\n{{ password | fromJson }}",
+    });
+    h.vault_secret("app", spec);
+    h.reconcile("app").await.unwrap();
+    let (status, reason, message) = condition(&h, "app", "Ready").unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "TemplateError")
+    );
+    assert!(
+        message.contains("spec.mirror.template[\"URL\"], line 2"),
+        "{message}"
+    );
+    assert!(!message.contains("S3cr3t"), "{message}");
+    assert!(h.kube.event_notes().iter().all(|n| !n.contains("S3cr3t")));
+    assert!(
+        h.secret_data(NS, "db-mirror").is_none(),
+        "nothing half-rendered is written"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refresh policies and force-sync
+
+#[tokio::test]
+async fn on_change_reads_privx_only_when_something_changed() {
+    let mut h = Harness::new().await;
+    h.secret(NS, "db", &[("password", "v1")]);
+    let mut spec = push_spec("db");
+    spec["refreshPolicy"] = json!("OnChange");
+    h.vault_secret("app", spec);
+    assert_eq!(h.reconcile("app").await.unwrap(), Action::await_change());
+    assert_eq!(h.secret_data(NS, "db-mirror").unwrap()["password"], "v1");
+
+    // Nothing changed: no PrivX request at all, no requeue.
+    h.sim.clear_requests();
+    assert_eq!(h.reconcile("app").await.unwrap(), Action::await_change());
+    assert_eq!(privx_calls(&h), Vec::<String>::new());
+    assert_eq!(condition(&h, "app", "Ready").unwrap().0, "True");
+
+    // The source changed: read and pushed.
+    h.secret(NS, "db", &[("password", "v2")]);
+    h.reconcile("app").await.unwrap();
+    assert!(
+        privx_calls(&h).iter().any(|c| c.starts_with("PUT")),
+        "{:?}",
+        privx_calls(&h)
+    );
+    assert_eq!(h.secret_data(NS, "db-mirror").unwrap()["password"], "v2");
+}
+
+#[tokio::test]
+async fn created_once_writes_the_mirror_once_until_forced() {
+    let mut h = Harness::new().await;
+    privx_secret(&h, "k8s/demo/api-key", json!({"key": "k1"})).await;
+    h.vault_secret(
+        "api",
+        json!({"name": "k8s/demo/api-key", "refreshPolicy": "CreatedOnce", "mirror": {"secretName": "api-key"}}),
+    );
+    h.reconcile("api").await.unwrap();
+    assert_eq!(
+        h.ready_reason("api").0,
+        "True",
+        "{:?}",
+        h.ready_reason("api")
+    );
+    assert_eq!(h.secret_data(NS, "api-key").unwrap()["key"], "k1");
+
+    h.change_in_privx("k8s/demo/api-key", "key", "k2").await;
+    h.sim.clear_requests();
+    assert_eq!(h.reconcile("api").await.unwrap(), Action::await_change());
+    assert_eq!(
+        privx_calls(&h),
+        Vec::<String>::new(),
+        "CreatedOnce never reads again"
+    );
+    assert_eq!(h.secret_data(NS, "api-key").unwrap()["key"], "k1");
+    assert!(
+        condition(&h, "api", "Ready")
+            .unwrap()
+            .2
+            .contains("force-sync")
+    );
+
+    // Force-sync: read and rewritten; status says which value was handled.
+    annotate(
+        &h,
+        "api",
+        "privx-operator.dev/force-sync",
+        "2026-12-02T10:00",
+    );
+    h.reconcile("api").await.unwrap();
+    assert_eq!(h.secret_data(NS, "api-key").unwrap()["key"], "k2");
+    assert_eq!(
+        h.get_vs("api").status.unwrap().last_force_sync.as_deref(),
+        Some("2026-12-02T10:00")
+    );
+
+    // The same value again is handled already.
+    h.change_in_privx("k8s/demo/api-key", "key", "k3").await;
+    h.sim.clear_requests();
+    h.reconcile("api").await.unwrap();
+    assert_eq!(privx_calls(&h), Vec::<String>::new());
+    assert_eq!(h.secret_data(NS, "api-key").unwrap()["key"], "k2");
+
+    // A deleted mirror is written again.
+    h.delete(&secret_path(NS, "api-key"));
+    h.reconcile("api").await.unwrap();
+    assert_eq!(h.secret_data(NS, "api-key").unwrap()["key"], "k3");
+}
+
+#[tokio::test]
+async fn force_sync_rewrites_the_mirror_in_every_policy() {
+    for policy in ["Periodic", "OnChange", "CreatedOnce"] {
+        let mut h = Harness::new().await;
+        privx_secret(&h, "k8s/demo/api-key", json!({"key": "k1"})).await;
+        h.vault_secret(
+            "api",
+            json!({"name": "k8s/demo/api-key", "refreshPolicy": policy, "mirror": {"secretName": "api-key"}}),
+        );
+        h.reconcile("api").await.unwrap();
+        let mirror_writes = |h: &Harness| {
+            h.kube_writes()
+                .iter()
+                .filter(|w| w.contains("/secrets/api-key"))
+                .count()
+        };
+        h.kube.clear_requests();
+        h.reconcile("api").await.unwrap();
+        assert_eq!(mirror_writes(&h), 0, "{policy}: in sync, not written");
+
+        annotate(&h, "api", "privx-operator.dev/force-sync", "now");
+        h.kube.clear_requests();
+        h.sim.clear_requests();
+        h.reconcile("api").await.unwrap();
+        assert!(
+            privx_calls(&h).iter().any(|c| c.starts_with("GET")),
+            "{policy}: PrivX read"
+        );
+        assert_eq!(
+            mirror_writes(&h),
+            1,
+            "{policy}: the mirror is rewritten though in sync"
+        );
+        assert_eq!(
+            h.get_vs("api").status.unwrap().last_force_sync.as_deref(),
+            Some("now"),
+            "{policy}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn force_sync_and_policy_changes_never_regenerate_a_password() {
+    for policy in ["Periodic", "OnChange", "CreatedOnce"] {
+        let mut h = Harness::new().await;
+        h.policy(
+            "strong",
+            json!({"maxVersions": 3, "passwordMinLength": 24, "passwordMaxLength": 24}),
+        );
+        let spec = json!({
+            "source": {"generate": {"passwordPolicyRef": {"name": "strong"}, "key": "password"}},
+            "refreshPolicy": policy,
+            "mirror": {"secretName": "gen"},
+        });
+        h.vault_secret("gen", spec.clone());
+        h.reconcile("gen").await.unwrap();
+        let first = h.secret_data(NS, "gen").unwrap()["password"].clone();
+        assert_eq!(first.len(), 24);
+
+        annotate(&h, "gen", "privx-operator.dev/force-sync", "1");
+        h.reconcile("gen").await.unwrap();
+        let mut other = spec.clone();
+        other["refreshPolicy"] = json!(if policy == "Periodic" {
+            "OnChange"
+        } else {
+            "Periodic"
+        });
+        let annotations = h.get_vs("gen").metadata.annotations.clone();
+        h.vault_secret_with("gen", other, json!({"annotations": annotations}));
+        h.reconcile("gen").await.unwrap();
+        assert_eq!(
+            h.secret_data(NS, "gen").unwrap()["password"],
+            first,
+            "{policy}"
+        );
+        assert!(
+            !h.kube.event_reasons().contains(&"Regenerated".to_string()),
+            "{policy}"
+        );
+
+        // Nor does a PasswordPolicy change.
+        h.policy(
+            "strong",
+            json!({"maxVersions": 3, "passwordMinLength": 30, "passwordMaxLength": 30}),
+        );
+        h.reconcile("gen").await.unwrap();
+        assert_eq!(
+            h.secret_data(NS, "gen").unwrap()["password"],
+            first,
+            "{policy}"
+        );
+
+        // Only the regenerate annotation makes a new one.
+        annotate(&h, "gen", "privx-operator.dev/regenerate", "please");
+        h.reconcile("gen").await.unwrap();
+        assert_ne!(
+            h.secret_data(NS, "gen").unwrap()["password"],
+            first,
+            "{policy}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restarts
+
+fn deployment(h: &Harness, name: &str) {
+    h.kube.put(
+        &format!("/apis/apps/v1/namespaces/{NS}/deployments/{name}"),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS}, "spec": {"template": {"metadata": {}}}}),
+    );
+}
+
+fn patches_of(h: &Harness, path_part: &str) -> Vec<Value> {
+    h.kube
+        .writes()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" && r.path.contains(path_part))
+        .filter_map(|r| r.body)
+        .collect()
+}
+
+/// Replaces the harness's settings (the context is rebuilt around the same clients).
+fn with_debounce(mut h: Harness, window: Duration) -> Harness {
+    let mut ctx = Arc::try_unwrap(h.ctx)
+        .ok()
+        .expect("no other user of the context");
+    ctx.settings.restart_debounce = window;
+    h.ctx = Arc::new(ctx);
+    h
+}
+
+#[tokio::test]
+async fn several_vault_secrets_changing_restart_one_deployment_once() {
+    let window = Duration::from_secs(2);
+    let mut h = with_debounce(Harness::new().await, window);
+    deployment(&h, "web");
+    for name in ["a", "b", "c"] {
+        h.secret(NS, name, &[("password", "v1")]);
+        let mut spec = push_spec(name);
+        spec["mirror"]["rolloutRestartTargets"] = json!([{"kind": "Deployment", "name": "web"}]);
+        h.vault_secret(name, spec);
+        h.reconcile(name).await.unwrap();
+    }
+    assert!(
+        patches_of(&h, "/deployments/web").is_empty(),
+        "no restart on first syncs"
+    );
+
+    h.kube.clear_requests();
+    for name in ["a", "b", "c"] {
+        h.secret(NS, name, &[("password", "v2")]);
+        h.reconcile(name).await.unwrap();
+    }
+    assert!(
+        patches_of(&h, "/deployments/web").is_empty(),
+        "restarts wait for the window"
+    );
+    tokio::time::sleep(window + Duration::from_millis(800)).await;
+    let patches = patches_of(&h, "/deployments/web");
+    assert_eq!(
+        patches.len(),
+        1,
+        "one restart for three changes: {patches:?}"
+    );
+    let c_hash = h.get_vs("c").status.unwrap().data_hash.unwrap();
+    assert_eq!(
+        patches[0]["spec"]["template"]["metadata"]["annotations"]["privx-operator.dev/data-hash"],
+        c_hash.as_str(),
+        "the latest data"
+    );
+    let reasons = h.kube.event_reasons();
+    assert_eq!(
+        reasons.iter().filter(|r| *r == "RolloutRestarted").count(),
+        3,
+        "each VaultSecret is told: {reasons:?}"
+    );
+
+    // Changes right after the restart wait a full window after it.
+    h.kube.clear_requests();
+    h.secret(NS, "a", &[("password", "v3")]);
+    h.reconcile("a").await.unwrap();
+    tokio::time::sleep(window / 2).await;
+    assert!(patches_of(&h, "/deployments/web").is_empty());
+    tokio::time::sleep(window).await;
+    assert_eq!(patches_of(&h, "/deployments/web").len(), 1);
+}
+
+#[tokio::test]
+async fn an_argo_rollout_is_restarted_through_spec_restart_at() {
+    let mut h = Harness::new().await;
+    h.kube.put(
+        &format!("/apis/argoproj.io/v1alpha1/namespaces/{NS}/rollouts/canary"),
+        json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "canary", "namespace": NS}, "spec": {}}),
+    );
+    h.secret(NS, "db", &[("password", "v1")]);
+    let mut spec = push_spec("db");
+    spec["mirror"]["rolloutRestartTargets"] = json!([{"kind": "Rollout", "name": "canary"}]);
+    h.vault_secret("app", spec);
+    h.reconcile("app").await.unwrap();
+    h.secret(NS, "db", &[("password", "v2")]);
+    h.kube.clear_requests();
+    h.reconcile("app").await.unwrap();
+    let patches = patches_of(&h, "/rollouts/canary");
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    let at = patches[0]["spec"]["restartAt"]
+        .as_str()
+        .expect("spec.restartAt");
+    let at: jiff::Timestamp = at.parse().expect("an RFC 3339 time");
+    assert!((jiff::Timestamp::now() - at).get_seconds().abs() < 60);
+    assert!(
+        patches[0]["spec"].get("template").is_none(),
+        "no pod-template change"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_restart_target_is_reported_without_failing_the_sync() {
+    let mut h = Harness::new().await;
+    deployment(&h, "web");
+    h.secret(NS, "db", &[("password", "v1")]);
+    let mut spec = push_spec("db");
+    spec["mirror"]["rolloutRestartTargets"] = json!([
+        {"kind": "Deployment", "name": "web"},
+        {"kind": "StatefulSet", "name": "ghost"},
+    ]);
+    h.vault_secret("app", spec);
+    h.reconcile("app").await.unwrap();
+    let (status, reason, message) = condition(&h, "app", "RestartTargets").unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "TargetNotFound")
+    );
+    assert!(
+        message.contains("StatefulSet ghost does not exist"),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&h, "app", "Ready").unwrap().0,
+        "True",
+        "the data is synced"
+    );
+    assert!(
+        h.kube
+            .event_reasons()
+            .contains(&"RolloutTargetUnavailable".to_string())
+    );
+
+    // The existing target is still restarted when the data changes.
+    h.secret(NS, "db", &[("password", "v2")]);
+    h.kube.clear_requests();
+    h.reconcile("app").await.unwrap();
+    assert_eq!(patches_of(&h, "/deployments/web").len(), 1);
+    assert_eq!(h.secret_data(NS, "db-mirror").unwrap()["password"], "v2");
+}
+
+// ---------------------------------------------------------------------------------------------
+// List pages
+
+#[tokio::test]
+async fn routine_refreshes_of_read_only_mirrors_read_privx_by_list_pages() {
+    const N: usize = 150;
+    let mut h = Harness::new().await;
+    for i in 0..N {
+        privx_secret(
+            &h,
+            &format!("k8s/demo/item-{i:03}"),
+            json!({"value": format!("v{i}")}),
+        )
+        .await;
+        h.vault_secret(
+            &format!("item-{i:03}"),
+            json!({"name": format!("k8s/demo/item-{i:03}"), "mirror": {}}),
+        );
+    }
+    for i in 0..N {
+        h.reconcile(&format!("item-{i:03}")).await.unwrap();
+    }
+    assert_eq!(h.secret_data(NS, "item-042").unwrap()["value"], "v42");
+
+    // The refresh of all of them: list pages, not one GET each.
+    h.change_in_privx("k8s/demo/item-007", "value", "changed")
+        .await;
+    h.sim.clear_requests();
+    for i in 0..N {
+        h.reconcile(&format!("item-{i:03}")).await.unwrap();
+    }
+    let calls = privx_calls(&h);
+    assert!(
+        calls.len() <= N.div_ceil(100),
+        "{} PrivX requests for {N} read-only objects: {calls:?}",
+        calls.len()
+    );
+    assert!(calls.iter().all(|c| c.starts_with("GET")), "{calls:?}");
+    assert_eq!(
+        h.secret_data(NS, "item-007").unwrap()["value"],
+        "changed",
+        "the listing carries the data"
+    );
+}

@@ -373,13 +373,9 @@ pub fn data_bytes(
     Ok(out)
 }
 
-/// Whether `key` is a valid Secret data key.
+/// Whether `key` is a valid Secret data key (the one rule, shared with validation).
 pub fn valid_secret_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= 253
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    crate::crd::validate::is_secret_key(key)
 }
 
 /// What to do with the mirrored Secret.
@@ -503,15 +499,57 @@ pub fn plan_mirror(
         want.iter()
             .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
     };
+    // Labels and annotations this operator applied before but no longer declares: applying
+    // without them makes the API server remove them (field ownership); others' stay.
+    let dropped = |field: &str, want: &BTreeMap<String, String>| {
+        owned_metadata_keys(existing, field)
+            .iter()
+            .any(|k| !want.contains_key(k))
+    };
     let in_sync = existing_data == bytes
         && existing.string_data.is_none()
         && contains(&existing.metadata.labels, &labels)
-        && contains(&existing.metadata.annotations, &annotations);
+        && contains(&existing.metadata.annotations, &annotations)
+        && !dropped("f:labels", &labels)
+        && !dropped("f:annotations", &annotations);
     Ok(if in_sync {
         MirrorAction::InSync
     } else {
         MirrorAction::Apply(Box::new(desired))
     })
+}
+
+/// The keys under `metadata.<field>` (`f:labels`, `f:annotations`) that the operator's field
+/// manager owns on `object` by server-side apply, read from `managedFields`, and still present.
+pub fn owned_metadata_keys(object: &KubeSecret, field: &str) -> Vec<String> {
+    let present = |k: &str| match field {
+        "f:labels" => object
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|m| m.contains_key(k)),
+        _ => object
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|m| m.contains_key(k)),
+    };
+    object
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| {
+            m.manager.as_deref() == Some(crate::controller::FIELD_MANAGER)
+                && m.operation.as_deref() == Some("Apply")
+        })
+        .filter_map(|m| m.fields_v1.as_ref())
+        .filter_map(|f| f.0.get("f:metadata")?.get(field)?.as_object())
+        .flat_map(|keys| keys.keys())
+        .filter_map(|k| k.strip_prefix("f:"))
+        .filter(|k| present(k))
+        .map(String::from)
+        .collect()
 }
 
 /// Keys of an existing mirrored Secret that the desired one lacks (added by hand). Server-side
@@ -559,6 +597,46 @@ fn check_type_keys(
 /// operator restart and never in a loop).
 pub fn needs_rollout(previous_hash: Option<&str>, new_hash: &str, targets_declared: bool) -> bool {
     targets_declared && previous_hash.is_some_and(|p| p != new_hash)
+}
+
+/// A VaultSecret naming a PrivX secret, as the claimant order sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// `namespace/name`, for messages.
+    pub key: String,
+    pub created: Option<k8s_openapi::jiff::Timestamp>,
+    pub uid: String,
+    /// Status records that this object created or adopted the target.
+    pub records_ownership: bool,
+}
+
+/// Whether `status` records ownership (created or adopted) of exactly `target`.
+pub fn records_ownership(status: Option<&VaultSecretStatus>, target: &Target) -> bool {
+    status.and_then(|s| s.privx.as_ref()).is_some_and(|p| {
+        p.ownership.is_some() && p.name == target.name && p.owner_id.as_deref() == target.owner_id()
+    })
+}
+
+/// Which of several VaultSecrets naming one PrivX secret may write it: the one that already
+/// owns it (status records it, and PrivX names the operator as the author), else the first by
+/// creation time, then uid — a total order that does not change while the objects live (the
+/// API server's timestamps have one-second resolution, so the time alone ties). Returns the
+/// key of the claimant when it is not `me`.
+pub fn claimant(me: &Candidate, others: &[Candidate], author_is_operator: bool) -> Option<String> {
+    let rank = |c: &Candidate| {
+        (
+            !(author_is_operator && c.records_ownership),
+            c.created.is_none(),
+            c.created,
+            c.uid.clone(),
+        )
+    };
+    let mine = rank(me);
+    others
+        .iter()
+        .filter(|o| rank(o) < mine)
+        .min_by_key(|o| rank(o))
+        .map(|o| o.key.clone())
 }
 
 /// The status record of the target to write before the PrivX write, unless status already

@@ -73,7 +73,7 @@ struct State {
 }
 
 enum Grant {
-    Password(password::PasswordGrant),
+    Password(Box<password::PasswordGrant>),
     Exchange(TokenExchange),
 }
 
@@ -114,7 +114,9 @@ enum GrantFailure {
 impl Auth {
     pub(crate) fn new(method: &AuthMethod) -> Result<Self, PrivxError> {
         let grant = match method {
-            AuthMethod::Password(source) => Grant::Password(password::PasswordGrant::new(source)?),
+            AuthMethod::Password(source) => {
+                Grant::Password(Box::new(password::PasswordGrant::new(source)?))
+            }
             AuthMethod::TokenExchange(login) => Grant::Exchange(login.clone()),
         };
         let auth = Self {

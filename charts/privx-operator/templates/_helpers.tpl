@@ -119,7 +119,28 @@ The ConfigMap the chart creates from privx.ca.pem.
 Checks of value combinations, repeated from values.schema.json for installs that skip schema
 validation. Renders nothing; fails the render with a message naming the values at fault.
 */}}
+{{/* The --privx-auth-mode value of privx.auth.mode. */}}
+{{- define "privx-operator.authModeFlag" -}}
+{{- $modes := dict "password" "password" "serviceAccountToken" "service-account-token" "signedJwt" "signed-jwt" -}}
+{{- get $modes .Values.privx.auth.mode -}}
+{{- end }}
+
 {{- define "privx-operator.validate" -}}
+{{- $auth := .Values.privx.auth }}
+{{- if and (ne $auth.mode "password") (or .Values.privx.credentials.create .Values.privx.credentials.existingSecret) }}
+{{- fail (printf "privx.credentials are for privx.auth.mode password; mode %s uses no static credentials" $auth.mode) }}
+{{- end }}
+{{- if eq $auth.mode "signedJwt" }}
+{{- if not $auth.signedJwt.existingSecret }}
+{{- fail "privx.auth.mode signedJwt needs privx.auth.signedJwt.existingSecret (the Secret with the private key)" }}
+{{- end }}
+{{- if not $auth.signedJwt.issuer }}
+{{- fail "privx.auth.mode signedJwt needs privx.auth.signedJwt.issuer" }}
+{{- end }}
+{{- if not $auth.signedJwt.subject }}
+{{- fail "privx.auth.mode signedJwt needs privx.auth.signedJwt.subject (the PrivX user)" }}
+{{- end }}
+{{- end }}
 {{- if and (gt (int .Values.replicaCount) 1) (ne (include "privx-operator.leaderElection" .) "true") }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled: without a Lease every replica would write to PrivX" }}
 {{- end }}

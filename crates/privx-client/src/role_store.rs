@@ -56,18 +56,20 @@ impl PrivxClient {
     /// The caller's own user object with the roles it holds; `None` where PrivX is too old to
     /// have the endpoint (it answers 404 or 405).
     pub async fn current_user(&self) -> Result<Option<CurrentUser>> {
-        let call = Call::new(
+        let mut call = Call::new(
             Method::GET,
             routes::CURRENT_USER,
             routes::CURRENT_USER_PATH.to_string(),
             "read the current user".into(),
             "current user".into(),
         );
-        match self.execute_unless(&call, &[404, 405]).await? {
-            None => Ok(None),
-            Some(answer) => serde_json::from_slice(&answer.body)
-                .map(Some)
-                .map_err(|e| parse_failure(&call.ctx, &e)),
+        call.absent = &[404, 405];
+        let answer = self.execute(&call).await?;
+        if call.absent.contains(&answer.status) {
+            return Ok(None);
         }
+        serde_json::from_slice(&answer.body)
+            .map(Some)
+            .map_err(|e| parse_failure(&call.ctx, &e))
     }
 }

@@ -190,17 +190,17 @@ pub struct SignedJwtClaims {
     pub lifetime: Duration,
 }
 
+/// A parsed signing key, with the stamp of the file it came from.
+type CachedKey = (FileStamp, Arc<(EncodingKey, Algorithm)>);
+
 /// A JWT the client signs itself with a private key from a file (PEM, PKCS#8 or PKCS#1): RS256
 /// for an RSA key, EdDSA for an Ed25519 key. The key file is re-read when it changes.
 pub struct SignedJwt {
     key_file: PathBuf,
     claims: SignedJwtClaims,
     ed_alg_name: EdAlgName,
-    key: Mutex<Option<(FileStamp, SigningKey)>>,
+    key: Mutex<Option<CachedKey>>,
 }
-
-/// A parsed private key and the algorithm it signs with.
-type SigningKey = Arc<(EncodingKey, Algorithm)>;
 
 impl std::fmt::Debug for SignedJwt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -73,7 +73,6 @@ struct State {
 }
 
 enum Grant {
-    // Boxed: the password grant holds its credential sources and is much the larger.
     Password(Box<password::PasswordGrant>),
     Exchange(TokenExchange),
 }

@@ -16,6 +16,7 @@ use kube::runtime::controller::Action;
 use super::outcome::reason::INVALID_SPEC;
 use super::{Context, Error, FIELD_MANAGER, FINALIZER};
 use crate::crd::condition;
+use crate::crd::schema::{served_schema, validate_structure};
 
 /// Whether `obj` carries our finalizer.
 pub fn has_finalizer<K: Resource>(obj: &K) -> bool {
@@ -74,6 +75,33 @@ where
         obj.name_any()
     )))?;
     Ok(())
+}
+
+/// [`apply_status`], returning the object as the API holds it afterwards.
+pub async fn apply_status_returning<K>(
+    api: &Api<K>,
+    obj: &K,
+    status: &impl Serialize,
+) -> Result<K, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube(format!(
+        "record the PrivX target in the status of {} {}",
+        K::kind(&()),
+        obj.name_any()
+    )))
 }
 
 /// Publishes an event about `obj`; failures are logged, never fatal.
@@ -220,21 +248,12 @@ where
 /// The structural-schema problems of a raw object, with their field paths (serde's own error
 /// names the expected type but not where): the same walk `privx-operator check` does.
 fn schema_problems<K: kube::CustomResourceExt>(object: &DynamicObject) -> Option<String> {
-    let crd = K::crd();
-    let schema = crd
-        .spec
-        .versions
-        .first()?
-        .schema
-        .as_ref()?
-        .open_api_v3_schema
-        .as_ref()?;
-    let schema = serde_json::to_value(schema).ok()?;
+    let schema = served_schema(&K::crd())?;
     let mut value = serde_json::to_value(object).ok()?;
     if let Some(map) = value.as_object_mut() {
         map.remove("status");
     }
-    let problems = crate::check::schema::validate_structure(&schema, &value, "");
+    let problems = validate_structure(&schema, &value, "");
     (!problems.is_empty()).then(|| {
         problems
             .iter()
@@ -264,6 +283,8 @@ pub fn privx_reason(e: &privx_client::PrivxError) -> &'static str {
     match e {
         PrivxError::PermissionDenied { .. } => reason::PERMISSION_DENIED,
         PrivxError::InvalidRequest { .. } | PrivxError::Unsupported { .. } => reason::INVALID_SPEC,
+        // Reported as what it is, never as an outage.
+        PrivxError::AlreadyExists { .. } => reason::CONFLICT,
         _ => reason::PRIVX_UNAVAILABLE,
     }
 }

@@ -23,10 +23,11 @@ use self::plan::{
     MirrorAction, Owner, PrivxAction, PrivxInput, Refusal, SourceInput, Target, WriteCause, reason,
 };
 use super::backoff::jittered_refresh;
-use super::common::{self, Next, Stop, failure_conditions};
+use super::common::{self, Next, Stop};
+use super::deletion::{Deleted, namespace_policy};
 use super::refresh::{self, RefreshInput};
 use super::restart::{self, Requester, Workload};
-use super::tenancy::{NamespacePolicy, check_access};
+use super::tenancy::check_access;
 use super::{
     Context, Error, FIELD_MANAGER, FORCE_SYNC_ANNOTATION, REGENERATE_ANNOTATION, SOURCE_LABEL,
 };
@@ -77,7 +78,22 @@ pub async fn reconcile(
 ) -> Result<Action, Error> {
     let started = Instant::now();
     let result = match &guard.0 {
-        Ok(vs) => Reconciler { vs, ctx: &ctx }.run().await,
+        Ok(vs) => {
+            Reconciler {
+                vs,
+                ctx: &ctx,
+                recorded: Default::default(),
+            }
+            .run()
+            .await
+        }
+        Err(invalid) if invalid.metadata.deletion_timestamp.is_some() => {
+            match Deleted::fetch::<VaultSecret>(&ctx, invalid).await {
+                Ok(Some(deleted)) => cleanup(&ctx, &deleted, None, deleted.has_source()).await,
+                Ok(None) => Ok(Action::await_change()),
+                Err(e) => Err(e),
+            }
+        }
         Err(invalid) => {
             let key = object_key(invalid.metadata.namespace.as_deref(), &guard.name_any());
             common::report_invalid_object::<VaultSecret>(invalid, &ctx, CONTROLLER, &key).await
@@ -104,10 +120,138 @@ fn object_key(namespace: Option<&str>, name: &str) -> String {
     format!("{}/{name}", namespace.unwrap_or_default())
 }
 
+/// Deletion. With `deletionPolicy: Delete`, the PrivX secret status records is deleted only
+/// after a re-check: its name and owner must be reachable from the namespace (the tenancy rule
+/// of creation) and PrivX's author must confirm the claim (status is writable by tenants). A
+/// status without a record (a crash before it was written) falls back to the intent or the
+/// computed target, deleted only when PrivX names the operator as its author. A refused claim
+/// keeps the finalizer (a person removes it to let go) and says why; everything else releases
+/// it. Works from status alone, so objects whose spec no longer deserialises clean up too
+/// (`computed` is then `None`).
+async fn cleanup(
+    ctx: &Context,
+    deleted: &Deleted,
+    computed: Option<Target>,
+    writes: bool,
+) -> Result<Action, Error> {
+    use self::plan::ownership::{
+        CleanupDecision, CleanupInput, cleanup_candidate, cleanup_decision,
+    };
+    let namespace = deleted.meta.namespace.clone().unwrap_or_default();
+    let key = object_key(Some(&namespace), &deleted.name());
+    ctx.metrics.forget_object(CONTROLLER, &key);
+    if !deleted.has_finalizer() {
+        return Ok(Action::await_change());
+    }
+    let status: Option<VaultSecretStatus> = deleted.typed_status();
+    let recorded = status.as_ref().and_then(|s| s.privx.as_ref());
+    let policy = namespace_policy(ctx, &namespace);
+    let adopt = deleted.adopt();
+    let candidate = cleanup_candidate(&CleanupInput {
+        namespace: &namespace,
+        template: &ctx.settings.name_template,
+        namespace_policy: &policy,
+        deletion_policy: deleted.deletion_policy(),
+        adopt,
+        writes,
+        recorded,
+        computed,
+    });
+    let candidate = match candidate {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            deleted.release_finalizer().await?;
+            ctx.backoff.reset(&key);
+            return Ok(Action::await_change());
+        }
+        Err(refusal) => {
+            warn!(
+                reason = refusal.reason,
+                "deletion of the PrivX secret refused"
+            );
+            deleted
+                .report(ctx, refusal.reason, &refusal.message)
+                .await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let target = &candidate.target;
+    let fail = |e: PrivxError, action: String| async move {
+        let message = format!("{action}: {e} (set spec.deletionPolicy: Retain to let go)");
+        let _ = deleted
+            .report(ctx, common::privx_reason(&e), &message)
+            .await;
+        Err(Error::privx(action)(e))
+    };
+    let current = match ctx
+        .privx
+        .get_secret_metadata(&target.location, &target.name)
+        .await
+    {
+        Ok(secret) => Some(secret),
+        Err(PrivxError::NotFound { .. }) => None,
+        Err(e) => {
+            return fail(
+                e,
+                format!("read PrivX secret {} before deleting it", target.describe()),
+            )
+            .await;
+        }
+    };
+    match cleanup_decision(
+        &candidate,
+        current.as_ref(),
+        ctx.settings.privx_identity.as_deref(),
+        adopt,
+    ) {
+        CleanupDecision::Release => {}
+        CleanupDecision::Refuse(refusal) => {
+            warn!(
+                reason = refusal.reason,
+                "deletion of the PrivX secret refused"
+            );
+            deleted
+                .report(ctx, refusal.reason, &refusal.message)
+                .await?;
+            return Ok(Action::await_change());
+        }
+        CleanupDecision::Delete => match ctx
+            .privx
+            .delete_secret(&target.location, &target.name)
+            .await
+        {
+            Ok(()) => {
+                deleted
+                    .event(
+                        ctx,
+                        EventType::Normal,
+                        "Deleted",
+                        format!("deleted PrivX secret {}", target.describe()),
+                    )
+                    .await
+            }
+            Err(PrivxError::NotFound { .. }) => {}
+            Err(e) => {
+                return fail(
+                    e,
+                    format!("cannot delete PrivX secret {}", target.describe()),
+                )
+                .await;
+            }
+        },
+    }
+    deleted.release_finalizer().await?;
+    ctx.backoff.reset(&key);
+    Ok(Action::await_change())
+}
+
 /// One reconcile of one valid object.
 struct Reconciler<'a> {
     vs: &'a VaultSecret,
     ctx: &'a Context,
+    /// The object as the API returned it after this reconcile recorded its PrivX target
+    /// (status written before the PrivX write); later status writes start from it.
+    recorded: std::sync::Mutex<Option<VaultSecret>>,
 }
 
 impl Reconciler<'_> {
@@ -131,20 +275,17 @@ impl Reconciler<'_> {
         Api::namespaced(self.ctx.client.clone(), &self.namespace())
     }
 
-    fn has_finalizer(&self) -> bool {
-        common::has_finalizer(self.vs)
-    }
-
     async fn run(self) -> Result<Action, Error> {
         if self.vs.meta().deletion_timestamp.is_some() {
             return self.cleanup().await;
         }
         let result = self.sync().await;
         let key = self.key();
+        let latest = self.recorded.lock().expect("not poisoned").take();
         common::finish(
             self.ctx,
             &self.api(),
-            self.vs,
+            latest.as_ref().unwrap_or(self.vs),
             CONTROLLER,
             &key,
             &key,
@@ -162,13 +303,7 @@ impl Reconciler<'_> {
         common::invalid_spec(&crate::crd::validate::validate_vault_secret(spec))?;
         let target = target_of(self.vs, &ctx.settings.name_template);
         let namespace = self.namespace();
-        let ns_policy = NamespacePolicy::from_annotations(
-            ctx.namespaces
-                .state()
-                .iter()
-                .find(|n| n.metadata.name.as_deref() == Some(namespace.as_str()))
-                .and_then(|n| n.metadata.annotations.as_ref()),
-        );
+        let ns_policy = namespace_policy(ctx, &namespace);
         if let Err(message) = check_access(
             &ctx.settings.name_template,
             &namespace,
@@ -181,19 +316,6 @@ impl Reconciler<'_> {
                 Next::AwaitChange,
             ));
         }
-        if let Some(other) = self.older_claimant(&target) {
-            return Err((
-                Refusal::new(
-                    reason::CONFLICT,
-                    format!(
-                        "PrivX secret {} is already declared by VaultSecret {other}",
-                        target.describe()
-                    ),
-                ),
-                Next::After(self.refresh()),
-            ));
-        }
-
         // Fetch what Kubernetes holds: source, template ConfigMaps, the mirror.
         let source = self.fetch_source().await?;
         let mirror_spec = spec.mirror.as_ref();
@@ -266,6 +388,19 @@ impl Reconciler<'_> {
             },
         };
 
+        if let Some(other) = self.other_claimant(&target, current.as_ref()) {
+            return Err((
+                Refusal::new(
+                    reason::CONFLICT,
+                    format!(
+                        "PrivX secret {} is already declared by VaultSecret {other}",
+                        target.describe()
+                    ),
+                ),
+                Next::After(self.refresh()),
+            ));
+        }
+
         // Plan.
         let privx_plan = plan::plan_privx(&PrivxInput {
             spec,
@@ -323,6 +458,9 @@ impl Reconciler<'_> {
             .await
             .map_err(common::error_stop)?;
 
+        if wants_finalizer && privx_plan.action != PrivxAction::None {
+            self.record_target(&target).await?;
+        }
         let mut current_meta = current.clone();
         match &privx_plan.action {
             PrivxAction::None => {}
@@ -682,23 +820,38 @@ impl Reconciler<'_> {
         DesiredCondition::new(restart::CONDITION, false, reason_code, message)
     }
 
-    /// Another VaultSecret, created earlier, that targets the same PrivX secret.
-    fn older_claimant(&self, target: &Target) -> Option<String> {
-        let mine = (self.vs.metadata.creation_timestamp.clone(), self.vs.uid());
-        self.ctx
+    /// Another VaultSecret that has the claim on the same PrivX secret (see
+    /// [`plan::claimant`]): its key, or `None` when this object is the claimant.
+    fn other_claimant(
+        &self,
+        target: &Target,
+        current: Option<&privx_client::Secret>,
+    ) -> Option<String> {
+        let candidate = |vs: &VaultSecret| plan::Candidate {
+            key: object_key(vs.namespace().as_deref(), &vs.name_any()),
+            created: vs.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            uid: vs.uid().unwrap_or_default(),
+            records_ownership: plan::records_ownership(vs.status.as_ref(), target),
+        };
+        let me = candidate(self.vs);
+        let others: Vec<plan::Candidate> = self
+            .ctx
             .every_vault_secret()
             .iter()
             .filter_map(|g| g.0.as_ref().ok())
             .filter(|other| {
                 other.uid() != self.vs.uid() && other.metadata.deletion_timestamp.is_none()
             })
-            .filter(|other| {
-                let t = target_of(other, &self.ctx.settings.name_template);
-                &t == target
-            })
-            .filter(|other| (other.metadata.creation_timestamp.clone(), other.uid()) < mine)
-            .map(|other| object_key(other.namespace().as_deref(), &other.name_any()))
-            .next()
+            .filter(|other| &target_of(other, &self.ctx.settings.name_template) == target)
+            .map(candidate)
+            .collect();
+        let author_is_operator = current.is_some_and(|c| {
+            crate::controller::may_be_ours(
+                c.author.as_deref(),
+                self.ctx.settings.privx_identity.as_deref(),
+            )
+        });
+        plan::claimant(&me, &others, author_is_operator)
     }
 
     async fn fetch_source(&self) -> Result<SourceInput, Stop> {
@@ -940,54 +1093,30 @@ impl Reconciler<'_> {
         common::set_finalizer(&self.api(), self.vs, wanted).await
     }
 
-    /// Deletion: with `Delete` and a secret this object created or adopted, delete it in PrivX;
-    /// then release the finalizer. Uses what status recorded, so an invalid spec never blocks.
+    /// Deletion: see [`cleanup`].
     async fn cleanup(&self) -> Result<Action, Error> {
-        self.ctx.metrics.forget_object(CONTROLLER, &self.key());
-        if !self.has_finalizer() {
-            return Ok(Action::await_change());
-        }
-        let recorded = self.vs.status.as_ref().and_then(|s| s.privx.as_ref());
-        if self.vs.spec.deletion_policy() == DeletionPolicy::Delete
-            && let Some(privx) = recorded.filter(|p| p.ownership.is_some())
-        {
-            let location = match &privx.owner_id {
-                Some(user_id) => SecretLocation::Personal {
-                    user_id: user_id.clone(),
-                },
-                None => SecretLocation::Shared,
+        let deleted = Deleted::of(self.ctx, self.vs);
+        let computed = Some(target_of(self.vs, &self.ctx.settings.name_template));
+        cleanup(self.ctx, &deleted, computed, self.vs.spec.source.is_some()).await
+    }
+
+    /// Records the PrivX target in status before writing to PrivX (intent: name and owner,
+    /// no ownership yet), so that a crash or a failed status write after the PrivX write still
+    /// leaves cleanup something to find. Only cleanup reads it, so only objects with the
+    /// finalizer write it; skipped when status already names this target.
+    async fn record_target(&self, target: &Target) -> Result<(), Stop> {
+        let current = self.vs.status.clone().unwrap_or_default();
+        if let Some(intent) = plan::intent_status(current.privx.as_ref(), target) {
+            let status = VaultSecretStatus {
+                privx: Some(intent),
+                ..current
             };
-            match self.ctx.privx.delete_secret(&location, &privx.name).await {
-                Ok(()) => {
-                    self.event(
-                        EventType::Normal,
-                        "Deleted",
-                        format!("deleted PrivX secret {:?}", privx.name),
-                    )
-                    .await
-                }
-                Err(PrivxError::NotFound { .. }) => {}
-                Err(e) => {
-                    let message = format!(
-                        "cannot delete PrivX secret {:?}: {e} (set spec.deletionPolicy: Retain to let go)",
-                        privx.name
-                    );
-                    let reason = common::privx_reason(&e);
-                    let _ = self
-                        .write_status(
-                            self.vs.status.clone().unwrap_or_default(),
-                            &failure_conditions(reason, &message),
-                        )
-                        .await;
-                    self.event(EventType::Warning, "DeleteFailed", message)
-                        .await;
-                    return Err(Error::privx(format!("delete secret {:?}", privx.name))(e));
-                }
-            }
+            let updated = common::apply_status_returning(&self.api(), self.vs, &status)
+                .await
+                .map_err(common::error_stop)?;
+            *self.recorded.lock().expect("not poisoned") = Some(updated);
         }
-        self.set_finalizer(false).await?;
-        self.ctx.backoff.reset(&self.key());
-        Ok(Action::await_change())
+        Ok(())
     }
 
     async fn write_status(

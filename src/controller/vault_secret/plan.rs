@@ -23,6 +23,8 @@ use privx_client::{RoleHandle, Secret, SecretData, SecretLocation, SecretWrite};
 
 pub use crate::controller::outcome::{Refusal, reason};
 
+pub mod ownership;
+
 /// Where the secret lives in PrivX.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -198,7 +200,10 @@ pub fn plan_privx(input: &PrivxInput<'_>) -> Result<PrivxPlan, Refusal> {
     let roles_match = sorted_ids(&current.read_roles) == input.read_roles
         && sorted_ids(&current.write_roles) == input.write_roles;
 
-    // Decide whether this object may write the existing secret.
+    // Decide whether this object may write the existing secret. What status records is only
+    // a claim (status is writable by tenants): PrivX's author must confirm it.
+    let recorded =
+        recorded.and_then(|o| ownership::confirm(o, current, input.identity, input.spec.adopt()));
     let ownership = match recorded {
         Some(o) => o,
         None => {
@@ -677,6 +682,61 @@ fn check_type_keys(
 /// operator restart and never in a loop).
 pub fn needs_rollout(previous_hash: Option<&str>, new_hash: &str, targets_declared: bool) -> bool {
     targets_declared && previous_hash.is_some_and(|p| p != new_hash)
+}
+
+/// A VaultSecret naming a PrivX secret, as the claimant order sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// `namespace/name`, for messages.
+    pub key: String,
+    pub created: Option<k8s_openapi::jiff::Timestamp>,
+    pub uid: String,
+    /// Status records that this object created or adopted the target.
+    pub records_ownership: bool,
+}
+
+/// Whether `status` records ownership (created or adopted) of exactly `target`.
+pub fn records_ownership(status: Option<&VaultSecretStatus>, target: &Target) -> bool {
+    status.and_then(|s| s.privx.as_ref()).is_some_and(|p| {
+        p.ownership.is_some() && p.name == target.name && p.owner_id.as_deref() == target.owner_id()
+    })
+}
+
+/// Which of several VaultSecrets naming one PrivX secret may write it: the one that already
+/// owns it (status records it, and PrivX names the operator as the author), else the first by
+/// creation time, then uid — a total order that does not change while the objects live (the
+/// API server's timestamps have one-second resolution, so the time alone ties). Returns the
+/// key of the claimant when it is not `me`.
+pub fn claimant(me: &Candidate, others: &[Candidate], author_is_operator: bool) -> Option<String> {
+    let rank = |c: &Candidate| {
+        (
+            !(author_is_operator && c.records_ownership),
+            c.created.is_none(),
+            c.created,
+            c.uid.clone(),
+        )
+    };
+    let mine = rank(me);
+    others
+        .iter()
+        .filter(|o| rank(o) < mine)
+        .min_by_key(|o| rank(o))
+        .map(|o| o.key.clone())
+}
+
+/// The status record of the target to write before the PrivX write, unless status already
+/// names exactly this target (then its ownership, if any, is kept as it is).
+pub fn intent_status(
+    recorded: Option<&PrivxSecretStatus>,
+    target: &Target,
+) -> Option<PrivxSecretStatus> {
+    let same = recorded
+        .is_some_and(|r| r.name == target.name && r.owner_id.as_deref() == target.owner_id());
+    (!same).then(|| PrivxSecretStatus {
+        name: target.name.clone(),
+        owner_id: target.owner_id().map(String::from),
+        ..Default::default()
+    })
 }
 
 /// The PrivX part of the status after a successful sync.

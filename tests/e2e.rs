@@ -1021,13 +1021,13 @@ async fn a_templated_database_url_follows_on_change_and_force_sync() {
     put_credentials_in_privx(&e2e, &privx_name, "orders", "rotated").await;
     e2e.sim.clear_requests().await;
     let before = e2e.reconciles("vaultsecret").await;
-    e2e.apply(E2e::secret_manifest("unrelated", &[("x", "y")])).await;
+    e2e.apply(E2e::secret_manifest("unrelated", &[("x", "y")]))
+        .await;
     e2e.wait_reconciles("vaultsecret", before).await;
     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     let secret = e2e.secret("orders-database-url").await.expect("mirror");
     assert!(
-        secret_value(&secret, "DATABASE_URL")
-            .is_some_and(|v| v.contains("p%40ss%2Fword")),
+        secret_value(&secret, "DATABASE_URL").is_some_and(|v| v.contains("p%40ss%2Fword")),
         "not re-read without a change"
     );
 
@@ -1051,7 +1051,10 @@ async fn a_templated_database_url_follows_on_change_and_force_sync() {
     )
     .await;
     eventually("status.lastForceSync", || async {
-        let vs = e2e.vault_secret("orders-database-url").await.ok_or("gone")?;
+        let vs = e2e
+            .vault_secret("orders-database-url")
+            .await
+            .ok_or("gone")?;
         match vs.status.and_then(|s| s.last_force_sync) {
             Some(v) if v == "e2e-1" => Ok(()),
             other => Err(format!("lastForceSync {other:?}")),
@@ -1088,9 +1091,9 @@ async fn a_dockerconfigjson_is_built_from_registry_credentials() {
     assert_eq!(auth["username"], "robot");
     use base64::Engine as _;
     assert_eq!(
-        auth["auth"].as_str().map(|a| base64::engine::general_purpose::STANDARD
-            .decode(a)
-            .unwrap()),
+        auth["auth"]
+            .as_str()
+            .map(|a| base64::engine::general_purpose::STANDARD.decode(a).unwrap()),
         Some(b"robot:pull-token".to_vec())
     );
 }

@@ -365,14 +365,14 @@ pub fn analyse(template: &Template) -> Result<Analysis, TemplateError> {
         match (&token, last, before_last) {
             // `| name` and `{% filter name %}`
             (Token::Ident(name), Some(Token::Pipe), _)
-            | (Token::Ident(name), Some(Token::Ident("filter")), Some(Token::BlockStart)) => {
-                if !FILTERS.contains(name) {
-                    unknown.push(Unknown {
-                        what: "filter",
-                        name: (*name).to_string(),
-                        line,
-                    });
-                }
+            | (Token::Ident(name), Some(Token::Ident("filter")), Some(Token::BlockStart))
+                if !FILTERS.contains(name) =>
+            {
+                unknown.push(Unknown {
+                    what: "filter",
+                    name: (*name).to_string(),
+                    line,
+                });
             }
             // `is name`, `is not name`
             (Token::Ident(name), Some(Token::Ident("is")), _) if *name != "not" => {

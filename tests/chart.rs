@@ -254,6 +254,11 @@ fn the_schema_refuses_wrong_values() {
             "/nameTemplate",
         ),
         (
+            "name template whose separator could occur in a namespace name",
+            with(values(), "/nameTemplate", Some(json!("{namespace}-{name}"))),
+            "/nameTemplate",
+        ),
+        (
             "unknown policy generation",
             with(values(), "/privx/policyGeneration", Some(json!("v36"))),
             "/privx/policyGeneration",

@@ -1011,7 +1011,7 @@ async fn the_runners_watches_see_changes_made_after_they_listed() {
                 client,
                 privx,
                 Settings {
-                    self_roles: vec!["privx-operator".into()],
+                    self_roles: vec!["privx-operator".to_string()].into(),
                     hmac_key: HmacKey::new(vec![3; 32]),
                     ..Settings::default()
                 },

@@ -62,7 +62,7 @@ async fn runner_lists_reconciles_both_kinds_reports_synced_and_stops_on_signal()
                 client,
                 privx,
                 Settings {
-                    self_roles: vec!["privx-operator".into()],
+                    self_roles: vec!["privx-operator".to_string()].into(),
                     hmac_key: HmacKey::new(vec![3; 32]),
                     ..Settings::default()
                 },

@@ -351,3 +351,100 @@ async fn the_owner_keeps_its_secret_when_a_tied_claimant_appears() {
     h.reconcile("late").await.unwrap();
     assert_eq!(h.ready_reason("late").1, "Conflict");
 }
+
+#[tokio::test]
+async fn labels_removed_from_the_spec_are_removed_from_the_mirror_others_stay() {
+    let mut h = Harness::new().await;
+    h.secret(NS, "db-creds", &[("password", "x")]);
+    let mut spec = json!({
+        "source": {"secretRef": {"name": "db-creds"}},
+        "mirror": {"secretName": "m", "labels": {"team": "a", "tier": "db"}, "annotations": {"note": "n"}},
+    });
+    h.vault_secret("db", spec.clone());
+    h.reconcile("db").await.unwrap();
+    // What the API server records: the operator's apply owns its labels and annotations; a
+    // person added a label of their own.
+    let mirror = support::secret_path(NS, "m");
+    edit(&h, &mirror, |o| {
+        o["metadata"]["labels"]["by-hand"] = json!("yes");
+        o["metadata"]["managedFields"] = json!([{
+            "manager": "privx-operator", "operation": "Apply", "apiVersion": "v1",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:metadata": {
+                "f:labels": {"f:team": {}, "f:tier": {}, "f:app.kubernetes.io/managed-by": {}, "f:privx-operator.dev/vaultsecret": {}},
+                "f:annotations": {"f:note": {}, "f:privx-operator.dev/data-hash": {}},
+            }},
+        }]);
+    });
+    spec["mirror"]["labels"] = json!({"team": "a"});
+    spec["mirror"]["annotations"] = json!({});
+    h.vault_secret("db", spec);
+    h.kube.clear_requests();
+    h.reconcile("db").await.unwrap();
+    let apply = h
+        .kube
+        .writes()
+        .into_iter()
+        .find(|r| r.path == mirror)
+        .expect("the mirror is applied again");
+    let body = apply.body.expect("apply body");
+    let labels = body["metadata"]["labels"].as_object().unwrap();
+    assert!(labels.contains_key("team"));
+    assert!(
+        !labels.contains_key("tier"),
+        "dropped from the apply: {labels:?}"
+    );
+    assert!(
+        !labels.contains_key("by-hand"),
+        "never claimed by the operator"
+    );
+    assert!(body["metadata"]["annotations"].get("note").is_none());
+    assert!(
+        apply.query.contains("fieldManager=privx-operator"),
+        "server-side apply with the operator's field manager: {}",
+        apply.query
+    );
+}
+
+#[tokio::test]
+async fn privx_fields_that_are_not_secret_keys_are_mirrored_through_key_mapping() {
+    let mut h = Harness::new().await;
+    // A PrivX secret the operator may read, with field names no Secret key allows.
+    h.ctx
+        .privx
+        .create_secret(
+            &SecretLocation::Shared,
+            "k8s/demo/odd",
+            &SecretWrite {
+                data: SecretData(
+                    [
+                        ("a b".to_string(), json!("1")),
+                        ("ü".to_string(), json!("2")),
+                    ]
+                    .into(),
+                ),
+                // The operator's own role, so it may read the data back.
+                read_roles: vec![privx_client::RoleHandle {
+                    id: "10000000-0000-4000-8000-000000000001".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    h.vault_secret(
+        "odd",
+        json!({"mirror": {"secretName": "odd", "keyMapping": {"a b": "a_b", "ü": "u"}}}),
+    );
+    h.reconcile("odd").await.unwrap();
+    assert_eq!(
+        h.ready_reason("odd").1,
+        "Synced",
+        "{:?}",
+        h.ready_reason("odd")
+    );
+    let data = h.secret_data(NS, "odd").unwrap();
+    assert_eq!(data["a_b"], "1");
+    assert_eq!(data["u"], "2");
+}

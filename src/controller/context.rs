@@ -20,8 +20,8 @@ use privx_client::PrivxClient;
 pub struct Settings {
     pub name_template: NameTemplate,
     /// PrivX roles added to the read and write roles of every secret the operator writes, so it
-    /// can read back and update what it wrote.
-    pub self_roles: Vec<String>,
+    /// can read back and update what it wrote (shared: re-resolved after token renewals).
+    pub self_roles: super::identity::SelfRoles,
     /// Whether rollout restarts are enabled (RBAC on workloads granted).
     pub rollout_restart: bool,
     /// Restarts of one workload within this window become one (see `controller::restart`).
@@ -32,6 +32,8 @@ pub struct Settings {
     /// The operator's PrivX API client ID. PrivX records it as the author of what the operator
     /// creates; an unrecorded object whose author is someone else is never claimed without adopt.
     pub privx_identity: Option<String>,
+    /// Per-namespace PrivX identity (off: `None`); see `controller::identity`.
+    pub namespace_identity: Option<Arc<super::identity::NamespaceIdentities>>,
 }
 
 /// Whether an object PrivX attributes to `author` may be ours: unknown on either side counts as
@@ -47,12 +49,13 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             name_template: NameTemplate::default(),
-            self_roles: Vec::new(),
+            self_roles: Default::default(),
             rollout_restart: true,
             restart_debounce: super::restart::DEFAULT_WINDOW,
             default_refresh: Duration::from_secs(3600),
             hmac_key: HmacKey::random(),
             privx_identity: None,
+            namespace_identity: None,
         }
     }
 }

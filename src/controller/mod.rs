@@ -11,6 +11,7 @@ pub mod context;
 pub mod deletion;
 pub mod error;
 pub mod hashing;
+pub mod identity;
 pub mod outcome;
 pub mod password_policy;
 pub mod refresh;

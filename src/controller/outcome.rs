@@ -12,6 +12,8 @@ pub mod reason {
     pub const NOT_ALLOWED: &str = "NotAllowed";
     pub const PRIVX_UNAVAILABLE: &str = "PrivXUnavailable";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// (per-namespace PrivX identity) The namespace's ServiceAccount is missing or unusable.
+    pub const IDENTITY_NOT_FOUND: &str = "IdentityNotFound";
     /// (VaultSecret) A mirror template does not compile or render (the message names the key
     /// and the line, never the data).
     pub const TEMPLATE_ERROR: &str = "TemplateError";

@@ -43,8 +43,18 @@ impl NameTemplate {
         if ns > name {
             return Err(fail("{namespace} must come before {name}"));
         }
-        if template[ns + "{namespace}".len()..name].is_empty() {
+        let separator = &template[ns + "{namespace}".len()..name];
+        if separator.is_empty() {
             return Err(fail("{namespace} and {name} need a separator between them"));
+        }
+        // Namespace names are DNS labels ([a-z0-9-]). A separator with a character outside
+        // that set ends the namespace unambiguously: no namespace's prefix is a prefix of
+        // another's, and two namespaces never render the same name. `{namespace}-{name}`
+        // would let namespace `team` reach `team-a`'s names.
+        if !separator.chars().any(|c| !is_namespace_char(c)) {
+            return Err(fail(
+                "the separator between {namespace} and {name} must contain a character that cannot occur in a namespace name (such as '/', '.', '_' or ':'), or one namespace could reach another's names",
+            ));
         }
         Ok(Self {
             template: template.to_string(),
@@ -63,6 +73,11 @@ impl NameTemplate {
         let cut = self.template.find("{name}").expect("validated");
         self.template[..cut].replace("{namespace}", namespace)
     }
+}
+
+/// Whether `c` may occur in a namespace name (an RFC 1123 DNS label).
+fn is_namespace_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
 }
 
 impl Default for NameTemplate {
@@ -178,9 +193,23 @@ mod tests {
             "{namespace}{name}",
             "{namespace}/{name}/{name}",
             "static",
+            "{namespace}-{name}",
+            "k8s-{namespace}--x{name}",
         ] {
             assert!(NameTemplate::parse(bad).is_err(), "{bad}");
         }
+        let e = NameTemplate::parse("{namespace}-{name}").unwrap_err();
+        assert!(e.to_string().contains("separator"), "{e}");
+        for good in [
+            "{namespace}_{name}",
+            "{namespace}:{name}",
+            "x/{namespace}-/{name}",
+        ] {
+            assert!(NameTemplate::parse(good).is_ok(), "{good}");
+        }
+        // With such a separator, no namespace reaches another's names.
+        let t = NameTemplate::parse("{namespace}_{name}").unwrap();
+        assert!(!t.render("team-a", "db").starts_with(&t.prefix("team")));
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct Health {
 struct HealthState {
     watches_synced: AtomicBool,
     privx_ok: AtomicBool,
+    /// A standing remark for `/readyz` (e.g. a fallback to older PrivX behaviour).
+    note: std::sync::Mutex<Option<String>>,
 }
 
 impl Health {
@@ -59,6 +61,15 @@ impl Health {
     /// Set once PrivX has answered (a successful ping or call).
     pub fn set_privx_ok(&self, ok: bool) {
         self.inner.privx_ok.store(ok, Ordering::Relaxed);
+    }
+
+    /// Adds a line to every `/readyz` answer (ready or not).
+    pub fn set_note(&self, note: &str) {
+        *self.inner.note.lock().expect("note lock") = Some(note.to_string());
+    }
+
+    pub fn note(&self) -> Option<String> {
+        self.inner.note.lock().expect("note lock").clone()
     }
 
     pub fn is_ready(&self) -> bool {
@@ -121,10 +132,14 @@ async fn livez() -> &'static str {
     "ok"
 }
 
-async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
-    match health.not_ready_reason() {
+async fn readyz(State(health): State<Health>) -> (StatusCode, String) {
+    let (status, text) = match health.not_ready_reason() {
         None => (StatusCode::OK, "ok"),
         Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
+    };
+    match health.note() {
+        None => (status, text.to_string()),
+        Some(note) => (status, format!("{text}\nnote: {note}")),
     }
 }
 
@@ -153,5 +168,17 @@ mod tests {
         assert!(health.is_ready());
         clone.set_watches_synced(false);
         assert_eq!(health.not_ready_reason(), Some("watches not synced yet"));
+    }
+
+    #[tokio::test]
+    async fn readyz_carries_the_note() {
+        let health = Health::new();
+        health.set_watches_synced(true);
+        health.set_privx_ok(true);
+        assert_eq!(readyz(State(health.clone())).await.1, "ok");
+        health.set_note("PrivX has no users/current");
+        let (status, body) = readyz(State(health)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "ok\nnote: PrivX has no users/current");
     }
 }

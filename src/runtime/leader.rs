@@ -30,13 +30,24 @@ pub enum LeaderError {
         #[source]
         source: kube::Error,
     },
-    #[error("{action} Lease {namespace}/{name}: no answer within {timeout:?}")]
+    #[error("{action} Lease {namespace}/{name}: no answer within {}", human(.timeout))]
     Timeout {
         action: &'static str,
         namespace: String,
         name: String,
         timeout: Duration,
     },
+}
+
+/// A duration in human units for messages: `250ms`, `1.5s`, `10s`, `2m30s`.
+pub fn human(d: &Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{}ms", d.as_millis())
+    } else if d.subsec_millis() != 0 && d.as_secs() < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        privx_client::duration::format_go(Duration::from_secs(d.as_secs()))
+    }
 }
 
 /// Which Lease to hold, as whom, and for how long.
@@ -245,14 +256,15 @@ impl LeaderElector {
     }
 
     async fn renew_before(&self, deadline: Instant) -> Result<Attempt, LeaderError> {
-        let remaining = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout_at(deadline, self.try_acquire_or_renew()).await {
             Ok(attempt) => attempt,
+            // The configured deadline, not what was left of it (which may be nothing: the
+            // message once read "no answer within 0ns").
             Err(_) => Err(LeaderError::Timeout {
                 action: "renewing",
                 namespace: self.config.namespace.clone(),
                 name: self.config.name.clone(),
-                timeout: remaining,
+                timeout: self.config.renew_deadline(),
             }),
         }
     }
@@ -394,6 +406,17 @@ mod tests {
             lease_duration: Duration::from_secs(15),
         };
         assert_eq!(config.renew_interval(), Duration::from_secs(5));
+        assert_eq!(human(&Duration::from_millis(250)), "250ms");
+        assert_eq!(human(&Duration::from_millis(1500)), "1.5s");
+        assert_eq!(human(&Duration::from_secs(10)), "10s");
+        assert_eq!(human(&Duration::from_secs(150)), "2m30s");
+        let e = LeaderError::Timeout {
+            action: "renewing",
+            namespace: "ns".into(),
+            name: "l".into(),
+            timeout: config.renew_deadline(),
+        };
+        assert_eq!(e.to_string(), "renewing Lease ns/l: no answer within 10s");
         assert_eq!(config.renew_deadline(), Duration::from_secs(10));
         assert!(config.retry_period() < config.renew_deadline());
         assert_eq!(config.lease_duration_seconds(), 15);

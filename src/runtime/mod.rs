@@ -8,11 +8,12 @@ mod args;
 pub mod crds;
 mod embedded;
 pub mod http;
+pub mod identity;
 pub mod leader;
 pub mod logging;
 pub mod metrics;
 mod operator;
 pub mod shutdown;
 
-pub use args::{LogFormat, PolicyGenerationArg, RunArgs};
+pub use args::{AuthArgs, AuthMode, EdAlgNameArg, LogFormat, PolicyGenerationArg, RunArgs};
 pub use operator::{CRD_NAMES, main};

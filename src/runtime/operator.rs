@@ -1,8 +1,8 @@
 //! `privx-operator run`: brings the process up in order and down on one signal.
 //!
 //! Order: logging → HTTP endpoints → Kubernetes client (one clear line if no cluster) →
-//! embedded PrivX (try-it mode) → CRDs established → HMAC key → PrivX client → leader
-//! election → controllers. Shutdown: the signal stops the controllers (in-flight reconciles
+//! embedded PrivX (try-it mode) → PrivX client (its login: `identity`) → CRDs established →
+//! HMAC key → leader election → who the operator is in PrivX (self roles) → controllers. Shutdown: the signal stops the controllers (in-flight reconciles
 //! drain), then the lease is released, then the HTTP listener closes.
 
 use std::sync::Arc;
@@ -19,13 +19,14 @@ use super::crds::{CrdWait, wait_for_crds_established};
 use super::http::{self, Health};
 use super::leader::{LeaderElector, LeaseConfig, default_identity};
 use super::metrics::Metrics;
-use super::{embedded, logging, shutdown};
+use super::{embedded, identity, logging, shutdown};
 use crate::controller::hashing::HmacKey;
+use crate::controller::identity::{SelfRoles, SelfRolesSetting};
 use crate::controller::runner::{self, RunOptions};
 use crate::controller::tenancy::NameTemplate;
 use crate::controller::{ControllerMetrics, Settings};
 use privx_client::config::CredentialSource;
-use privx_client::{PolicyGenerationSetting, PrivxClient, PrivxConfig};
+use privx_client::{AuthMethod, PolicyGenerationSetting, PrivxClient, PrivxConfig};
 
 /// The CRDs the controllers need.
 pub const CRD_NAMES: [&str; 2] = [
@@ -54,18 +55,23 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
 
     let client = kube_client().await?;
 
+    let operator_namespace = match &args.operator_namespace {
+        Some(ns) => ns.clone(),
+        None if args.embedded_privx => client.default_namespace().to_string(),
+        None => {
+            bail!("the operator's namespace is not set: use --operator-namespace or POD_NAMESPACE")
+        }
+    };
+
     // Try-it mode: the simulator in-process, as PrivX.
     let mut embedded = None;
-    let mut self_roles = args.privx_self_roles.clone();
+    let self_roles_setting = SelfRolesSetting::from_args(&args.privx_self_roles);
     let mut privx_config = if args.embedded_privx {
         let sim = embedded::Embedded::start(args.embedded_privx_addr).await?;
         println!(
             "embedded PrivX simulator (demo seed) listening on {} — admin endpoints under {}/_sim/",
             sim.base_url, sim.base_url
         );
-        if self_roles.is_empty() {
-            self_roles.push("privx-operator".into());
-        }
         let config = PrivxConfig::new(
             sim.base_url.clone(),
             CredentialSource::Static(sim.credentials.clone()),
@@ -78,9 +84,9 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
             .privx_url
             .clone()
             .context("the PrivX URL is not set: use --privx-url or PRIVX_API_BASE_URL (or --embedded-privx to try the operator)")?;
-        PrivxConfig::new(
+        PrivxConfig::with_auth(
             url,
-            CredentialSource::from_env().context("PrivX credentials")?,
+            identity::auth_method(&args.auth, &client, &operator_namespace)?,
         )
     };
     privx_config.timeout = args.privx_timeout;
@@ -93,18 +99,20 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
         PolicyGenerationArg::V34 => PolicyGenerationSetting::V34,
         PolicyGenerationArg::V35 => PolicyGenerationSetting::V35,
     };
-    let privx_identity = privx_config.credentials.api_client_id();
+    let configured_identity = match &privx_config.auth {
+        AuthMethod::Password(credentials) => credentials.api_client_id(),
+        AuthMethod::TokenExchange(_) => None,
+    };
+    let namespace_identity = identity::namespace_identities(
+        &args.auth,
+        &client,
+        &privx_config,
+        &self_roles_setting,
+        metrics.clone(),
+    )?;
     let privx = PrivxClient::new(privx_config)
         .context("PrivX client configuration")?
         .with_observer(metrics.clone());
-
-    let operator_namespace = match &args.operator_namespace {
-        Some(ns) => ns.clone(),
-        None if args.embedded_privx => client.default_namespace().to_string(),
-        None => {
-            bail!("the operator's namespace is not set: use --operator-namespace or POD_NAMESPACE")
-        }
-    };
 
     match wait_for_crds_established(client.clone(), &CRD_NAMES, shutdown.clone()).await {
         CrdWait::Established => {}
@@ -171,6 +179,17 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     }
+    // Who the operator is in PrivX decides the self roles (and the author it claims): the
+    // controllers start once PrivX has said.
+    let Some(resolved) =
+        identity::resolve_at_start(&privx, &self_roles_setting, &health, &shutdown).await
+    else {
+        elector_shutdown.cancel();
+        return finish(http_task, embedded).await;
+    };
+    let privx_identity = resolved.user_id.or(configured_identity);
+    let self_roles = SelfRoles::default();
+    self_roles.set(resolved.self_roles);
     metrics.set_leader(true);
     health.set_watches_synced(false);
     info!("leading: starting the controllers");
@@ -196,6 +215,12 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
         });
     }
 
+    let renewals = identity::keep_current(
+        privx.clone(),
+        self_roles_setting.clone(),
+        self_roles.clone(),
+        stop.clone(),
+    );
     let settings = Settings {
         name_template,
         self_roles,
@@ -204,6 +229,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
         default_refresh: std::time::Duration::from_secs(3600),
         hmac_key,
         privx_identity,
+        namespace_identity,
     };
     let controller_metrics: Arc<dyn ControllerMetrics> = metrics.clone();
     let health_synced = health.clone();
@@ -221,6 +247,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
         move || health_synced.set_watches_synced(true),
     )
     .await;
+    renewals.abort();
     metrics.set_leader(false);
 
     // Controllers have drained: now let a standby take over.

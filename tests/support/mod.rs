@@ -132,7 +132,7 @@ impl Harness {
             client: client.clone(),
             privx,
             settings: Settings {
-                self_roles: vec!["privx-operator".into()],
+                self_roles: vec!["privx-operator".to_string()].into(),
                 hmac_key: HmacKey::new(vec![42; 32]),
                 privx_identity: Some(sim.credentials().api_client_id.clone()),
                 restart_debounce: std::time::Duration::ZERO,

@@ -1,5 +1,6 @@
-//! Client configuration: base URL, CA bundle, timeouts and the four API-client credentials,
-//! read from the environment or from files (`*_FILE`), never from command-line arguments.
+//! Client configuration: base URL, CA bundle, timeouts and the login — the four API-client
+//! credentials (read from the environment or from files, `*_FILE`, never from command-line
+//! arguments) or a token exchange (`auth`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,7 +63,8 @@ pub struct PrivxConfig {
     pub ca_file: Option<PathBuf>,
     /// Trust only `ca_file`, not the system roots.
     pub ca_only: bool,
-    pub credentials: CredentialSource,
+    /// How the client logs in: the password grant or a token exchange.
+    pub auth: crate::auth::AuthMethod,
     pub timeout: Duration,
     pub policy_generation: PolicyGenerationSetting,
     /// Retries of retryable failures per call (after the first attempt).
@@ -237,13 +239,19 @@ fn env_value(
 }
 
 impl PrivxConfig {
-    /// A configuration with defaults for everything but the URL and the credentials.
+    /// A configuration with defaults for everything but the URL and the credentials (the
+    /// password grant).
     pub fn new(base_url: impl Into<String>, credentials: CredentialSource) -> Self {
+        Self::with_auth(base_url, crate::auth::AuthMethod::Password(credentials))
+    }
+
+    /// A configuration with defaults for everything but the URL and the login.
+    pub fn with_auth(base_url: impl Into<String>, auth: crate::auth::AuthMethod) -> Self {
         Self {
             base_url: base_url.into(),
             ca_file: None,
             ca_only: false,
-            credentials,
+            auth,
             timeout: DEFAULT_TIMEOUT,
             policy_generation: PolicyGenerationSetting::Auto,
             max_retries: DEFAULT_MAX_RETRIES,

@@ -125,40 +125,57 @@ impl PrivxClient {
     /// Sends `call` (with retries, and one token refresh on a 401) and returns its successful
     /// answer, or the typed error of the last failure.
     pub(crate) async fn execute(&self, call: &Call) -> Result<Answer> {
+        self.execute_unless(call, &[])
+            .await?
+            .ok_or_else(|| unreachable!("no status is let through"))
+    }
+
+    /// Like [`Self::execute`], but an answer with a status in `absent` is `Ok(None)` instead of
+    /// an error (an endpoint that older PrivX versions do not have).
+    pub(crate) async fn execute_unless(
+        &self,
+        call: &Call,
+        absent: &[u16],
+    ) -> Result<Option<Answer>> {
         if call.at_most_once {
             // The token grant may be retried (nothing is created by it); the call is not.
             let token = self
                 .with_retries(|| async { self.inner.auth.token(&self.inner.transport).await })
                 .await?;
-            return self.attempt(call, token).await;
+            return self.attempt(call, token, absent).await;
         }
         self.with_retries(|| async {
             let token = self.inner.auth.token(&self.inner.transport).await?;
-            self.attempt(call, token).await
+            self.attempt(call, token, absent).await
         })
         .await
     }
 
     /// One send of `call` (with one token refresh on a 401), as a typed result.
-    async fn attempt(&self, call: &Call, token: auth::Token) -> Result<Answer> {
-        {
-            let mut answer = self.send_once(call, &token).await?;
-            if answer.status == 401 {
-                // Refresh once (only if no one else has already) and retry once.
-                self.inner.auth.invalidate(&token);
-                let token = self.inner.auth.token(&self.inner.transport).await?;
-                answer = self.send_once(call, &token).await?;
-            }
-            if (200..300).contains(&answer.status) {
-                Ok(answer)
-            } else {
-                Err(error_from_answer(
-                    &call.ctx,
-                    answer.status,
-                    answer.retry_after,
-                    &answer.body,
-                ))
-            }
+    async fn attempt(
+        &self,
+        call: &Call,
+        token: auth::Token,
+        absent: &[u16],
+    ) -> Result<Option<Answer>> {
+        let mut answer = self.send_once(call, &token).await?;
+        if answer.status == 401 {
+            // Refresh once (only if no one else has already) and retry once.
+            self.inner.auth.invalidate(&token);
+            let token = self.inner.auth.token(&self.inner.transport).await?;
+            answer = self.send_once(call, &token).await?;
+        }
+        if (200..300).contains(&answer.status) {
+            Ok(Some(answer))
+        } else if absent.contains(&answer.status) {
+            Ok(None)
+        } else {
+            Err(error_from_answer(
+                &call.ctx,
+                answer.status,
+                answer.retry_after,
+                &answer.body,
+            ))
         }
     }
 

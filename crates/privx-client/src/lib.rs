@@ -9,7 +9,7 @@
 //! `secrets_manager` (password policies), `role_store` (roles, the caller's own user) —
 //! each a short list of endpoints over the core. `transport` is the HTTP layer below the core.
 
-mod auth;
+pub mod auth;
 pub mod config;
 mod core;
 pub mod duration;
@@ -28,13 +28,17 @@ use std::sync::{Arc, Mutex};
 
 use transport::Transport;
 
+pub use auth::{
+    AuthMethod, EdAlgName, SignedJwt, SignedJwtClaims, SubjectTokenFuture, SubjectTokenSource,
+    TokenExchange, TokenFile,
+};
 pub use config::{
     CredentialSource, CredentialValue, Credentials, PolicyGenerationSetting, PrivxConfig,
 };
 pub use error::PrivxError;
 pub use model::{
-    PasswordPolicy, PolicyGeneration, Role, RoleHandle, Secret, SecretData, SecretLocation,
-    SecretWrite,
+    CurrentUser, PasswordPolicy, PolicyGeneration, Role, RoleHandle, Secret, SecretData,
+    SecretLocation, SecretWrite,
 };
 
 /// Result of a PrivX call.
@@ -95,7 +99,7 @@ impl PrivxClient {
     /// CA bundle or missing credentials. Makes no network call.
     pub fn new(config: PrivxConfig) -> Result<Self> {
         let transport = Transport::new(&config)?;
-        let auth = auth::Auth::new(&config.credentials)?;
+        let auth = auth::Auth::new(&config.auth)?;
         let generation = match config.policy_generation {
             PolicyGenerationSetting::Auto => GenerationState::Unknown,
             PolicyGenerationSetting::V34 => GenerationState::Known(PolicyGeneration::V34),
@@ -119,6 +123,12 @@ impl PrivxClient {
     pub fn with_observer(self, observer: std::sync::Arc<dyn CallObserver>) -> Self {
         self.inner.transport.set_observer(observer);
         self
+    }
+
+    /// Changes (to the count of logins so far) after every successful login: the first one and
+    /// each renewal. The operator re-reads who it is in PrivX then.
+    pub fn token_renewals(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.auth.renewals()
     }
 
     /// Checks that PrivX answers and the credentials work (a token grant, if none is cached).

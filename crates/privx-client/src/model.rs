@@ -70,11 +70,27 @@ pub struct SecretWrite {
     pub write_roles: Vec<RoleHandle>,
 }
 
-/// A PrivX role.
+/// A PrivX role. `permissions` comes with role-store answers (`vault-add`, `vault-manage`,
+/// ...); handles inside other objects leave it empty.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Role {
     pub id: String,
     pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<String>,
+}
+
+/// The caller's own user object (`GET /role-store/api/v1/users/current`): who the client is
+/// in PrivX and which roles it holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct CurrentUser {
+    /// The user ID (PrivX records it as the author of what the caller creates).
+    #[serde(default)]
+    pub id: String,
+    #[serde(default, alias = "principal")]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<Role>,
 }
 
 /// Which generation of the password-policy API a server speaks (docs/privx-api.md section 3).

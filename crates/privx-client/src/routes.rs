@@ -29,6 +29,8 @@ pub(crate) fn segment(kind: &str, value: &str) -> Result<String, PrivxError> {
 
 pub(crate) const TOKEN: &str = "POST /auth/api/v1/oauth/token";
 pub(crate) const TOKEN_PATH: &str = "/auth/api/v1/oauth/token";
+pub(crate) const TOKEN_LOGIN: &str = "POST /auth/api/v1/token/login";
+pub(crate) const TOKEN_LOGIN_PATH: &str = "/auth/api/v1/token/login";
 
 /// The route templates of one secret location.
 pub(crate) struct SecretRoutes {
@@ -109,6 +111,10 @@ pub(crate) fn describe_secret(at: &SecretLocation, name: &str) -> String {
 
 pub(crate) const ROLES_RESOLVE: &str = "POST /role-store/api/v1/roles/resolve";
 pub(crate) const ROLES_RESOLVE_PATH: &str = "/role-store/api/v1/roles/resolve";
+pub(crate) const ROLES_SEARCH: &str = "POST /role-store/api/v1/roles/search";
+pub(crate) const ROLES_SEARCH_PATH: &str = "/role-store/api/v1/roles/search";
+pub(crate) const CURRENT_USER: &str = "GET /role-store/api/v1/users/current";
+pub(crate) const CURRENT_USER_PATH: &str = "/role-store/api/v1/users/current";
 
 pub(crate) const POLICIES_LIST: &str = "GET /secrets-manager/api/v1/password-policies";
 pub(crate) const POLICIES_PATH: &str = "/secrets-manager/api/v1/password-policies";

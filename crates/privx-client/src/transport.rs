@@ -15,6 +15,15 @@ pub(crate) struct FileStamp {
 }
 
 impl FileStamp {
+    /// A number that changes when the stamp does.
+    pub(crate) fn hash_value(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.modified.hash(&mut hasher);
+        self.len.hash(&mut hasher);
+        hasher.finish()
+    }
+
     pub(crate) fn of(path: &Path) -> std::io::Result<Self> {
         // `metadata` follows symlinks: a Kubernetes Secret volume swaps its `..data` link.
         let meta = std::fs::metadata(path)?;

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, OAuthError};
-use crate::routes::{DropMark, RouteMark, TOKEN_ROUTE};
+use crate::routes::{DropMark, RouteMark, TOKEN_LOGIN_ROUTE, TOKEN_ROUTE};
 use crate::state::SimState;
 
 /// One injected fault. Build with the constructors, or parse the CLI syntax with
@@ -303,7 +303,7 @@ fn fault_response(fault: &Fault, template: &str) -> Response {
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
             response
         }
-        (code, _) if template == TOKEN_ROUTE => {
+        (code, _) if template == TOKEN_ROUTE || template == TOKEN_LOGIN_ROUTE => {
             let default = if status >= 500 {
                 "server_error"
             } else {

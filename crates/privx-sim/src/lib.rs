@@ -9,6 +9,7 @@
 mod admin;
 mod error;
 mod fault;
+mod jwt;
 mod policy;
 mod routes;
 mod seed;
@@ -24,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 pub use fault::{Fault, FaultParseError, parse_fault};
 pub use seed::{
-    Seed, SeedApiClient, SeedError, SeedPolicy, SeedRole, SeedSecret, SeedUser, demo, demo_seed,
-    load_seed,
+    Seed, SeedApiClient, SeedError, SeedIssuer, SeedPolicy, SeedRole, SeedSecret, SeedSubject,
+    SeedUser, demo, demo_seed, load_seed,
 };
 pub use server::{SimCredentials, Simulator};
 pub use state::{EndpointCounter, LoggedRequest};
@@ -38,9 +39,10 @@ pub const MAX_BODY_BYTES: usize = routes::MAX_BODY_BYTES;
 #[serde(rename_all = "lowercase")]
 pub enum SimPolicyGeneration {
     /// PrivX 34: Go durations, `delete_version_after`, `fallback_to_previous`.
-    #[default]
     V34,
-    /// PrivX 35: ISO 8601 durations, checkout settings.
+    /// PrivX 35 and newer: ISO 8601 durations, checkout settings. The default: the vendor's Go
+    /// SDK models only this generation, so it is what current PrivX speaks.
+    #[default]
     V35,
 }
 
@@ -112,7 +114,7 @@ impl Default for SimOptions {
             tls: false,
             token_lifetime: Duration::from_secs(30 * 60),
             duplicate_status: 400,
-            policy_generation: SimPolicyGeneration::V34,
+            policy_generation: SimPolicyGeneration::V35,
             report_version: true,
             faults: Vec::new(),
             unreadable_secret: UnreadableSecret::OmitData,
@@ -165,7 +167,7 @@ pub struct SimArgs {
     #[arg(long, value_name = "400|409", default_value = "400", value_parser = parse_duplicate_status)]
     pub duplicate_status: u16,
     /// Password-policy API generation to serve.
-    #[arg(long, value_enum, default_value = "v34")]
+    #[arg(long, value_enum, default_value = "v35")]
     pub policy_generation: SimPolicyGeneration,
     /// Leave `app_version` out of the /status answers.
     #[arg(long)]

@@ -23,6 +23,42 @@ pub struct Seed {
     pub secrets: Vec<SeedSecret>,
     #[serde(default)]
     pub policies: Vec<SeedPolicy>,
+    /// Issuers whose JWTs `POST /auth/api/v1/token/login` accepts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_issuers: Vec<SeedIssuer>,
+}
+
+/// An issuer PrivX trusts for token exchange: its `iss`, the audience its tokens must carry,
+/// its keys (a JWKS, as the Kubernetes API server publishes at `/openid/v1/jwks`, or one PEM
+/// public key), and which PrivX principal each token subject logs in as.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedIssuer {
+    pub issuer: String,
+    pub audience: String,
+    /// A JSON Web Key Set (`{"keys": [...]}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
+    /// One public key in PEM (RSA or Ed25519).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_pem: Option<String>,
+    /// The `alg` name accepted for Ed25519 signatures: `EdDSA` (standard, default) or
+    /// `Ed25519` (what PrivX 43 expected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ed_alg_name: Option<String>,
+    pub subjects: Vec<SeedSubject>,
+}
+
+/// A token subject (`sub`) and the PrivX principal it logs in as: an API client (by name) or
+/// a user (by username); exactly one of the two.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedSubject {
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// An API client: its four credentials and the roles (by name) granted to it. Its client id is
@@ -130,6 +166,8 @@ pub enum SeedError {
     Duplicate { what: String },
     #[error("seed: secret {secret:?} belongs to unknown user {owner:?}")]
     UnknownOwner { secret: String, owner: String },
+    #[error("seed: trusted issuer {issuer:?}: {message}")]
+    Issuer { issuer: String, message: String },
     #[error("seed: password policy {policy:?}: {message} (field {field})")]
     Policy {
         policy: String,
@@ -261,6 +299,7 @@ pub fn demo_seed() -> Seed {
             in_use: false,
             fields: json_object(policy_fields),
         }],
+        trusted_issuers: Vec::new(),
     }
 }
 

@@ -71,6 +71,12 @@ pub(crate) struct ClientRecord {
     pub role_ids: Vec<String>,
 }
 
+pub(crate) struct UserRecord {
+    pub id: String,
+    pub username: String,
+    pub role_ids: Vec<String>,
+}
+
 pub(crate) struct SecretRecord {
     pub name: String,
     pub owner_id: Option<String>,
@@ -105,9 +111,27 @@ pub(crate) struct Store {
     pub roles: Vec<RoleRecord>,
     pub clients: Vec<ClientRecord>,
     pub user_ids: Vec<String>,
+    pub users: Vec<UserRecord>,
+    pub issuers: Vec<super::jwt::IssuerRecord>,
     pub secrets: BTreeMap<SecretKey, SecretRecord>,
     pub policies: BTreeMap<String, PolicyRecord>,
     pub tokens: HashMap<String, TokenRecord>,
+}
+
+impl Store {
+    /// An API client (by client id) or a user (by user id): its name and role ids.
+    pub fn principal(&self, id: &str) -> Option<(&str, &[String])> {
+        self.clients
+            .iter()
+            .find(|c| c.client_id == id)
+            .map(|c| (c.name.as_str(), c.role_ids.as_slice()))
+            .or_else(|| {
+                self.users
+                    .iter()
+                    .find(|u| u.id == id)
+                    .map(|u| (u.username.as_str(), u.role_ids.as_slice()))
+            })
+    }
 }
 
 /// The authenticated caller of a PrivX route.
@@ -228,20 +252,19 @@ impl SimState {
         if Instant::now() >= record.expires_at {
             return Err(ApiError::unauthorized("access token expired"));
         }
-        let client = store
-            .clients
-            .iter()
-            .find(|c| c.client_id == record.client_id)
+        let role_ids = store
+            .principal(&record.client_id)
+            .map(|(_, roles)| roles.to_vec())
             .ok_or_else(|| ApiError::unauthorized("invalid access token"))?;
         let permissions = store
             .roles
             .iter()
-            .filter(|r| client.role_ids.contains(&r.id))
+            .filter(|r| role_ids.contains(&r.id))
             .flat_map(|r| r.permissions.iter().cloned())
             .collect();
         Ok(Caller {
-            client_id: client.client_id.clone(),
-            role_ids: client.role_ids.clone(),
+            client_id: record.client_id.clone(),
+            role_ids,
             permissions,
         })
     }
@@ -391,9 +414,39 @@ fn build_store(seed: &Seed, generation: SimPolicyGeneration) -> Result<Store, Se
         });
     }
     let mut user_ids: Vec<String> = Vec::new();
+    let mut users: Vec<UserRecord> = Vec::new();
     for user in &seed.users {
-        role_ids(&format!("user {:?}", user.username), &user.roles)?;
+        let roles = role_ids(&format!("user {:?}", user.username), &user.roles)?;
         user_ids.push(user.id.clone());
+        users.push(UserRecord {
+            id: user.id.clone(),
+            username: user.username.clone(),
+            role_ids: roles,
+        });
+    }
+    let mut issuers = Vec::new();
+    for issuer in &seed.trusted_issuers {
+        issuers.push(super::jwt::IssuerRecord::from_seed(
+            issuer,
+            |subject| match (&subject.api_client, &subject.user) {
+                (Some(name), None) => clients
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .map(|c| c.client_id.clone())
+                    .ok_or_else(|| {
+                        format!("subject {:?}: no API client {name:?}", subject.subject)
+                    }),
+                (None, Some(name)) => users
+                    .iter()
+                    .find(|u| &u.username == name)
+                    .map(|u| u.id.clone())
+                    .ok_or_else(|| format!("subject {:?}: no user {name:?}", subject.subject)),
+                _ => Err(format!(
+                    "subject {:?} needs exactly one of apiClient and user",
+                    subject.subject
+                )),
+            },
+        )?);
     }
     user_ids.extend(clients.iter().map(|c| c.client_id.clone()));
     let now = now_rfc3339();
@@ -466,6 +519,8 @@ fn build_store(seed: &Seed, generation: SimPolicyGeneration) -> Result<Store, Se
         roles,
         clients,
         user_ids,
+        users,
+        issuers,
         secrets,
         policies,
         tokens: HashMap::new(),

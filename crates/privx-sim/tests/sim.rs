@@ -274,7 +274,12 @@ async fn expired_unknown_and_missing_tokens_get_401() {
 
 #[tokio::test]
 async fn status_reports_the_version_unless_told_not_to() {
-    let sim = start_default().await;
+    // The default is v35 (what current PrivX speaks); v34 stays selectable.
+    let sim = start(SimOptions {
+        policy_generation: SimPolicyGeneration::V34,
+        ..Default::default()
+    })
+    .await;
     let http = http();
     for prefix in ["auth", "vault", "secrets-manager", "role-store"] {
         let body: Value = http
@@ -291,11 +296,7 @@ async fn status_reports_the_version_unless_told_not_to() {
             "{body}"
         );
     }
-    let v35 = start(SimOptions {
-        policy_generation: SimPolicyGeneration::V35,
-        ..Default::default()
-    })
-    .await;
+    let v35 = start_default().await;
     let body: Value = http
         .get(format!("{}/secrets-manager/api/v1/status", v35.base_url()))
         .send()
@@ -717,7 +718,11 @@ const POLICY: &str = "/secrets-manager/api/v1/password-policy";
 
 #[tokio::test]
 async fn policies_v34_lifecycle() {
-    let sim = start_default().await;
+    let sim = start(SimOptions {
+        policy_generation: SimPolicyGeneration::V34,
+        ..Default::default()
+    })
+    .await;
     let api = Api::operator(&sim).await;
     let (status, list) = api.get(POLICIES).await;
     assert_eq!(status, StatusCode::OK);

@@ -355,10 +355,14 @@ impl Reconciler<'_> {
             return self.report_not_read(&target).await;
         }
 
-        // Fetch from PrivX: roles, the secret (a routine refresh of a read-only shared mirror
-        // from the shared list pages).
+        // Fetch from PrivX (as the namespace's PrivX identity, if that mode is on): roles, the
+        // secret. A routine refresh of a read-only shared mirror reads the shared list pages,
+        // which are read as the operator: never with per-namespace identity, where each
+        // namespace must read as itself.
+        let privx = super::identity::privx_for(ctx, &namespace).await?;
         let (read_roles, write_roles) = self.resolve_roles(&source).await?;
         let from_listing = if decision.routine
+            && ctx.settings.namespace_identity.is_none()
             && matches!(source, SourceInput::ReadOnly)
             && target.location == SecretLocation::Shared
         {
@@ -376,7 +380,7 @@ impl Reconciler<'_> {
         };
         let current = match from_listing {
             Some(secret) => Some(secret),
-            None => match ctx.privx.get_secret(&target.location, &target.name).await {
+            None => match privx.get_secret(&target.location, &target.name).await {
                 Ok(secret) => Some(secret),
                 Err(PrivxError::NotFound { .. }) => None,
                 Err(e) => {
@@ -465,7 +469,7 @@ impl Reconciler<'_> {
         match &privx_plan.action {
             PrivxAction::None => {}
             PrivxAction::Create(body) => {
-                ctx.privx
+                privx
                     .create_secret(&target.location, &target.name, body)
                     .await
                     .map_err(|e| {
@@ -473,7 +477,7 @@ impl Reconciler<'_> {
                     })?;
             }
             PrivxAction::Update(body) => {
-                ctx.privx
+                privx
                     .update_secret(&target.location, &target.name, body)
                     .await
                     .map_err(|e| {
@@ -485,8 +489,7 @@ impl Reconciler<'_> {
             // Nobody may read the old data from a listing taken before this write.
             ctx.mirrors.list_pages.invalidate().await;
             // Metadata only (author, timestamps) for status; a failure here is not worth a retry.
-            if let Ok(meta) = ctx
-                .privx
+            if let Ok(meta) = privx
                 .get_secret_metadata(&target.location, &target.name)
                 .await
             {
@@ -1011,7 +1014,8 @@ impl Reconciler<'_> {
             }
             return Ok((Vec::new(), Vec::new()));
         }
-        let self_roles = &self.ctx.settings.self_roles;
+        let self_roles = super::identity::self_roles_for(self.ctx, &self.namespace())
+            .map_err(|refusal| (refusal, Next::After(self.refresh())))?;
         let mut names: Vec<String> = self_roles.clone();
         for list in [&spec.read_roles, &spec.write_roles].into_iter().flatten() {
             names.extend(list.iter().filter_map(|r| r.name.clone()));
@@ -1052,7 +1056,7 @@ impl Reconciler<'_> {
             for (i, r) in list.iter().flatten().enumerate() {
                 ids.push(lookup(field, i, r)?);
             }
-            for name in self_roles {
+            for name in &self_roles {
                 let id = resolved.get(name).cloned().flatten().ok_or_else(|| {
                     (
                         Refusal::new(

@@ -376,13 +376,9 @@ pub fn data_bytes(
     Ok(out)
 }
 
-/// Whether `key` is a valid Secret data key.
+/// Whether `key` is a valid Secret data key (the one rule, shared with validation).
 pub fn valid_secret_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= 253
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    crate::crd::validate::is_secret_key(key)
 }
 
 /// What to do with the mirrored Secret.
@@ -626,15 +622,57 @@ pub fn plan_mirror_bytes(
         want.iter()
             .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
     };
+    // Labels and annotations this operator applied before but no longer declares: applying
+    // without them makes the API server remove them (field ownership); others' stay.
+    let dropped = |field: &str, want: &BTreeMap<String, String>| {
+        owned_metadata_keys(existing, field)
+            .iter()
+            .any(|k| !want.contains_key(k))
+    };
     let in_sync = existing_data == bytes
         && existing.string_data.is_none()
         && contains(&existing.metadata.labels, &labels)
-        && contains(&existing.metadata.annotations, &annotations);
+        && contains(&existing.metadata.annotations, &annotations)
+        && !dropped("f:labels", &labels)
+        && !dropped("f:annotations", &annotations);
     Ok(if in_sync && !force {
         MirrorAction::InSync
     } else {
         MirrorAction::Apply(Box::new(desired))
     })
+}
+
+/// The keys under `metadata.<field>` (`f:labels`, `f:annotations`) that the operator's field
+/// manager owns on `object` by server-side apply, read from `managedFields`, and still present.
+pub fn owned_metadata_keys(object: &KubeSecret, field: &str) -> Vec<String> {
+    let present = |k: &str| match field {
+        "f:labels" => object
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|m| m.contains_key(k)),
+        _ => object
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|m| m.contains_key(k)),
+    };
+    object
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| {
+            m.manager.as_deref() == Some(crate::controller::FIELD_MANAGER)
+                && m.operation.as_deref() == Some("Apply")
+        })
+        .filter_map(|m| m.fields_v1.as_ref())
+        .filter_map(|f| f.0.get("f:metadata")?.get(field)?.as_object())
+        .flat_map(|keys| keys.keys())
+        .filter_map(|k| k.strip_prefix("f:"))
+        .filter(|k| present(k))
+        .map(String::from)
+        .collect()
 }
 
 /// Keys of an existing mirrored Secret that the desired one lacks (added by hand). Server-side

@@ -1,4 +1,5 @@
-//! The auth service (docs/privx-api.md section 1): the password grant, and the `/status`
+//! The auth service (docs/privx-api.md section 1): the password grant, the token exchange
+//! (`token/login`, JWTs of the seed's trusted issuers, checked in `jwt.rs`), and the `/status`
 //! answer every service shares.
 
 use std::collections::HashMap;
@@ -123,6 +124,65 @@ fn grant(
         "scope": "privx-api",
     });
     Ok((client_id, Json(body).into_response()))
+}
+
+pub(super) async fn token_login(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    LimitedBody(body): LimitedBody,
+) -> Response {
+    match login(&state, &headers, &body) {
+        Ok((principal, response)) => {
+            let mut response = response;
+            response.extensions_mut().insert(CallerMark(principal));
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+fn login(
+    state: &SimState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(String, Response), OAuthError> {
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !json_type.starts_with("application/json") {
+        return Err(OAuthError::new(
+            400,
+            "invalid_request",
+            "body must be application/json",
+        ));
+    }
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|_| OAuthError::new(400, "invalid_request", "body is not a JSON object"))?;
+    let Some(token) = request.get("token").and_then(Value::as_str) else {
+        return Err(OAuthError::new(400, "invalid_request", "token is required"));
+    };
+    for field in ["client_id", "scope"] {
+        if request.get(field).is_some_and(|v| !v.is_string()) {
+            return Err(OAuthError::new(
+                400,
+                "invalid_request",
+                format!("{field} must be a string"),
+            ));
+        }
+    }
+    let principal = {
+        let store = lock(&state.store);
+        crate::jwt::verify(&store.issuers, token, jiff::Timestamp::now().as_second())?
+    };
+    let (access_token, lifetime) = state.issue_token(&principal);
+    let body = json!({
+        "access_token": access_token,
+        "token_type": "bearer",
+        "expires_in": lifetime.as_secs(),
+        "scope": request.get("scope").and_then(Value::as_str).unwrap_or("privx-api"),
+    });
+    Ok((principal, Json(body).into_response()))
 }
 
 fn hex_token() -> String {

@@ -30,6 +30,7 @@ use super::state::{Caller, SimState};
 /// Largest request body accepted (PrivX's front proxy refuses larger ones).
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub(crate) const TOKEN_ROUTE: &str = "/auth/api/v1/oauth/token";
+pub(crate) const TOKEN_LOGIN_ROUTE: &str = "/auth/api/v1/token/login";
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 100;
 
@@ -47,6 +48,7 @@ pub(crate) type QueryMap = Query<HashMap<String, String>>;
 pub(crate) fn privx_router(state: Shared) -> Router<Shared> {
     Router::new()
         .route(TOKEN_ROUTE, post(auth::token))
+        .route(TOKEN_LOGIN_ROUTE, post(auth::token_login))
         .route("/auth/api/v1/status", get(auth::status))
         .route("/vault/api/v1/status", get(auth::status))
         .route("/secrets-manager/api/v1/status", get(auth::status))
@@ -66,6 +68,7 @@ pub(crate) fn privx_router(state: Shared) -> Router<Shared> {
             get(vault::metadata_shared),
         )
         .route("/vault/api/v1/search/secrets", post(vault::search))
+        .route("/vault/api/v1/schemas", get(vault::schemas))
         .route(
             "/vault/api/v1/user/{user_id}/secrets",
             get(vault::list_personal).post(vault::create_personal),
@@ -98,7 +101,15 @@ pub(crate) fn privx_router(state: Shared) -> Router<Shared> {
             "/role-store/api/v1/roles/resolve",
             post(role_store::resolve_roles),
         )
+        .route(
+            "/role-store/api/v1/roles/search",
+            post(role_store::search_roles),
+        )
         .route("/role-store/api/v1/roles", get(role_store::list_roles))
+        .route(
+            "/role-store/api/v1/users/current",
+            get(role_store::current_user),
+        )
         .route("/role-store/api/v1/roles/{id}", get(role_store::get_role))
         .route_layer(middleware::from_fn_with_state(state, fault_layer))
         .fallback(not_found)

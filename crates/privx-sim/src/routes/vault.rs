@@ -555,3 +555,38 @@ pub(super) async fn search(
         .collect();
     Ok(paged(&state, items, offset, limit))
 }
+
+/// `GET /schemas` (the vendor's Go SDK `GetSchemas`): the JSON schemas of PrivX's typed
+/// secrets. A small set in PrivX's shape; nothing enforces them on writes.
+pub(super) async fn schemas(_caller: Caller) -> Json<Value> {
+    let string = || json!({"type": "string"});
+    Json(json!([
+        {
+            "name": "password",
+            "title": "Password",
+            "schema": {
+                "type": "object",
+                "properties": {"username": string(), "password": string()},
+                "required": ["password"],
+            },
+        },
+        {
+            "name": "ssh-key",
+            "title": "SSH key pair",
+            "schema": {
+                "type": "object",
+                "properties": {"private_key": string(), "public_key": string(), "passphrase": string()},
+                "required": ["private_key"],
+            },
+        },
+        {
+            "name": "api-key",
+            "title": "API key",
+            "schema": {
+                "type": "object",
+                "properties": {"api_key": string(), "api_secret": string()},
+                "required": ["api_key"],
+            },
+        },
+    ]))
+}

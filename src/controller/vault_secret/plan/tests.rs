@@ -630,3 +630,15 @@ fn the_claimant_order_is_total_and_the_owner_keeps_it() {
         Some("ns/e".into())
     );
 }
+
+#[test]
+fn one_secret_key_rule_for_plan_and_validation() {
+    for key in ["a", "tls.crt", ".dockerconfigjson", "a-b_c.d", ".x"] {
+        assert!(super::valid_secret_key(key), "{key}");
+        assert!(crate::crd::validate::is_secret_key(key), "{key}");
+    }
+    for key in ["", ".", "..", "..x", "a b", "ü", "a/b"] {
+        assert!(!super::valid_secret_key(key), "{key}");
+        assert!(!crate::crd::validate::is_secret_key(key), "{key}");
+    }
+}

@@ -968,3 +968,132 @@ async fn wait_policy_gone(policies: &kube::Api<PasswordPolicy>, name: &str) {
     })
     .await;
 }
+
+// ---- mirrors applications use as they are (issue 12) -------------------------------------
+
+/// `someone-else` puts a two-field secret (username, password) into PrivX.
+async fn put_credentials_in_privx(e2e: &E2e, name: &str, username: &str, password: &str) {
+    let write = SecretWrite {
+        data: SecretData(
+            [
+                ("username".to_string(), json!(username)),
+                ("password".to_string(), json!(password)),
+            ]
+            .into(),
+        ),
+        read_roles: vec![operator_role()],
+        write_roles: vec![operator_role()],
+    };
+    let at = SecretLocation::Shared;
+    match e2e.someone_else.get_secret(&at, name).await {
+        Ok(_) => e2e.someone_else.update_secret(&at, name, &write).await,
+        Err(PrivxError::NotFound { .. }) => e2e
+            .someone_else
+            .create_secret(&at, name, &write)
+            .await
+            .map(|_| ()),
+        Err(e) => Err(e),
+    }
+    .unwrap_or_else(|e| panic!("someone-else writing {name:?} in PrivX: {e}"));
+}
+
+/// examples/vaultsecret-database-url.yaml: the templated DATABASE_URL (password URL-encoded);
+/// OnChange reads PrivX no more after the sync; force-sync reads it and rewrites the mirror,
+/// and status says which value was handled.
+#[tokio::test]
+#[ignore = "needs a cluster: set PRIVX_OPERATOR_E2E_CONTEXT (docs/testing.md)"]
+async fn a_templated_database_url_follows_on_change_and_force_sync() {
+    let e2e = E2e::start().await;
+    let privx_name = e2e.privx_name("orders-db");
+    put_credentials_in_privx(&e2e, &privx_name, "orders", "p@ss/word").await;
+    e2e.apply(E2e::deployment("orders")).await;
+    e2e.apply_example("vaultsecret-database-url.yaml").await;
+    e2e.wait_synced("orders-database-url").await;
+    wait_secret_value(
+        &e2e,
+        "orders-database-url",
+        "DATABASE_URL",
+        "postgres://orders:p%40ss%2Fword@orders-db:5432/orders?sslmode=require",
+    )
+    .await;
+
+    // OnChange: a change in PrivX alone is not read.
+    put_credentials_in_privx(&e2e, &privx_name, "orders", "rotated").await;
+    e2e.sim.clear_requests().await;
+    let before = e2e.reconciles("vaultsecret").await;
+    e2e.apply(E2e::secret_manifest("unrelated", &[("x", "y")]))
+        .await;
+    e2e.wait_reconciles("vaultsecret", before).await;
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let secret = e2e.secret("orders-database-url").await.expect("mirror");
+    assert!(
+        secret_value(&secret, "DATABASE_URL").is_some_and(|v| v.contains("p%40ss%2Fword")),
+        "not re-read without a change"
+    );
+
+    // Force-sync: read, rewritten, recorded.
+    let api = e2e.api::<VaultSecret>();
+    api.patch(
+        "orders-database-url",
+        &PatchParams::apply("e2e-user"),
+        &Patch::Apply(json!({
+            "apiVersion": "privx-operator.dev/v1alpha1", "kind": "VaultSecret",
+            "metadata": {"name": "orders-database-url", "annotations": {"privx-operator.dev/force-sync": "e2e-1"}},
+        })),
+    )
+    .await
+    .expect("annotate");
+    wait_secret_value(
+        &e2e,
+        "orders-database-url",
+        "DATABASE_URL",
+        "postgres://orders:rotated@orders-db:5432/orders?sslmode=require",
+    )
+    .await;
+    eventually("status.lastForceSync", || async {
+        let vs = e2e
+            .vault_secret("orders-database-url")
+            .await
+            .ok_or("gone")?;
+        match vs.status.and_then(|s| s.last_force_sync) {
+            Some(v) if v == "e2e-1" => Ok(()),
+            other => Err(format!("lastForceSync {other:?}")),
+        }
+    })
+    .await;
+}
+
+/// examples/vaultsecret-dockerconfigjson.yaml: a kubernetes.io/dockerconfigjson Secret the API
+/// server accepts, whose auth field is base64("user:password").
+#[tokio::test]
+#[ignore = "needs a cluster: set PRIVX_OPERATOR_E2E_CONTEXT (docs/testing.md)"]
+async fn a_dockerconfigjson_is_built_from_registry_credentials() {
+    let e2e = E2e::start().await;
+    put_credentials_in_privx(
+        &e2e,
+        &e2e.privx_name("registry-credentials"),
+        "robot",
+        "pull-token",
+    )
+    .await;
+    e2e.apply_example("vaultsecret-dockerconfigjson.yaml").await;
+    e2e.wait_synced("registry-pull").await;
+    let secret = e2e.secret("registry-pull").await.expect("the mirror");
+    assert_eq!(
+        secret.type_.as_deref(),
+        Some("kubernetes.io/dockerconfigjson")
+    );
+    let config: Value = serde_json::from_str(
+        &secret_value(&secret, ".dockerconfigjson").expect(".dockerconfigjson"),
+    )
+    .expect("valid JSON");
+    let auth = &config["auths"]["registry.example.com"];
+    assert_eq!(auth["username"], "robot");
+    use base64::Engine as _;
+    assert_eq!(
+        auth["auth"]
+            .as_str()
+            .map(|a| base64::engine::general_purpose::STANDARD.decode(a).unwrap()),
+        Some(b"robot:pull-token".to_vec())
+    );
+}

@@ -50,7 +50,7 @@ ALWAYS = {"Deployment", "Service", "ServiceAccount", "ClusterRole", "ClusterRole
 # A fact is a kind, "rights:GROUP/RESOURCE" (some Role or ClusterRole grants it) or
 # "arg:--FLAG" (the operator container is started with it); see facts().
 COMBINATIONS: list[tuple[str, dict[str, Any], set[str], set[str]]] = [
-    ("chart defaults", {}, {"rights:apps/deployments"}, {"NetworkPolicy", "ServiceMonitor", "PodDisruptionBudget", "arg:--leader-election"}),
+    ("chart defaults", {}, {"rights:apps/deployments"}, {"NetworkPolicy", "ServiceMonitor", "PodDisruptionBudget", "arg:--leader-election", "rights:argoproj.io/rollouts", "rights:core/serviceaccounts/token"}),
     ("leader election by replica count", {"replicaCount": 3}, {"arg:--leader-election", "rights:coordination.k8s.io/leases"}, set()),
     ("leader election with one replica", {"leaderElection": {"enabled": True, "leaseName": "lease"}}, {"arg:--leader-election", "arg:--lease-name"}, set()),
     ("leader election off", {"leaderElection": {"enabled": False}}, set(), {"arg:--leader-election", "rights:coordination.k8s.io/leases"}),
@@ -69,10 +69,14 @@ COMBINATIONS: list[tuple[str, dict[str, Any], set[str], set[str]]] = [
     ("no RBAC, own ServiceAccount", {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "mine"}}, set(), {"ClusterRole", "Role", "ServiceAccount"}),
     ("image digest and pod settings", {"image": {"repository": "r/p", "digest": "sha256:" + "a" * 64}, "podLabels": {"team": "x"}, "podAnnotations": {"a": "b"}, "tolerations": [{"key": "k", "operator": "Exists"}], "extraEnv": [{"name": "RUST_BACKTRACE", "value": "1"}], "priorityClassName": "high"}, set(), set()),
     ("everything on", {"replicaCount": 3, "namespaces": ["team-a"], "networkPolicy": NETWORK_POLICY, "serviceMonitor": {"enabled": True}, "podDisruptionBudget": {"enabled": True, "minAvailable": 2}, "privx": {"ca": {"pem": PEM, "only": True}}}, {"NetworkPolicy", "ServiceMonitor", "PodDisruptionBudget", "ConfigMap", "arg:--leader-election", "arg:--namespaces", "arg:--privx-ca-only"}, set()),
+    ("auth: password (explicit)", {"privx": {"auth": {"mode": "password"}}}, {"arg:--privx-auth-mode"}, {"arg:--privx-token-file", "arg:--privx-jwt-key-file"}),
+    ("auth: service-account token", {"privx": {"auth": {"mode": "serviceAccountToken", "clientId": "k8s", "scope": "privx"}}}, {"arg:--privx-auth-mode", "arg:--privx-token-file", "arg:--privx-login-client-id", "arg:--privx-login-scope"}, {"arg:--privx-jwt-key-file", "Secret"}),
+    ("auth: signed JWT", {"privx": {"auth": {"mode": "signedJwt", "signedJwt": {"existingSecret": "privx-jwt-key", "issuer": "https://k8s.example", "subject": "privx-operator"}}}}, {"arg:--privx-auth-mode", "arg:--privx-jwt-key-file", "arg:--privx-jwt-issuer", "arg:--privx-jwt-subject"}, {"arg:--privx-token-file", "Secret"}),
+    ("Argo Rollouts restarts, debounce", {"rolloutRestart": {"argoRollouts": True, "debounce": "10s"}}, {"rights:argoproj.io/rollouts", "arg:--rollout-restart-debounce"}, set()),
+    ("per-namespace identity", {"privx": {"namespaceIdentity": {"enabled": True}}}, {"rights:core/serviceaccounts/token"}, set()),
+    ("per-namespace identity, listed namespaces", {"namespaces": ["team-a"], "privx": {"auth": {"mode": "serviceAccountToken"}, "namespaceIdentity": {"enabled": True}}}, {"Role", "rights:core/serviceaccounts/token", "arg:--privx-token-file"}, set()),
 ]
-# Each new switch of the chart gets its line above. Pending: privx.auth.mode (password |
-# serviceAccountToken | signedJwt) and per-namespace identity (issue 11), e.g.
-#   ("auth: signed JWT", {"privx": {"auth": {"mode": "signedJwt", ...}}}, {"arg:--privx-auth-mode"}, set()),
+# Each new switch of the chart gets its line above.
 # ALWAYS does not hold where RBAC or the ServiceAccount is switched off.
 OPTIONAL_ALWAYS = {"no RBAC, own ServiceAccount": {"ClusterRole", "ClusterRoleBinding", "ServiceAccount"}}
 

@@ -126,9 +126,12 @@ impl Harness {
             ),
             roles: Default::default(),
             backoff: Default::default(),
-            vault_secrets: vec![vs_store],
+            vault_secrets: vs_store,
             policies: policy_store,
             namespaces: ns_store,
+            mirrors: reflector::store().0,
+            own_writes: Default::default(),
+            synced: Default::default(),
         });
         let mut h = Self {
             kube,

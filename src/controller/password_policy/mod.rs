@@ -34,6 +34,7 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<PasswordPolicy>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    ctx.synced.wait().await;
     let started = Instant::now();
     let result = match &guard.0 {
         Ok(policy) => Reconciler { policy, ctx: &ctx }.run().await,
@@ -57,6 +58,13 @@ pub fn error_policy(
     ctx: Arc<Context>,
 ) -> Action {
     common::requeue_after_failure(&ctx, &format!("passwordpolicy/{}", guard.name_any()), error)
+}
+
+/// The policy is gone (deleted, with or without a finalizer): it leaves the object gauge and
+/// the backoff map.
+pub fn forget(ctx: &Context, name: &str) {
+    ctx.metrics.forget_object(CONTROLLER, name);
+    ctx.backoff.reset(&format!("passwordpolicy/{name}"));
 }
 
 struct Reconciler<'a> {

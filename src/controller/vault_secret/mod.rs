@@ -71,6 +71,7 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<VaultSecret>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    ctx.synced.wait().await;
     let started = Instant::now();
     let result = match &guard.0 {
         Ok(vs) => Reconciler { vs, ctx: &ctx }.run().await,
@@ -98,6 +99,18 @@ pub fn error_policy(
 
 fn object_key(namespace: Option<&str>, name: &str) -> String {
     format!("{}/{name}", namespace.unwrap_or_default())
+}
+
+/// The key of an object in metrics and the backoff map: `namespace/name`.
+pub fn key_of(guard: &DeserializeGuard<VaultSecret>) -> String {
+    object_key(guard.namespace().as_deref(), &guard.name_any())
+}
+
+/// The object is gone (deleted, with or without a finalizer): it leaves the object gauge and
+/// the backoff map.
+pub fn forget(ctx: &Context, key: &str) {
+    ctx.metrics.forget_object(CONTROLLER, key);
+    ctx.backoff.reset(key);
 }
 
 /// One reconcile of one valid object.
@@ -158,11 +171,10 @@ impl Reconciler<'_> {
         common::invalid_spec(&crate::crd::validate::validate_vault_secret(spec))?;
         let target = target_of(self.vs, &ctx.settings.name_template);
         let namespace = self.namespace();
+        let namespace_meta = ctx.namespace(&namespace);
         let ns_policy = NamespacePolicy::from_annotations(
-            ctx.namespaces
-                .state()
-                .iter()
-                .find(|n| n.metadata.name.as_deref() == Some(namespace.as_str()))
+            namespace_meta
+                .as_ref()
                 .and_then(|n| n.metadata.annotations.as_ref()),
         );
         if let Err(message) = check_access(

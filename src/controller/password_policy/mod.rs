@@ -156,7 +156,7 @@ impl Reconciler<'_> {
 
         // Apply: finalizer before any create, then PrivX.
         let wants_finalizer = spec.deletion_policy() == DeletionPolicy::Delete;
-        common::set_finalizer(&self.api(), self.policy, wants_finalizer)
+        common::set_finalizer(self.ctx, &self.api(), self.policy, wants_finalizer)
             .await
             .map_err(common::error_stop)?;
         let id =
@@ -312,7 +312,7 @@ impl Reconciler<'_> {
                 }
             }
         }
-        common::set_finalizer(&self.api(), self.policy, false).await?;
+        common::set_finalizer(self.ctx, &self.api(), self.policy, false).await?;
         // The object is gone: forget its failures, so the map does not grow with deleted
         // objects and a new object of the same name starts without a long backoff.
         self.ctx.backoff.reset(&self.backoff_key());

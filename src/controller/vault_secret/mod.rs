@@ -17,7 +17,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, instrument, warn};
+use tracing::{info, instrument};
 
 use self::plan::{
     MirrorAction, Owner, PrivxAction, PrivxInput, Refusal, SourceInput, Target, WriteCause, reason,
@@ -25,7 +25,7 @@ use self::plan::{
 use super::backoff::jittered_refresh;
 use super::common::{self, Next, Stop, failure_conditions, short_kube_error};
 use super::tenancy::{NamespacePolicy, check_access};
-use super::{Context, Error, FIELD_MANAGER, REGENERATE_ANNOTATION, SOURCE_LABEL};
+use super::{Context, Error, FIELD_MANAGER, REGENERATE_ANNOTATION};
 use crate::crd::condition::{self, DesiredCondition};
 use crate::crd::vault_secret::Ownership;
 use crate::crd::{DeletionPolicy, VaultSecret, VaultSecretStatus};
@@ -248,11 +248,7 @@ impl Reconciler<'_> {
         };
         let mirror_spec = spec.mirror.as_ref();
         let existing_mirror = match mirror_spec {
-            Some(m) => self
-                .secrets()
-                .get_opt(plan::mirror_name(m, &vs_name))
-                .await
-                .map_err(|e| common::kube_stop("read mirrored Secret", e))?,
+            Some(m) => self.existing_mirror(plan::mirror_name(m, &vs_name)).await?,
             None => None,
         };
         let mirror_action = plan::plan_mirror(
@@ -260,7 +256,7 @@ impl Reconciler<'_> {
             &owner,
             &privx_plan.data,
             &hash,
-            existing_mirror.as_ref(),
+            existing_mirror.as_deref(),
         )
         .map_err(|r| (r, Next::After(self.refresh())))?;
 
@@ -272,7 +268,6 @@ impl Reconciler<'_> {
             .await
             .map_err(common::error_stop)?;
 
-        let mut current_meta = current.clone();
         match &privx_plan.action {
             PrivxAction::None => {}
             PrivxAction::Create(body) => {
@@ -292,28 +287,28 @@ impl Reconciler<'_> {
                     })?;
             }
         }
-        if privx_plan.action != PrivxAction::None {
-            // Metadata only (author, timestamps) for status; a failure here is not worth a retry.
-            if let Ok(meta) = ctx
-                .privx
-                .get_secret_metadata(&target.location, &target.name)
-                .await
-            {
-                current_meta = Some(meta);
-            }
-        }
+        // What PrivX now records, known without reading it back: we are the author of what we
+        // created and the last writer of what we wrote.
+        let current_meta = plan::after_write(
+            current.as_ref(),
+            &privx_plan.action,
+            ctx.settings.privx_identity.as_deref(),
+            &common::now_rfc3339(),
+            status.and_then(|s| s.privx.as_ref()),
+        );
 
         match mirror_action {
             MirrorAction::NotDeclared | MirrorAction::InSync => {}
             MirrorAction::Apply(secret) => {
                 self.apply_mirror(&secret).await?;
-                let strays = plan::stray_keys(existing_mirror.as_ref(), &secret);
+                let strays = plan::stray_keys(existing_mirror.as_deref(), &secret);
                 if !strays.is_empty() {
                     let nulls: serde_json::Map<String, serde_json::Value> = strays
                         .into_iter()
                         .map(|k| (k, serde_json::Value::Null))
                         .collect();
-                    self.secrets()
+                    let patched = self
+                        .secrets()
                         .patch(
                             plan::mirror_name(mirror_spec.expect("declared"), &vs_name),
                             &PatchParams::default(),
@@ -323,6 +318,7 @@ impl Reconciler<'_> {
                         .map_err(|e| {
                             common::kube_stop("remove keys added to the mirrored Secret", e)
                         })?;
+                    ctx.own_writes.record(&patched);
                 }
             }
             MirrorAction::Replace(secret) => {
@@ -457,7 +453,6 @@ impl Reconciler<'_> {
                         Next::After(SOURCE_RETRY.min(self.refresh())),
                     )
                 })?;
-            self.ensure_source_label(&secret).await;
             let all = secret.data.unwrap_or_default();
             let wanted: Vec<String> = match &secret_ref.keys {
                 Some(keys) => keys.clone(),
@@ -548,30 +543,6 @@ impl Reconciler<'_> {
         })
     }
 
-    /// Labels the source Secret so that the narrow Secret watch sees its changes. Best effort:
-    /// without the label the object is still refreshed on schedule.
-    async fn ensure_source_label(&self, secret: &KubeSecret) {
-        if secret.labels().contains_key(SOURCE_LABEL) {
-            return;
-        }
-        let patch = json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": secret.name_any(), "labels": {SOURCE_LABEL: "true"}},
-        });
-        if let Err(e) = self
-            .secrets()
-            .patch(
-                &secret.name_any(),
-                &PatchParams::apply(FIELD_MANAGER),
-                &Patch::Apply(&patch),
-            )
-            .await
-        {
-            warn!(secret = %secret.name_any(), error = %e, "could not label the source Secret; changes are seen at the next refresh only");
-        }
-    }
-
     async fn resolve_roles(
         &self,
         source: &SourceInput,
@@ -658,7 +629,8 @@ impl Reconciler<'_> {
         let mut value = serde_json::to_value(secret).expect("a Secret serializes");
         value["apiVersion"] = json!("v1");
         value["kind"] = json!("Secret");
-        self.secrets()
+        let written = self
+            .secrets()
             .patch(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
@@ -666,7 +638,23 @@ impl Reconciler<'_> {
             )
             .await
             .map_err(|e| common::kube_stop("write mirrored Secret", e))?;
+        self.ctx.own_writes.record(&written);
         Ok(())
+    }
+
+    /// The mirrored Secret as the store holds it; a Secret not in the store (not labelled as
+    /// ours, or not seen yet) is read, so that a foreign Secret of that name is refused, never
+    /// overwritten.
+    async fn existing_mirror(&self, name: &str) -> Result<Option<Arc<KubeSecret>>, Stop> {
+        if let Some(mirror) = self.ctx.mirror(&self.namespace(), name) {
+            return Ok(Some(mirror));
+        }
+        let read = self
+            .secrets()
+            .get_opt(name)
+            .await
+            .map_err(|e| common::kube_stop("read mirrored Secret", e))?;
+        Ok(read.map(Arc::new))
     }
 
     /// Bumps a pod-template annotation to the new data hash: the same value twice is a no-op for
@@ -732,7 +720,7 @@ impl Reconciler<'_> {
     }
 
     async fn set_finalizer(&self, wanted: bool) -> Result<(), Error> {
-        common::set_finalizer(&self.api(), self.vs, wanted).await
+        common::set_finalizer(self.ctx, &self.api(), self.vs, wanted).await
     }
 
     /// Deletion: with `Delete` and a secret this object created or adopted, delete it in PrivX;

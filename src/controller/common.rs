@@ -109,6 +109,33 @@ where
     Ok(())
 }
 
+/// [`apply_status`], returning the object as the API holds it afterwards.
+pub async fn apply_status_returning<K>(
+    api: &Api<K>,
+    obj: &K,
+    status: &impl Serialize,
+) -> Result<K, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube(format!(
+        "record the PrivX target in the status of {} {}",
+        K::kind(&()),
+        obj.name_any()
+    )))
+}
+
 /// Publishes an event about `obj`; failures are logged, never fatal.
 pub async fn publish<K: Resource<DynamicType = ()>>(
     recorder: &Recorder,

@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod common;
 pub mod context;
+pub mod deletion;
 pub mod error;
 pub mod hashing;
 pub mod outcome;

@@ -1,4 +1,4 @@
-//! The access token (README section 1): one cached token shared by every clone of the client,
+//! The access token (docs/privx-api.md section 1): one cached token shared by every clone of the client,
 //! granted with the password grant, refreshed about three quarters into its lifetime with one
 //! grant in flight at a time, dropped when the credential files change. A refused grant
 //! (`invalid_client`, `invalid_grant`, ...) blocks further grants for a growing while so that

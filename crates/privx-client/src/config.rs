@@ -88,16 +88,12 @@ impl std::fmt::Debug for CredentialValue {
     }
 }
 
-/// Environment variable names (those of PrivX's own SDK); each also has a `*_FILE` variant.
-pub const ENV_BASE_URL: &str = "PRIVX_API_BASE_URL";
+/// Environment variable names of the credentials (those of PrivX's own SDK); each also has a
+/// `*_FILE` variant. The operator's other settings are flags with their own variables.
 pub const ENV_API_CLIENT_ID: &str = "PRIVX_API_CLIENT_ID";
 pub const ENV_API_CLIENT_SECRET: &str = "PRIVX_API_CLIENT_SECRET";
 pub const ENV_OAUTH_CLIENT_ID: &str = "PRIVX_API_OAUTH_CLIENT_ID";
 pub const ENV_OAUTH_CLIENT_SECRET: &str = "PRIVX_API_OAUTH_CLIENT_SECRET";
-pub const ENV_CA_FILE: &str = "PRIVX_CA_FILE";
-pub const ENV_CA_ONLY: &str = "PRIVX_CA_ONLY";
-pub const ENV_TIMEOUT: &str = "PRIVX_TIMEOUT";
-pub const ENV_POLICY_GENERATION: &str = "PRIVX_POLICY_GENERATION";
 
 /// Defaults of the settings that have one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -255,56 +251,6 @@ impl PrivxConfig {
         }
     }
 
-    /// Reads the whole configuration from the environment: `PRIVX_API_BASE_URL` (or
-    /// `PRIVX_API_BASE_URL_FILE`), the four credentials (see [`CredentialSource::from_env`]),
-    /// `PRIVX_CA_FILE`, `PRIVX_CA_ONLY`, `PRIVX_TIMEOUT`, `PRIVX_POLICY_GENERATION`. The runtime
-    /// overlays its flags on top.
-    pub fn from_env() -> Result<Self, PrivxError> {
-        Self::from_lookup(&|name| std::env::var(name).ok())
-    }
-
-    pub(crate) fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, PrivxError> {
-        let base_url = match env_value(lookup, ENV_BASE_URL)? {
-            Some(CredentialValue::Value(url)) => url,
-            Some(CredentialValue::File(path)) => std::fs::read_to_string(&path)
-                .map_err(|e| {
-                    PrivxError::Config(format!(
-                        "{ENV_BASE_URL}_FILE: cannot read {}: {e}",
-                        path.display()
-                    ))
-                })?
-                .trim()
-                .to_string(),
-            None => {
-                return Err(PrivxError::Config(format!(
-                    "{ENV_BASE_URL} (or {ENV_BASE_URL}_FILE) is not set"
-                )));
-            }
-        };
-        let mut config = Self::new(base_url, CredentialSource::from_lookup(lookup)?);
-        config.ca_file = lookup(ENV_CA_FILE)
-            .filter(|v| !v.trim().is_empty())
-            .map(|v| PathBuf::from(v.trim()));
-        if let Some(v) = lookup(ENV_CA_ONLY).filter(|v| !v.trim().is_empty()) {
-            config.ca_only = parse_bool(&v).ok_or_else(|| {
-                PrivxError::Config(format!("{ENV_CA_ONLY}: {v:?} is not true or false"))
-            })?;
-            if config.ca_only && config.ca_file.is_none() {
-                return Err(PrivxError::Config(format!(
-                    "{ENV_CA_ONLY} is set but {ENV_CA_FILE} is not"
-                )));
-            }
-        }
-        if let Some(v) = lookup(ENV_TIMEOUT).filter(|v| !v.trim().is_empty()) {
-            config.timeout = crate::duration::parse_duration(&v)
-                .map_err(|e| PrivxError::Config(format!("{ENV_TIMEOUT}: {e}")))?;
-        }
-        if let Some(v) = lookup(ENV_POLICY_GENERATION).filter(|v| !v.trim().is_empty()) {
-            config.policy_generation = v.parse()?;
-        }
-        Ok(config)
-    }
-
     /// The base URL, checked: https, or plain http to a loopback host only; no query,
     /// fragment or user info. Trailing slashes are dropped.
     pub fn checked_base_url(&self) -> Result<url::Url, PrivxError> {
@@ -352,14 +298,6 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
-fn parse_bool(v: &str) -> Option<bool> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Some(true),
-        "false" | "0" | "no" => Some(false),
-        _ => None,
-    }
-}
-
 impl std::str::FromStr for PolicyGenerationSetting {
     type Err = PrivxError;
     fn from_str(s: &str) -> Result<Self, PrivxError> {
@@ -387,8 +325,7 @@ mod tests {
         move |name| map.get(name).cloned()
     }
 
-    const ALL_VALUES: [(&str, &str); 5] = [
-        (ENV_BASE_URL, "https://privx.example.com"),
+    const ALL_VALUES: [(&str, &str); 4] = [
         (ENV_OAUTH_CLIENT_ID, "privx-external"),
         (ENV_OAUTH_CLIENT_SECRET, "oauth-s3cret"),
         (ENV_API_CLIENT_ID, "api-id"),
@@ -397,11 +334,11 @@ mod tests {
 
     #[test]
     fn values_from_the_environment_are_static_and_redacted() {
-        let config = PrivxConfig::from_lookup(&lookup(&ALL_VALUES)).unwrap();
-        assert_eq!(config.base_url, "https://privx.example.com");
+        let source = CredentialSource::from_lookup(&lookup(&ALL_VALUES)).unwrap();
         assert!(
-            matches!(&config.credentials, CredentialSource::Static(c) if c.api_client_secret == "api-s3cret")
+            matches!(&source, CredentialSource::Static(c) if c.api_client_secret == "api-s3cret")
         );
+        let config = PrivxConfig::new("https://privx.example.com", source);
         let debug = format!("{config:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
         assert_eq!(config.timeout, DEFAULT_TIMEOUT);
@@ -411,15 +348,14 @@ mod tests {
     #[test]
     fn file_variants_are_named_not_read() {
         let vars = [
-            (ENV_BASE_URL, "https://privx.example.com"),
             ("PRIVX_API_OAUTH_CLIENT_ID_FILE", "/s/oid"),
             ("PRIVX_API_OAUTH_CLIENT_SECRET_FILE", "/s/osecret"),
             ("PRIVX_API_CLIENT_ID_FILE", "/s/id"),
             ("PRIVX_API_CLIENT_SECRET_FILE", "/s/secret"),
         ];
-        let config = PrivxConfig::from_lookup(&lookup(&vars)).unwrap();
+        let source = CredentialSource::from_lookup(&lookup(&vars)).unwrap();
         assert!(
-            matches!(&config.credentials, CredentialSource::Files { api_client_secret, .. } if api_client_secret == &PathBuf::from("/s/secret"))
+            matches!(&source, CredentialSource::Files { api_client_secret, .. } if api_client_secret == &PathBuf::from("/s/secret"))
         );
     }
 
@@ -440,40 +376,16 @@ mod tests {
 
     #[test]
     fn missing_or_ambiguous_settings_name_the_variable() {
-        let err = PrivxConfig::from_lookup(&lookup(&ALL_VALUES[..4])).unwrap_err();
+        let err = CredentialSource::from_lookup(&lookup(&ALL_VALUES[..3])).unwrap_err();
         assert!(err.to_string().contains(ENV_API_CLIENT_SECRET), "{err}");
         let mut vars = ALL_VALUES.to_vec();
         vars.push(("PRIVX_API_CLIENT_SECRET_FILE", "/x"));
-        let err = PrivxConfig::from_lookup(&lookup(&vars)).unwrap_err();
+        let err = CredentialSource::from_lookup(&lookup(&vars)).unwrap_err();
         assert!(
             err.to_string().contains("PRIVX_API_CLIENT_SECRET_FILE"),
             "{err}"
         );
         assert!(!err.to_string().contains("api-s3cret"));
-        let err = PrivxConfig::from_lookup(&lookup(&ALL_VALUES[1..])).unwrap_err();
-        assert!(err.to_string().contains(ENV_BASE_URL), "{err}");
-    }
-
-    #[test]
-    fn optional_settings_are_read() {
-        let mut vars = ALL_VALUES.to_vec();
-        vars.extend([
-            (ENV_CA_FILE, "/etc/privx/ca.pem"),
-            (ENV_CA_ONLY, "true"),
-            (ENV_TIMEOUT, "5s"),
-            (ENV_POLICY_GENERATION, "v34"),
-        ]);
-        let config = PrivxConfig::from_lookup(&lookup(&vars)).unwrap();
-        assert_eq!(config.ca_file, Some(PathBuf::from("/etc/privx/ca.pem")));
-        assert!(config.ca_only);
-        assert_eq!(config.timeout, Duration::from_secs(5));
-        assert_eq!(config.policy_generation, PolicyGenerationSetting::V34);
-        let mut vars = ALL_VALUES.to_vec();
-        vars.push((ENV_POLICY_GENERATION, "v99"));
-        assert!(PrivxConfig::from_lookup(&lookup(&vars)).is_err());
-        let mut vars = ALL_VALUES.to_vec();
-        vars.push((ENV_CA_ONLY, "true"));
-        assert!(PrivxConfig::from_lookup(&lookup(&vars)).is_err());
     }
 
     #[test]

@@ -60,27 +60,12 @@ impl PrivxError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
     }
-
-    /// A short stable label for metrics and condition reasons.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::NotFound { .. } => "not_found",
-            Self::AlreadyExists { .. } => "already_exists",
-            Self::PermissionDenied { .. } => "permission_denied",
-            Self::InvalidRequest { .. } => "invalid_request",
-            Self::Unauthenticated { .. } => "unauthenticated",
-            Self::Unavailable { .. } => "unavailable",
-            Self::Unsupported { .. } => "unsupported",
-            Self::Config(_) => "config",
-            Self::Other { .. } => "other",
-        }
-    }
 }
 
 /// Longest PrivX-provided text kept in an error message.
 const MAX_MESSAGE_CHARS: usize = 300;
 
-/// PrivX's error body (README section 5). Every field is optional: proxies answer with HTML.
+/// PrivX's error body (docs/privx-api.md section 5). Every field is optional: proxies answer with HTML.
 #[derive(Debug, Default, serde::Deserialize)]
 pub(crate) struct PrivxErrorBody {
     #[serde(default)]

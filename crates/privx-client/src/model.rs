@@ -1,4 +1,4 @@
-//! PrivX wire objects (../shared/privx-api/README.md sections 2–4), as the client sends and
+//! PrivX wire objects (docs/privx-api.md sections 2–4), as the client sends and
 //! receives them. Secret data never appears in `Debug` output.
 
 use std::collections::BTreeMap;
@@ -77,7 +77,7 @@ pub struct Role {
     pub name: String,
 }
 
-/// Which generation of the password-policy API a server speaks (README section 3).
+/// Which generation of the password-policy API a server speaks (docs/privx-api.md section 3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PolicyGeneration {
     /// PrivX ≤ 34: Go durations, `delete_version_after`, `fallback_to_previous`.

@@ -1,4 +1,4 @@
-//! The paging rule of PrivX lists (README section 6), right whether `count` is the total or
+//! The paging rule of PrivX lists (docs/privx-api.md section 6), right whether `count` is the total or
 //! the size of the page.
 
 use serde::Deserialize;

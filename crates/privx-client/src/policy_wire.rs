@@ -1,4 +1,4 @@
-//! Both generations of PrivX's PasswordPolicy object (README section 3) and how to tell which
+//! Both generations of PrivX's PasswordPolicy object (docs/privx-api.md section 3) and how to tell which
 //! one a server speaks. Reading accepts either spelling of durations; writing uses the
 //! generation's own and refuses fields it lacks.
 

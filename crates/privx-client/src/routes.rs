@@ -1,4 +1,4 @@
-//! PrivX paths (README sections 1–4): route templates (metric labels) and concrete paths with
+//! PrivX paths (docs/privx-api.md sections 1–4): route templates (metric labels) and concrete paths with
 //! every name and ID percent-encoded as one path segment (`/` becomes `%2F`, as PrivX's Go SDK
 //! does).
 
@@ -107,14 +107,8 @@ pub(crate) fn describe_secret(at: &SecretLocation, name: &str) -> String {
     }
 }
 
-pub(crate) const SEARCH: &str = "POST /vault/api/v1/search/secrets";
-pub(crate) const SEARCH_PATH: &str = "/vault/api/v1/search/secrets";
-
 pub(crate) const ROLES_RESOLVE: &str = "POST /role-store/api/v1/roles/resolve";
 pub(crate) const ROLES_RESOLVE_PATH: &str = "/role-store/api/v1/roles/resolve";
-pub(crate) const ROLES_LIST: &str = "GET /role-store/api/v1/roles";
-pub(crate) const ROLES_PATH: &str = "/role-store/api/v1/roles";
-pub(crate) const ROLE_GET: &str = "GET /role-store/api/v1/roles/{id}";
 
 pub(crate) const POLICIES_LIST: &str = "GET /secrets-manager/api/v1/password-policies";
 pub(crate) const POLICIES_PATH: &str = "/secrets-manager/api/v1/password-policies";

@@ -162,26 +162,7 @@ async fn personal_secret_endpoints() {
 }
 
 #[tokio::test]
-async fn search_finds_secrets_without_data() {
-    let (sim, client) = start(SimOptions::default()).await;
-    for name in ["search-me/one", "search-me/two", "other/three"] {
-        client
-            .create_secret(&SecretLocation::Shared, name, &write(&[("k", "v-value")]))
-            .await
-            .unwrap();
-    }
-    let found = client
-        .search_secrets("search-me", None)
-        .await
-        .expect("search");
-    let names: BTreeSet<_> = found.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, BTreeSet::from(["search-me/one", "search-me/two"]));
-    assert!(found.iter().all(|s| s.data.is_none()));
-    sim.shutdown().await;
-}
-
-#[tokio::test]
-async fn roles_resolve_list_and_get() {
+async fn roles_resolve_by_name() {
     let (sim, client) = start(SimOptions::default()).await;
     let resolved = client
         .resolve_roles(&[
@@ -203,19 +184,6 @@ async fn roles_resolve_list_and_get() {
         ])
     );
     assert!(client.resolve_roles(&[]).await.unwrap().is_empty());
-    let all = client.list_roles().await.expect("list roles");
-    assert_eq!(all.len(), 5);
-    let one = client
-        .get_role(demo::ROLE_DB_ADMINS)
-        .await
-        .expect("get role");
-    assert_eq!(one.name, "db-admins");
-    assert!(matches!(
-        client
-            .get_role("99999999-0000-4000-8000-000000000000")
-            .await,
-        Err(PrivxError::NotFound { .. })
-    ));
     sim.shutdown().await;
 }
 
@@ -531,7 +499,16 @@ async fn secret_values_never_appear_in_errors() {
             .unwrap_err(),
     );
 
-    let labels: Vec<&str> = errors.iter().map(|e| e.label()).collect();
+    let labels: Vec<&str> = errors
+        .iter()
+        .map(|e| match e {
+            PrivxError::AlreadyExists { .. } => "already_exists",
+            PrivxError::PermissionDenied { .. } => "permission_denied",
+            PrivxError::InvalidRequest { .. } => "invalid_request",
+            PrivxError::Unavailable { .. } => "unavailable",
+            _ => "other",
+        })
+        .collect();
     assert_eq!(
         labels,
         [

@@ -4,9 +4,18 @@
 //! and then answers an error status, drops the connection, or lets the request through.
 //! Admin routes (`/_sim/...`) are never faulted.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, OAuthError};
+use crate::routes::{DropMark, RouteMark, TOKEN_ROUTE};
+use crate::state::SimState;
 
 /// One injected fault. Build with the constructors, or parse the CLI syntax with
 /// [`parse_fault`]; the admin endpoint `/_sim/faults` speaks the same fields in JSON (camelCase).
@@ -241,6 +250,86 @@ fn parse_millis(value: &str) -> Option<u64> {
     } else {
         value.parse().ok()
     }
+}
+
+/// Applies injected faults and marks the response with its route template.
+pub(crate) async fn fault_layer(
+    State(state): State<Arc<SimState>>,
+    matched: MatchedPath,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().as_str().to_string();
+    let template = matched.as_str().to_string();
+    let path = request.uri().path().to_string();
+    let (latency, fault) = state.pick_fault(&method, &template, &path);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let mut response = match fault {
+        None => next.run(request).await,
+        Some(fault) => fault_response(&fault, &template),
+    };
+    response
+        .extensions_mut()
+        .insert(RouteMark(format!("{method} {template}")));
+    response
+}
+
+fn fault_response(fault: &Fault, template: &str) -> Response {
+    if fault.drop_connection {
+        let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        response.extensions_mut().insert(DropMark);
+        return response;
+    }
+    let status = fault.status.unwrap_or(500);
+    let mut response = match (&fault.error_code, status) {
+        (None, 502..=504) => {
+            // What a reverse proxy in front of a down service answers: HTML, no PrivX body.
+            let reason = StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("Error");
+            let body = format!(
+                "<html><head><title>{status} {reason}</title></head><body><center><h1>{status} {reason}</h1></center></body></html>\n"
+            );
+            let mut response = (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                body,
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            response
+        }
+        (code, _) if template == TOKEN_ROUTE => {
+            let default = if status >= 500 {
+                "server_error"
+            } else {
+                "invalid_request"
+            };
+            OAuthError::new(status, code.as_deref().unwrap_or(default), "injected fault")
+                .into_response()
+        }
+        (code, _) => {
+            let default = match status {
+                400 => "BAD_REQUEST",
+                403 => "PERMISSION_DENIED",
+                404 => "OBJECT_NOT_FOUND",
+                409 => "VALUE_DUPLICATE",
+                _ => "GENERAL_ERROR",
+            };
+            ApiError::new(status, code.as_deref().unwrap_or(default), "injected fault")
+                .into_response()
+        }
+    };
+    if let Some(seconds) = fault.retry_after_seconds {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 #[cfg(test)]

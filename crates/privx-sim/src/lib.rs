@@ -1,8 +1,9 @@
 //! The PrivX simulator: an in-memory PrivX API server over real HTTP(S) on loopback, which the
 //! operator's tests, demos and benchmarks run against (`docs/simulator.md`).
 //!
-//! It owns `src/sim/**` only. It deliberately does not use the operator's PrivX client, wire
-//! model or CRD types, so that it checks them instead of sharing their mistakes. Where PrivX's
+//! It owns `crates/privx-sim/**` only (see its README.md). It deliberately does not use the
+//! operator's PrivX client, wire model or CRD types, so that it checks them instead of sharing
+//! their mistakes. Where PrivX's
 //! behaviour is unknown it picks one answer, documents it, and offers the others as options.
 
 mod admin;

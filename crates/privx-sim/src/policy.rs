@@ -1,4 +1,4 @@
-//! Password-policy bodies of both generations (README section 3): which fields each generation
+//! Password-policy bodies of both generations (docs/privx-api.md section 3): which fields each generation
 //! has, strict validation of a request body, duration spellings (Go for v34, ISO 8601 for v35)
 //! and translation between them (used for seed policies and the normalising option).
 

@@ -17,14 +17,15 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, instrument};
+use tracing::{info, instrument, warn};
 
 use self::plan::{
     MirrorAction, Owner, PrivxAction, PrivxInput, Refusal, SourceInput, Target, WriteCause, reason,
 };
 use super::backoff::jittered_refresh;
-use super::common::{self, Next, Stop, failure_conditions, short_kube_error};
-use super::tenancy::{NamespacePolicy, check_access};
+use super::common::{self, Next, Stop, short_kube_error};
+use super::deletion::{Deleted, namespace_policy};
+use super::tenancy::check_access;
 use super::{Context, Error, FIELD_MANAGER, REGENERATE_ANNOTATION};
 use crate::crd::condition::{self, DesiredCondition};
 use crate::crd::vault_secret::Ownership;
@@ -74,7 +75,22 @@ pub async fn reconcile(
     ctx.synced.wait().await;
     let started = Instant::now();
     let result = match &guard.0 {
-        Ok(vs) => Reconciler { vs, ctx: &ctx }.run().await,
+        Ok(vs) => {
+            Reconciler {
+                vs,
+                ctx: &ctx,
+                recorded: Default::default(),
+            }
+            .run()
+            .await
+        }
+        Err(invalid) if invalid.metadata.deletion_timestamp.is_some() => {
+            match Deleted::fetch::<VaultSecret>(&ctx, invalid).await {
+                Ok(Some(deleted)) => cleanup(&ctx, &deleted, None, deleted.has_source()).await,
+                Ok(None) => Ok(Action::await_change()),
+                Err(e) => Err(e),
+            }
+        }
         Err(invalid) => {
             let key = object_key(invalid.metadata.namespace.as_deref(), &guard.name_any());
             common::report_invalid_object::<VaultSecret>(invalid, &ctx, CONTROLLER, &key).await
@@ -113,10 +129,138 @@ pub fn forget(ctx: &Context, key: &str) {
     ctx.backoff.reset(key);
 }
 
+/// Deletion. With `deletionPolicy: Delete`, the PrivX secret status records is deleted only
+/// after a re-check: its name and owner must be reachable from the namespace (the tenancy rule
+/// of creation) and PrivX's author must confirm the claim (status is writable by tenants). A
+/// status without a record (a crash before it was written) falls back to the intent or the
+/// computed target, deleted only when PrivX names the operator as its author. A refused claim
+/// keeps the finalizer (a person removes it to let go) and says why; everything else releases
+/// it. Works from status alone, so objects whose spec no longer deserialises clean up too
+/// (`computed` is then `None`).
+async fn cleanup(
+    ctx: &Context,
+    deleted: &Deleted,
+    computed: Option<Target>,
+    writes: bool,
+) -> Result<Action, Error> {
+    use self::plan::ownership::{
+        CleanupDecision, CleanupInput, cleanup_candidate, cleanup_decision,
+    };
+    let namespace = deleted.meta.namespace.clone().unwrap_or_default();
+    let key = object_key(Some(&namespace), &deleted.name());
+    ctx.metrics.forget_object(CONTROLLER, &key);
+    if !deleted.has_finalizer() {
+        return Ok(Action::await_change());
+    }
+    let status: Option<VaultSecretStatus> = deleted.typed_status();
+    let recorded = status.as_ref().and_then(|s| s.privx.as_ref());
+    let policy = namespace_policy(ctx, &namespace);
+    let adopt = deleted.adopt();
+    let candidate = cleanup_candidate(&CleanupInput {
+        namespace: &namespace,
+        template: &ctx.settings.name_template,
+        namespace_policy: &policy,
+        deletion_policy: deleted.deletion_policy(),
+        adopt,
+        writes,
+        recorded,
+        computed,
+    });
+    let candidate = match candidate {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            deleted.release_finalizer().await?;
+            ctx.backoff.reset(&key);
+            return Ok(Action::await_change());
+        }
+        Err(refusal) => {
+            warn!(
+                reason = refusal.reason,
+                "deletion of the PrivX secret refused"
+            );
+            deleted
+                .report(ctx, refusal.reason, &refusal.message)
+                .await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let target = &candidate.target;
+    let fail = |e: PrivxError, action: String| async move {
+        let message = format!("{action}: {e} (set spec.deletionPolicy: Retain to let go)");
+        let _ = deleted
+            .report(ctx, common::privx_reason(&e), &message)
+            .await;
+        Err(Error::privx(action)(e))
+    };
+    let current = match ctx
+        .privx
+        .get_secret_metadata(&target.location, &target.name)
+        .await
+    {
+        Ok(secret) => Some(secret),
+        Err(PrivxError::NotFound { .. }) => None,
+        Err(e) => {
+            return fail(
+                e,
+                format!("read PrivX secret {} before deleting it", target.describe()),
+            )
+            .await;
+        }
+    };
+    match cleanup_decision(
+        &candidate,
+        current.as_ref(),
+        ctx.settings.privx_identity.as_deref(),
+        adopt,
+    ) {
+        CleanupDecision::Release => {}
+        CleanupDecision::Refuse(refusal) => {
+            warn!(
+                reason = refusal.reason,
+                "deletion of the PrivX secret refused"
+            );
+            deleted
+                .report(ctx, refusal.reason, &refusal.message)
+                .await?;
+            return Ok(Action::await_change());
+        }
+        CleanupDecision::Delete => match ctx
+            .privx
+            .delete_secret(&target.location, &target.name)
+            .await
+        {
+            Ok(()) => {
+                deleted
+                    .event(
+                        ctx,
+                        EventType::Normal,
+                        "Deleted",
+                        format!("deleted PrivX secret {}", target.describe()),
+                    )
+                    .await
+            }
+            Err(PrivxError::NotFound { .. }) => {}
+            Err(e) => {
+                return fail(
+                    e,
+                    format!("cannot delete PrivX secret {}", target.describe()),
+                )
+                .await;
+            }
+        },
+    }
+    deleted.release_finalizer().await?;
+    ctx.backoff.reset(&key);
+    Ok(Action::await_change())
+}
+
 /// One reconcile of one valid object.
 struct Reconciler<'a> {
     vs: &'a VaultSecret,
     ctx: &'a Context,
+    /// The object as the API returned it after this reconcile recorded its PrivX target
+    /// (status written before the PrivX write); later status writes start from it.
+    recorded: std::sync::Mutex<Option<VaultSecret>>,
 }
 
 impl Reconciler<'_> {
@@ -140,20 +284,17 @@ impl Reconciler<'_> {
         Api::namespaced(self.ctx.client.clone(), &self.namespace())
     }
 
-    fn has_finalizer(&self) -> bool {
-        common::has_finalizer(self.vs)
-    }
-
     async fn run(self) -> Result<Action, Error> {
         if self.vs.meta().deletion_timestamp.is_some() {
             return self.cleanup().await;
         }
         let result = self.sync().await;
         let key = self.key();
+        let latest = self.recorded.lock().expect("not poisoned").take();
         common::finish(
             self.ctx,
             &self.api(),
-            self.vs,
+            latest.as_ref().unwrap_or(self.vs),
             CONTROLLER,
             &key,
             &key,
@@ -171,12 +312,7 @@ impl Reconciler<'_> {
         common::invalid_spec(&crate::crd::validate::validate_vault_secret(spec))?;
         let target = target_of(self.vs, &ctx.settings.name_template);
         let namespace = self.namespace();
-        let namespace_meta = ctx.namespace(&namespace);
-        let ns_policy = NamespacePolicy::from_annotations(
-            namespace_meta
-                .as_ref()
-                .and_then(|n| n.metadata.annotations.as_ref()),
-        );
+        let ns_policy = namespace_policy(ctx, &namespace);
         if let Err(message) = check_access(
             &ctx.settings.name_template,
             &namespace,
@@ -268,6 +404,9 @@ impl Reconciler<'_> {
             .await
             .map_err(common::error_stop)?;
 
+        if wants_finalizer && privx_plan.action != PrivxAction::None {
+            self.record_target(&target).await?;
+        }
         match &privx_plan.action {
             PrivxAction::None => {}
             PrivxAction::Create(body) => {
@@ -723,54 +862,30 @@ impl Reconciler<'_> {
         common::set_finalizer(self.ctx, &self.api(), self.vs, wanted).await
     }
 
-    /// Deletion: with `Delete` and a secret this object created or adopted, delete it in PrivX;
-    /// then release the finalizer. Uses what status recorded, so an invalid spec never blocks.
+    /// Deletion: see [`cleanup`].
     async fn cleanup(&self) -> Result<Action, Error> {
-        self.ctx.metrics.forget_object(CONTROLLER, &self.key());
-        if !self.has_finalizer() {
-            return Ok(Action::await_change());
-        }
-        let recorded = self.vs.status.as_ref().and_then(|s| s.privx.as_ref());
-        if self.vs.spec.deletion_policy() == DeletionPolicy::Delete
-            && let Some(privx) = recorded.filter(|p| p.ownership.is_some())
-        {
-            let location = match &privx.owner_id {
-                Some(user_id) => SecretLocation::Personal {
-                    user_id: user_id.clone(),
-                },
-                None => SecretLocation::Shared,
+        let deleted = Deleted::of(self.ctx, self.vs);
+        let computed = Some(target_of(self.vs, &self.ctx.settings.name_template));
+        cleanup(self.ctx, &deleted, computed, self.vs.spec.source.is_some()).await
+    }
+
+    /// Records the PrivX target in status before writing to PrivX (intent: name and owner,
+    /// no ownership yet), so that a crash or a failed status write after the PrivX write still
+    /// leaves cleanup something to find. Only cleanup reads it, so only objects with the
+    /// finalizer write it; skipped when status already names this target.
+    async fn record_target(&self, target: &Target) -> Result<(), Stop> {
+        let current = self.vs.status.clone().unwrap_or_default();
+        if let Some(intent) = plan::intent_status(current.privx.as_ref(), target) {
+            let status = VaultSecretStatus {
+                privx: Some(intent),
+                ..current
             };
-            match self.ctx.privx.delete_secret(&location, &privx.name).await {
-                Ok(()) => {
-                    self.event(
-                        EventType::Normal,
-                        "Deleted",
-                        format!("deleted PrivX secret {:?}", privx.name),
-                    )
-                    .await
-                }
-                Err(PrivxError::NotFound { .. }) => {}
-                Err(e) => {
-                    let message = format!(
-                        "cannot delete PrivX secret {:?}: {e} (set spec.deletionPolicy: Retain to let go)",
-                        privx.name
-                    );
-                    let reason = common::privx_reason(&e);
-                    let _ = self
-                        .write_status(
-                            self.vs.status.clone().unwrap_or_default(),
-                            &failure_conditions(reason, &message),
-                        )
-                        .await;
-                    self.event(EventType::Warning, "DeleteFailed", message)
-                        .await;
-                    return Err(Error::privx(format!("delete secret {:?}", privx.name))(e));
-                }
-            }
+            let updated = common::apply_status_returning(&self.api(), self.vs, &status)
+                .await
+                .map_err(common::error_stop)?;
+            *self.recorded.lock().expect("not poisoned") = Some(updated);
         }
-        self.set_finalizer(false).await?;
-        self.ctx.backoff.reset(&self.key());
-        Ok(Action::await_change())
+        Ok(())
     }
 
     async fn write_status(

@@ -20,6 +20,8 @@ use privx_client::{RoleHandle, Secret, SecretData, SecretLocation, SecretWrite};
 
 pub use crate::controller::outcome::{Refusal, reason};
 
+pub mod ownership;
+
 /// Where the secret lives in PrivX.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -195,7 +197,10 @@ pub fn plan_privx(input: &PrivxInput<'_>) -> Result<PrivxPlan, Refusal> {
     let roles_match = sorted_ids(&current.read_roles) == input.read_roles
         && sorted_ids(&current.write_roles) == input.write_roles;
 
-    // Decide whether this object may write the existing secret.
+    // Decide whether this object may write the existing secret. What status records is only
+    // a claim (status is writable by tenants): PrivX's author must confirm it.
+    let recorded =
+        recorded.and_then(|o| ownership::confirm(o, current, input.identity, input.spec.adopt()));
     let ownership = match recorded {
         Some(o) => o,
         None => {
@@ -554,6 +559,21 @@ fn check_type_keys(
 /// operator restart and never in a loop).
 pub fn needs_rollout(previous_hash: Option<&str>, new_hash: &str, targets_declared: bool) -> bool {
     targets_declared && previous_hash.is_some_and(|p| p != new_hash)
+}
+
+/// The status record of the target to write before the PrivX write, unless status already
+/// names exactly this target (then its ownership, if any, is kept as it is).
+pub fn intent_status(
+    recorded: Option<&PrivxSecretStatus>,
+    target: &Target,
+) -> Option<PrivxSecretStatus> {
+    let same = recorded
+        .is_some_and(|r| r.name == target.name && r.owner_id.as_deref() == target.owner_id());
+    (!same).then(|| PrivxSecretStatus {
+        name: target.name.clone(),
+        owner_id: target.owner_id().map(String::from),
+        ..Default::default()
+    })
 }
 
 /// The PrivX part of the status after a successful sync.

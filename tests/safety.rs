@@ -1,0 +1,217 @@
+//! Safety of the reconcile layer (issue 13): status is not trusted for deletes and updates,
+//! intent is recorded before PrivX writes, undeserialisable objects still clean up, unknown
+//! outcomes are not retried blindly, claimants are ordered stably. The real controller code
+//! against the fake Kubernetes API and the real simulator.
+
+mod support;
+
+use std::sync::Arc;
+
+use privx_client::{PrivxError, SecretData, SecretLocation, SecretWrite};
+use privx_operator::controller::vault_secret;
+use privx_sim::Fault;
+use serde_json::{Value, json};
+use support::{Harness, NS, guard_of, vs_path};
+
+const FINALIZER: &str = "privx-operator.dev/cleanup";
+const PRIVX_NAME: &str = "k8s/demo/db";
+
+fn delete_spec() -> Value {
+    json!({
+        "source": {"secretRef": {"name": "db-creds"}},
+        "deletionPolicy": "Delete",
+    })
+}
+
+/// Changes the raw object at `path` with `f` (as a tenant with write access would).
+fn edit(h: &Harness, path: &str, f: impl FnOnce(&mut Value)) {
+    let mut o = h.kube.get(path).expect("object exists");
+    f(&mut o);
+    h.kube.put(path, o);
+}
+
+/// Someone else (not the operator) creates a shared PrivX secret.
+async fn someone_elses_secret(h: &Harness, name: &str, value: &str) {
+    h.someone_else
+        .create_secret(
+            &SecretLocation::Shared,
+            name,
+            &SecretWrite {
+                data: SecretData([("password".to_string(), json!(value))].into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("someone else creates it");
+}
+
+async fn exists(h: &Harness, name: &str) -> bool {
+    match h
+        .someone_else
+        .get_secret_metadata(&SecretLocation::Shared, name)
+        .await
+    {
+        Ok(_) => true,
+        Err(PrivxError::NotFound { .. }) => false,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn a_forged_status_cannot_aim_a_delete_outside_the_namespace() {
+    let mut h = Harness::new().await;
+    someone_elses_secret(&h, "legacy/payroll-db", "legacy-value").await;
+    h.secret(NS, "db-creds", &[("password", "x")]);
+    h.vault_secret("db", delete_spec());
+    h.reconcile("db").await.unwrap();
+    let path = vs_path(NS, "db");
+    assert_eq!(
+        h.kube.get(&path).unwrap()["metadata"]["finalizers"],
+        json!([FINALIZER])
+    );
+
+    // The tenant rewrites status to name a secret outside every namespace prefix, then deletes.
+    edit(&h, &path, |o| {
+        o["status"]["privx"]["name"] = json!("legacy/payroll-db")
+    });
+    h.delete(&path);
+    h.sim.clear_requests();
+    h.reconcile("db").await.unwrap();
+
+    assert!(exists(&h, "legacy/payroll-db").await, "not deleted");
+    assert!(h.privx_writes().is_empty(), "{:?}", h.privx_writes());
+    let o = h.kube.get(&path).expect("finalizer kept");
+    assert_eq!(o["metadata"]["finalizers"], json!([FINALIZER]));
+    let (status, reason, message) = h.ready_reason("db");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "NotAllowed"));
+    assert!(
+        message.contains("legacy/payroll-db")
+            && message.contains("privx-operator.dev/allowed-names"),
+        "{message}"
+    );
+    assert!(h.kube.event_reasons().contains(&"NotAllowed".to_string()));
+}
+
+#[tokio::test]
+async fn a_forged_ownership_neither_overwrites_nor_deletes_someone_elses_secret() {
+    let mut h = Harness::new().await;
+    h.namespace(NS, json!({"privx-operator.dev/allowed-names": "shared/*"}));
+    someone_elses_secret(&h, "shared/db", "theirs").await;
+    h.secret(NS, "db-creds", &[("password", "mine")]);
+    let mut spec = delete_spec();
+    spec["name"] = json!("shared/db");
+    h.vault_secret("db", spec);
+    h.reconcile("db").await.unwrap();
+    assert_eq!(h.ready_reason("db").1, "Conflict");
+
+    // The tenant claims in status that the operator created it.
+    let path = vs_path(NS, "db");
+    edit(&h, &path, |o| {
+        o["status"]["privx"] = json!({"name": "shared/db", "ownership": "Created"});
+    });
+    h.sim.clear_requests();
+    h.reconcile("db").await.unwrap();
+    assert!(h.privx_writes().is_empty(), "{:?}", h.privx_writes());
+    assert_eq!(h.ready_reason("db").1, "Conflict");
+    let theirs = h
+        .someone_else
+        .get_secret_metadata(&SecretLocation::Shared, "shared/db")
+        .await
+        .unwrap();
+    assert_eq!(
+        theirs.updated_by, theirs.author,
+        "never written by the operator"
+    );
+
+    // With a finalizer forged too, deletion is refused and the finalizer stays.
+    edit(&h, &path, |o| {
+        o["metadata"]["finalizers"] = json!([FINALIZER])
+    });
+    h.delete(&path);
+    h.reconcile("db").await.unwrap();
+    assert!(exists(&h, "shared/db").await);
+    assert!(h.privx_writes().is_empty(), "{:?}", h.privx_writes());
+    let (_, reason, message) = h.ready_reason("db");
+    assert_eq!(reason, "Conflict");
+    assert!(
+        message.contains("someone-else") || message.contains("author"),
+        "{message}"
+    );
+    assert!(h.kube.get(&path).is_some(), "finalizer kept");
+}
+
+#[tokio::test]
+async fn deletion_after_a_crash_before_the_status_write_deletes_what_the_operator_created() {
+    let mut h = Harness::new().await;
+    h.secret(NS, "db-creds", &[("password", "x")]);
+    h.vault_secret("db", delete_spec());
+    h.reconcile("db").await.unwrap();
+    assert!(exists(&h, PRIVX_NAME).await);
+    // The crash: PrivX written, finalizer on, status never written.
+    let path = vs_path(NS, "db");
+    edit(&h, &path, |o| o["status"] = Value::Null);
+    h.delete(&path);
+    h.reconcile("db").await.unwrap();
+    assert!(
+        !exists(&h, PRIVX_NAME).await,
+        "the PrivX secret did not leak"
+    );
+    assert!(h.kube.get(&path).is_none(), "finalizer released");
+}
+
+#[tokio::test]
+async fn without_a_record_a_secret_of_someone_else_is_left_alone() {
+    let mut h = Harness::new().await;
+    someone_elses_secret(&h, PRIVX_NAME, "theirs").await;
+    h.secret(NS, "db-creds", &[("password", "x")]);
+    h.vault_secret("db", delete_spec());
+    let path = vs_path(NS, "db");
+    edit(&h, &path, |o| {
+        o["metadata"]["finalizers"] = json!([FINALIZER])
+    });
+    h.delete(&path);
+    h.reconcile("db").await.unwrap();
+    assert!(exists(&h, PRIVX_NAME).await, "not ours: not deleted");
+    assert!(
+        h.kube.get(&path).is_none(),
+        "nothing of ours: finalizer released"
+    );
+}
+
+#[tokio::test]
+async fn the_target_is_recorded_before_the_privx_write() {
+    let mut h = Harness::new().await;
+    h.secret(NS, "db-creds", &[("password", "x")]);
+    h.vault_secret("db", delete_spec());
+    h.sim
+        .set_faults(vec![Fault::status("POST /vault/api/v1/secrets", 503)]);
+    assert!(h.reconcile("db").await.is_err());
+    let vs = h.get_vs("db");
+    let privx = vs.status.unwrap().privx.expect("the target is recorded");
+    assert_eq!(privx.name, PRIVX_NAME);
+    assert_eq!(
+        privx.ownership, None,
+        "not claimed before PrivX confirmed it"
+    );
+    assert_eq!(h.ready_reason("db").1, "PrivXUnavailable");
+}
+
+#[tokio::test]
+async fn an_undeserialisable_object_is_cleaned_up_from_its_status() {
+    let mut h = Harness::new().await;
+    h.secret(NS, "db-creds", &[("password", "x")]);
+    h.vault_secret("db", delete_spec());
+    h.reconcile("db").await.unwrap();
+    assert!(exists(&h, PRIVX_NAME).await);
+    let path = vs_path(NS, "db");
+    edit(&h, &path, |o| o["spec"]["refreshInterval"] = json!(5));
+    h.delete(&path);
+    let guard = Arc::new(guard_of(h.kube.get(&path).unwrap()));
+    assert!(guard.0.is_err(), "the object no longer deserialises");
+    vault_secret::reconcile(guard, h.ctx.clone()).await.unwrap();
+    assert!(
+        !exists(&h, PRIVX_NAME).await,
+        "deleted from what status recorded"
+    );
+    assert!(h.kube.get(&path).is_none(), "finalizer released");
+}

@@ -39,6 +39,29 @@ where
         return Ok(());
     }
     let action = || format!("update finalizers of {}", obj.name_any());
+    let (kind, namespace, name) = (K::kind(&()), obj.namespace(), obj.name_any());
+    ctx.own_writes.begin(&kind, namespace.as_deref(), &name);
+    let result = finalizer_patch_with_retry(api, obj, wanted, action).await;
+    ctx.own_writes.finish(
+        &kind,
+        namespace.as_deref(),
+        &name,
+        result.as_ref().ok().and_then(Option::as_ref),
+    );
+    result.map(drop)
+}
+
+/// The patch, and on a conflict one more on a fresh read; `None` when the fresh read already
+/// had the wanted state.
+async fn finalizer_patch_with_retry<K>(
+    api: &Api<K>,
+    obj: &K,
+    wanted: bool,
+    action: impl Fn() -> String,
+) -> Result<Option<K>, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
     let written = match patch_finalizers(api, obj, wanted).await {
         Ok(written) => written,
         Err(e) if is_conflict(&e) => {
@@ -48,7 +71,7 @@ where
                 .await
                 .map_err(Error::kube(action()))?;
             if has_finalizer(&fresh) == wanted {
-                return Ok(());
+                return Ok(None);
             }
             patch_finalizers(api, &fresh, wanted)
                 .await
@@ -56,8 +79,7 @@ where
         }
         Err(e) => return Err(Error::kube(action())(e)),
     };
-    ctx.own_writes.record(&written);
-    Ok(())
+    Ok(Some(written))
 }
 
 async fn patch_finalizers<K>(api: &Api<K>, obj: &K, wanted: bool) -> Result<K, kube::Error>

@@ -353,8 +353,20 @@ pub async fn run(
         .reconcile_on(extra_rx)
         .graceful_shutdown_on(shutdown.clone().cancelled_owned());
 
+    let ticker = {
+        let health = health.clone();
+        async move {
+            let quiet = super::backoff::WATCH_CAP + std::time::Duration::from_secs(1);
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+            loop {
+                every.tick().await;
+                health.tick(quiet);
+            }
+        }
+    };
     let background = vec![
         tokio::spawn(policy_reflector),
+        tokio::spawn(ticker),
         tokio::spawn({
             let gate = ctx.synced.clone();
             async move {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_kube;
+pub mod running;
 
 use std::sync::Arc;
 use std::time::Duration;

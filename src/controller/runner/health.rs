@@ -1,7 +1,13 @@
 //! The health of every watch: listing, up or down. The sync gate opens once every watch has
 //! listed; readiness is reported false while any watch is down and true when all are back.
+//!
+//! A watch that resumes from its last resourceVersion says nothing when it succeeds (no event
+//! until something changes), so a failed watch also counts as back once it has gone longer
+//! than its longest backoff pause without another error ([`WatchHealth::tick`]): a watch that
+//! still fails reports an error at least that often.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kube::runtime::watcher;
 use tokio::sync::watch;
@@ -12,9 +18,10 @@ enum State {
     /// The initial list has not completed yet.
     Listing,
     Up,
-    /// Failing; `listed` once its initial list had completed.
+    /// Failing since the last error at `since`; `listed` once its initial list had completed.
     Down {
         listed: bool,
+        since: Instant,
     },
 }
 
@@ -66,18 +73,29 @@ impl WatchHealth {
             let mut watches = self.lock();
             let (what, state) = &mut watches[index];
             let new = match (*state, event) {
-                (State::Listing, Err(_)) => State::Down { listed: false },
-                (State::Up, Err(_)) => State::Down { listed: true },
-                (down @ State::Down { .. }, Err(_)) => down,
+                (State::Listing, Err(_)) => State::Down {
+                    listed: false,
+                    since: Instant::now(),
+                },
+                (State::Up, Err(_)) => State::Down {
+                    listed: true,
+                    since: Instant::now(),
+                },
+                (State::Down { listed, .. }, Err(_)) => State::Down {
+                    listed,
+                    since: Instant::now(),
+                },
                 (_, Ok(watcher::Event::InitDone)) => State::Up,
                 // Any answer after an error means the watch is back (a relist starts with Init).
-                (State::Down { listed: true }, Ok(_)) => State::Up,
-                (State::Down { listed: false }, Ok(_)) => State::Listing,
+                (State::Down { listed: true, .. }, Ok(_)) => State::Up,
+                (State::Down { listed: false, .. }, Ok(_)) => State::Listing,
                 (s, Ok(_)) => s,
             };
-            if new != *state {
+            if std::mem::discriminant(&new) != std::mem::discriminant(state)
+                || matches!(new, State::Down { .. })
+            {
                 match (new, event) {
-                    (State::Down { .. }, Err(e)) => {
+                    (State::Down { .. }, Err(e)) if !matches!(*state, State::Down { .. }) => {
                         warn!(watch = %what, error = %e, "watch down; retrying with backoff")
                     }
                     (State::Up, _) if matches!(*state, State::Down { .. }) => {
@@ -87,12 +105,41 @@ impl WatchHealth {
                 }
                 *state = new;
             }
-            let listed = watches
-                .iter()
-                .all(|(_, s)| matches!(s, State::Up | State::Down { listed: true }));
-            let up = watches.iter().all(|(_, s)| *s == State::Up);
-            (listed, up)
+            Self::summary(&watches)
         };
+        self.publish(listed, up);
+    }
+
+    /// Counts a failed watch as back when its last error is older than `quiet` (call it
+    /// periodically; the runner uses the watch backoff's cap plus a margin).
+    pub fn tick(&self, quiet: Duration) {
+        let (listed, up) = {
+            let mut watches = self.lock();
+            for (what, state) in watches.iter_mut() {
+                if let State::Down {
+                    listed: true,
+                    since,
+                } = *state
+                    && since.elapsed() > quiet
+                {
+                    info!(watch = %what, "watch back");
+                    *state = State::Up;
+                }
+            }
+            Self::summary(&watches)
+        };
+        self.publish(listed, up);
+    }
+
+    fn summary(watches: &[(String, State)]) -> (bool, bool) {
+        let listed = watches
+            .iter()
+            .all(|(_, s)| matches!(s, State::Up | State::Down { listed: true, .. }));
+        let up = watches.iter().all(|(_, s)| *s == State::Up);
+        (listed, up)
+    }
+
+    fn publish(&self, listed: bool, up: bool) {
         if listed && !*self.inner.gate.borrow() {
             let _ = self.inner.gate.send(true);
         }
@@ -145,5 +192,12 @@ mod tests {
         a(&init);
         assert!(*rx.borrow(), "the gate stays open through an outage");
         assert_eq!(*reports.lock().unwrap(), vec![false, true, false, true]);
+        // A watch that resumes silently counts as back after a quiet period without errors.
+        b(&Err(error()));
+        health.tick(Duration::from_secs(60));
+        assert_eq!(reports.lock().unwrap().last(), Some(&false), "too early");
+        std::thread::sleep(Duration::from_millis(20));
+        health.tick(Duration::from_millis(10));
+        assert_eq!(reports.lock().unwrap().last(), Some(&true));
     }
 }

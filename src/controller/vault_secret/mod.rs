@@ -446,18 +446,21 @@ impl Reconciler<'_> {
                         .into_iter()
                         .map(|k| (k, serde_json::Value::Null))
                         .collect();
+                    let name = plan::mirror_name(mirror_spec.expect("declared"), &vs_name);
+                    ctx.own_writes.begin("Secret", Some(&namespace), name);
                     let patched = self
                         .secrets()
                         .patch(
-                            plan::mirror_name(mirror_spec.expect("declared"), &vs_name),
+                            name,
                             &PatchParams::default(),
                             &Patch::Merge(&json!({"data": nulls})),
                         )
-                        .await
-                        .map_err(|e| {
-                            common::kube_stop("remove keys added to the mirrored Secret", e)
-                        })?;
-                    ctx.own_writes.record(&patched);
+                        .await;
+                    ctx.own_writes
+                        .finish("Secret", Some(&namespace), name, patched.as_ref().ok());
+                    patched.map_err(|e| {
+                        common::kube_stop("remove keys added to the mirrored Secret", e)
+                    })?;
                 }
             }
             MirrorAction::Replace(secret) => {
@@ -768,6 +771,8 @@ impl Reconciler<'_> {
         let mut value = serde_json::to_value(secret).expect("a Secret serializes");
         value["apiVersion"] = json!("v1");
         value["kind"] = json!("Secret");
+        let namespace = self.namespace();
+        self.ctx.own_writes.begin("Secret", Some(&namespace), &name);
         let written = self
             .secrets()
             .patch(
@@ -775,9 +780,11 @@ impl Reconciler<'_> {
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&value),
             )
-            .await
-            .map_err(|e| common::kube_stop("write mirrored Secret", e))?;
-        self.ctx.own_writes.record(&written);
+            .await;
+        self.ctx
+            .own_writes
+            .finish("Secret", Some(&namespace), &name, written.as_ref().ok());
+        written.map_err(|e| common::kube_stop("write mirrored Secret", e))?;
         Ok(())
     }
 

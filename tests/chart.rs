@@ -1,5 +1,6 @@
 //! The Helm chart (`charts/privx-operator`), the Dockerfile and their agreement with the binary,
-//! checked without helm (none is available in CI):
+//! checked statically, without helm (real Helm renders the chart in the separate CI step
+//! `.ci/helm`, which also validates the rendered manifests against Kubernetes' schema):
 //! - the chart's CRDs are byte-identical to `crds/` and to what the binary generates;
 //! - `values.yaml` passes `values.schema.json`, and the schema refuses wrong values;
 //! - a static lint of the templates: balanced `{{ }}` and blocks, every `.Values.x.y` path
@@ -9,7 +10,7 @@
 //!   and the chart's defaults equal the binary's;
 //! - RBAC: no wildcards, no verbs beyond those the code uses, optional rights behind their switch.
 //!
-//! Limits of the lint (rendering needs helm): text inside `{{ if }}` branches is parsed with
+//! Limits of this lint (`.ci/helm` covers them by rendering): text inside `{{ if }}` branches is parsed with
 //! every branch present at once, so it cannot catch a wrong indentation of `nindent` output or
 //! an error that shows only for some values; paths relative to `with`/`range` (`.x`) are not
 //! checked against `values.yaml`.

@@ -92,6 +92,45 @@ fn run_without_a_cluster_says_so_in_one_line() {
     );
 }
 
+/// Issue 14 item 3: logs written to a pipe (as here, and as under a container runtime) carry no
+/// ANSI colour codes, in either format.
+#[test]
+fn logs_to_a_pipe_are_not_coloured() {
+    let dir =
+        std::env::temp_dir().join(format!("privx-operator-cli-colour-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for format in ["text", "json"] {
+        let out = bin()
+            .args([
+                "run",
+                "--log-format",
+                format,
+                "--http-addr",
+                "127.0.0.1:0",
+                "--privx-url",
+                "https://privx.example.com",
+            ])
+            .env("KUBECONFIG", dir.join("no-such-kubeconfig"))
+            .env("HOME", &dir)
+            .env_remove("NO_COLOR")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        // The HTTP listener is up (and logs so) before the missing cluster stops the run.
+        assert!(
+            stdout.contains("/livez"),
+            "{format}: no log line:\n{stdout}"
+        );
+        assert!(
+            !stdout.contains('\u{1b}'),
+            "{format}: ANSI codes in {stdout:?}"
+        );
+        assert!(!String::from_utf8(out.stderr).unwrap().contains('\u{1b}'));
+    }
+}
+
 #[test]
 fn bad_flag_values_name_the_flag() {
     let out = bin()

@@ -982,3 +982,101 @@ mod parts {
         assert_eq!(entries[0].manager, "two");
     }
 }
+
+/// The real runner's watches get the fake's events: an object created after the initial list
+/// is reconciled, and a change of its source Secret reaches the mirror.
+#[tokio::test]
+async fn the_runners_watches_see_changes_made_after_they_listed() {
+    use privx_operator::controller::hashing::HmacKey;
+    use privx_operator::controller::runner::{self, RunOptions};
+    use privx_operator::controller::{NoMetrics, Settings};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let sim = privx_sim::Simulator::start(privx_sim::SimOptions::default())
+        .await
+        .unwrap();
+    let privx = support::privx_client_for(&sim, sim.credentials());
+    let kube = FakeKube::default();
+    kube.put(
+        "/api/v1/namespaces/demo",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    );
+    let synced = Arc::new(AtomicBool::new(false));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn({
+        let (synced, stop, client) = (synced.clone(), stop.clone(), kube.client());
+        async move {
+            runner::run(
+                client,
+                privx,
+                Settings {
+                    self_roles: vec!["privx-operator".into()],
+                    hmac_key: HmacKey::new(vec![3; 32]),
+                    ..Settings::default()
+                },
+                Arc::new(NoMetrics),
+                RunOptions {
+                    namespaces: vec![],
+                    concurrency: 4,
+                    instance: None,
+                },
+                stop,
+                move |up| synced.store(up, Ordering::SeqCst),
+            )
+            .await
+        }
+    });
+    let eventually = async |what: &str, check: &dyn Fn() -> bool| {
+        for _ in 0..200 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {what}");
+    };
+    eventually("watches synced", &|| synced.load(Ordering::SeqCst)).await;
+    assert!(kube.list("/apis/privx-operator.dev").is_empty());
+
+    kube.put(
+        &secret_path("db-creds"),
+        secret("db-creds", json!({}), json!({"password": "djE="})),
+    );
+    kube.put(
+        "/apis/privx-operator.dev/v1alpha1/namespaces/demo/vaultsecrets/db",
+        json!({"apiVersion": "privx-operator.dev/v1alpha1", "kind": "VaultSecret",
+               "metadata": {"name": "db", "namespace": NS},
+               "spec": {"source": {"secretRef": {"name": "db-creds"}}, "mirror": {}}}),
+    );
+    eventually(
+        "the mirror of a VaultSecret created after the list",
+        &|| {
+            kube.get(&secret_path("db"))
+                .is_some_and(|m| m["data"]["password"] == "djE=")
+        },
+    )
+    .await;
+    eventually("the source Secret labelled", &|| {
+        kube.get(&secret_path("db-creds")).is_some_and(|s| {
+            !s["metadata"]["labels"]
+                .as_object()
+                .is_none_or(|l| l.is_empty())
+        })
+    })
+    .await;
+    let mut source = kube.get(&secret_path("db-creds")).unwrap();
+    source["data"]["password"] = json!("djI=");
+    kube.put(&secret_path("db-creds"), source);
+    eventually("the changed source reaching the mirror", &|| {
+        kube.get(&secret_path("db"))
+            .is_some_and(|m| m["data"]["password"] == "djI=")
+    })
+    .await;
+
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the runner stops")
+        .unwrap();
+}

@@ -514,12 +514,14 @@ async fn delete_removes_the_privx_policy_then_the_finalizer() {
         s["deletionPolicy"] = json!("Delete");
         h.policy("p", s);
         h.reconcile_policy("p").await.unwrap();
-        // The finalizer is in place before the PrivX policy is recorded.
+        // The finalizer is in place, and the PrivX name recorded, before the PrivX create;
+        // the id is recorded after it.
         let writes = h.kube_writes();
         assert_eq!(
             writes,
             [
                 format!("PATCH {}", policy_path("p")),
+                format!("PATCH {}/status", policy_path("p")),
                 format!("PATCH {}/status", policy_path("p")),
             ]
         );

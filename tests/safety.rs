@@ -215,3 +215,139 @@ async fn an_undeserialisable_object_is_cleaned_up_from_its_status() {
     );
     assert!(h.kube.get(&path).is_none(), "finalizer released");
 }
+
+fn policy_spec() -> Value {
+    json!({"maxVersions": 5, "rotationInterval": "720h", "deletionPolicy": "Delete"})
+}
+
+const POLICY_CREATE: &str = "POST /secrets-manager/api/v1/password-policy";
+
+async fn policies_named(h: &Harness, name: &str) -> usize {
+    h.someone_else
+        .list_policies()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|p| p.name == name)
+        .count()
+}
+
+fn posts(h: &Harness, route: &str) -> usize {
+    h.sim.requests().iter().filter(|r| r.route == route).count()
+}
+
+/// A harness whose PrivX client would retry an unavailable answer twice.
+async fn impatient() -> Harness {
+    Harness::build_tuned(
+        privx_client::config::PolicyGenerationSetting::Auto,
+        privx_sim::SimOptions {
+            policy_unique_names: false,
+            ..Default::default()
+        },
+        Arc::new(privx_operator::controller::NoMetrics),
+        |c| {
+            c.max_retries = 2;
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_policy_create_answered_503_is_re_read_before_any_second_post() {
+    let mut h = impatient().await;
+    h.policy("p", policy_spec());
+    h.sim
+        .set_faults(vec![Fault::status(POLICY_CREATE, 503).for_next(1)]);
+    h.sim.clear_requests();
+    assert!(h.reconcile_policy("p").await.is_err());
+    assert_eq!(posts(&h, POLICY_CREATE), 1, "no blind retry of the create");
+    let (_, reason, message) = h.policy_ready("p");
+    assert_eq!(reason, "PrivXUnavailable");
+    assert!(message.contains("503"), "{message}");
+    h.reconcile_policy("p").await.unwrap();
+    assert_eq!(
+        posts(&h, POLICY_CREATE),
+        2,
+        "the next reconcile re-read, then created"
+    );
+    assert_eq!(policies_named(&h, "p").await, 1);
+}
+
+#[tokio::test]
+async fn already_exists_from_a_create_is_reported_as_a_conflict() {
+    let mut h = Harness::new().await;
+    h.secret(NS, "db-creds", &[("password", "x")]);
+    h.vault_secret("db", delete_spec());
+    // PrivX answers the create as if someone else had taken the name in between.
+    h.sim.set_faults(vec![
+        Fault::status("POST /vault/api/v1/secrets", 409).for_next(1),
+    ]);
+    assert!(h.reconcile("db").await.is_err());
+    let (_, reason, message) = h.ready_reason("db");
+    assert_eq!(reason, "Conflict", "{message}");
+    assert!(message.contains("already exists"), "{message}");
+}
+
+#[tokio::test]
+async fn a_policy_deleted_after_a_crash_before_its_status_write_is_deleted_in_privx() {
+    let mut h = Harness::new().await;
+    h.policy("p", policy_spec());
+    h.reconcile_policy("p").await.unwrap();
+    assert_eq!(policies_named(&h, "p").await, 1);
+    let path = support::policy_path("p");
+    edit(&h, &path, |o| o["status"] = Value::Null);
+    h.delete(&path);
+    h.reconcile_policy("p").await.unwrap();
+    assert_eq!(policies_named(&h, "p").await, 0, "the policy did not leak");
+    assert!(h.kube.get(&path).is_none());
+}
+
+#[tokio::test]
+async fn an_undeserialisable_policy_is_cleaned_up_from_its_status() {
+    let mut h = Harness::new().await;
+    h.policy("p", policy_spec());
+    h.reconcile_policy("p").await.unwrap();
+    let path = support::policy_path("p");
+    edit(&h, &path, |o| o["spec"]["maxVersions"] = json!("many"));
+    h.delete(&path);
+    let guard = Arc::new(guard_of(h.kube.get(&path).unwrap()));
+    privx_operator::controller::password_policy::reconcile(guard, h.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        policies_named(&h, "p").await,
+        0,
+        "deleted from what status recorded"
+    );
+    assert!(h.kube.get(&path).is_none());
+}
+
+#[tokio::test]
+async fn the_owner_keeps_its_secret_when_a_tied_claimant_appears() {
+    let mut h = Harness::new().await;
+    h.secret(NS, "db-creds", &[("password", "x")]);
+    let spec = json!({"name": "k8s/demo/shared", "source": {"secretRef": {"name": "db-creds"}}});
+    let same_second = json!({"creationTimestamp": "2026-11-23T01:00:00Z"});
+    let mut owner_meta = same_second.clone();
+    owner_meta["uid"] = json!("uid-zzz");
+    h.vault_secret_with("owner", spec.clone(), owner_meta);
+    h.reconcile("owner").await.unwrap();
+    assert_eq!(h.ready_reason("owner").1, "Synced");
+    // Once more, so the store holds the owner with its status (as the watch would deliver it).
+    h.reconcile("owner").await.unwrap();
+
+    // A second object, created in the same second, whose uid sorts first.
+    let mut late_meta = same_second;
+    late_meta["uid"] = json!("uid-aaa");
+    h.vault_secret_with("late", spec, late_meta);
+    h.reconcile("late").await.unwrap();
+    let (_, reason, message) = h.ready_reason("late");
+    assert_eq!(reason, "Conflict");
+    assert!(message.contains("demo/owner"), "{message}");
+    h.sim.clear_requests();
+    h.reconcile("owner").await.unwrap();
+    assert_eq!(h.ready_reason("owner").1, "Synced", "the owner keeps it");
+    // Order stays the same on every pass.
+    h.reconcile("late").await.unwrap();
+    assert_eq!(h.ready_reason("late").1, "Conflict");
+}

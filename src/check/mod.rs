@@ -1,12 +1,10 @@
 //! `privx-operator check`: offline validation of VaultSecret and PasswordPolicy manifests, the
 //! way a GitOps pipeline runs it before merging.
 //!
-//! Owns reading manifest files (YAML streams, JSON), the structural-schema walk ([`schema`]),
-//! running the CRDs' CEL rules and the semantic checks of [`crate::crd::validate`], and the
-//! one-line-per-problem report. Reads only the files it is given; never talks to a cluster or to
+//! Owns reading manifest files (YAML streams, JSON), running the structural-schema walk of
+//! [`crate::crd::schema`], the CRDs' CEL rules and the semantic checks of
+//! [`crate::crd::validate`], and the one-line-per-problem report. Reads only the files it is given; never talks to a cluster or to
 //! PrivX. Objects of other kinds are skipped.
-
-pub mod schema;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -17,6 +15,7 @@ use std::process::ExitCode;
 use kube::core::cel::{CompiledSchema, Validator, compile_schema};
 use serde_json::Value;
 
+use crate::crd::schema::{crd_schema, validate_structure};
 use crate::crd::validate::{
     FieldError, is_dns_subdomain, validate_password_policy, validate_vault_secret,
 };
@@ -119,10 +118,7 @@ impl Checker {
                     "PasswordPolicy" => "PasswordPolicy",
                     _ => return None,
                 };
-                let version = crd.spec.versions.iter().find(|v| v.name == VERSION)?;
-                let schema =
-                    serde_json::to_value(version.schema.as_ref()?.open_api_v3_schema.as_ref()?)
-                        .ok()?;
+                let schema = crd_schema(&crd, VERSION)?;
                 let compiled = compile_schema(&schema);
                 Some(KindSchema {
                     kind,
@@ -242,7 +238,7 @@ impl Checker {
             ));
         }
         errors.extend(check_metadata(kind.kind, document.get("metadata")));
-        let structural = schema::validate_structure(&kind.schema, document, "");
+        let structural = validate_structure(&kind.schema, document, "");
         if !structural.is_empty() {
             // CEL rules and semantics assume the schema holds, as in the API server.
             errors.extend(structural);

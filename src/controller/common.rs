@@ -16,6 +16,7 @@ use kube::runtime::controller::Action;
 use super::outcome::reason::INVALID_SPEC;
 use super::{Context, Error, FIELD_MANAGER, FINALIZER};
 use crate::crd::condition;
+use crate::crd::schema::{served_schema, validate_structure};
 
 /// Whether `obj` carries our finalizer.
 pub fn has_finalizer<K: Resource>(obj: &K) -> bool {
@@ -307,21 +308,12 @@ where
 /// The structural-schema problems of a raw object, with their field paths (serde's own error
 /// names the expected type but not where): the same walk `privx-operator check` does.
 fn schema_problems<K: kube::CustomResourceExt>(object: &DynamicObject) -> Option<String> {
-    let crd = K::crd();
-    let schema = crd
-        .spec
-        .versions
-        .first()?
-        .schema
-        .as_ref()?
-        .open_api_v3_schema
-        .as_ref()?;
-    let schema = serde_json::to_value(schema).ok()?;
+    let schema = served_schema(&K::crd())?;
     let mut value = serde_json::to_value(object).ok()?;
     if let Some(map) = value.as_object_mut() {
         map.remove("status");
     }
-    let problems = crate::check::schema::validate_structure(&schema, &value, "");
+    let problems = validate_structure(&schema, &value, "");
     (!problems.is_empty()).then(|| {
         problems
             .iter()
@@ -351,6 +343,8 @@ pub fn privx_reason(e: &privx_client::PrivxError) -> &'static str {
     match e {
         PrivxError::PermissionDenied { .. } => reason::PERMISSION_DENIED,
         PrivxError::InvalidRequest { .. } | PrivxError::Unsupported { .. } => reason::INVALID_SPEC,
+        // Reported as what it is, never as an outage.
+        PrivxError::AlreadyExists { .. } => reason::CONFLICT,
         _ => reason::PRIVX_UNAVAILABLE,
     }
 }

@@ -6,6 +6,7 @@
 pub mod condition;
 pub mod duration;
 pub mod password_policy;
+pub mod schema;
 pub mod validate;
 pub mod vault_secret;
 

@@ -3,8 +3,7 @@
 //! Owns the character sets, the rules check and the generation itself. Randomness comes from the
 //! operating system ([`OsRng`], getrandom), never from a seeded generator, except through
 //! [`generate_with`], which tests use. Must not log, store or send passwords: [`Password`] redacts
-//! itself in `Debug` and `Display`, and only [`Password::expose`] / [`Password::into_inner`]
-//! hand out the value.
+//! itself in `Debug` and `Display`, and only [`Password::expose`] hands out the value.
 //!
 //! Every draw is uniform: lengths, characters and the shuffle use rand's [`Uniform`] distribution
 //! (Lemire's method with rejection, so no modulo bias), and the final Fisher–Yates shuffle
@@ -77,20 +76,6 @@ pub enum RulesError {
     Randomness(String),
 }
 
-impl RulesError {
-    /// A short stable label for metrics and events.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::NoCharacterClass => "no_character_class",
-            Self::ZeroLength => "zero_length",
-            Self::TooLong { .. } => "too_long",
-            Self::MinAboveMax { .. } => "min_above_max",
-            Self::MinBelowClasses { .. } => "min_below_classes",
-            Self::Randomness(_) => "randomness",
-        }
-    }
-}
-
 impl PasswordRules {
     /// The character sets of the enabled classes, in a fixed order.
     pub fn classes(&self) -> Vec<&'static [u8]> {
@@ -146,10 +131,6 @@ impl Password {
     /// The value, for the one place that must send it (the vault).
     pub fn expose(&self) -> &str {
         &self.0
-    }
-
-    pub fn into_inner(self) -> String {
-        self.0
     }
 
     /// A fixed value, for plan tests elsewhere in the crate.
@@ -232,23 +213,6 @@ fn uniform_inclusive<R: RngCore + ?Sized>(low: usize, high: usize, rng: &mut R) 
         Ok(distribution) => distribution.sample(rng),
         Err(_) => low,
     }
-}
-
-/// Does `password` follow the rules: length within bounds, only characters of enabled classes,
-/// at least one of each enabled class?
-pub fn satisfies(rules: &PasswordRules, password: &str) -> bool {
-    let length = password.chars().count();
-    if length < rules.min_length as usize || length > rules.max_length as usize {
-        return false;
-    }
-    let classes = rules.classes();
-    let bytes = password.as_bytes();
-    let all_allowed =
-        password.is_ascii() && bytes.iter().all(|b| classes.iter().any(|c| c.contains(b)));
-    all_allowed
-        && classes
-            .iter()
-            .all(|class| bytes.iter().any(|b| class.contains(b)))
 }
 
 /// The operating system's random source as an infallible `RngCore`: a failure is remembered

@@ -51,6 +51,16 @@ pub fn privx_client_with(
     creds: SimCredentials,
     policy_generation: PolicyGenerationSetting,
 ) -> PrivxClient {
+    privx_client_tuned(sim, creds, policy_generation, |_| {})
+}
+
+/// A PrivX client of the simulator, its configuration changed by `tune` last.
+pub fn privx_client_tuned(
+    sim: &Simulator,
+    creds: SimCredentials,
+    policy_generation: PolicyGenerationSetting,
+    tune: impl FnOnce(&mut PrivxConfig),
+) -> PrivxClient {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = PrivxConfig::new(
         sim.base_url(),
@@ -64,6 +74,7 @@ pub fn privx_client_with(
     config.policy_generation = policy_generation;
     config.max_retries = 1;
     config.retry_base_delay = Duration::from_millis(5);
+    tune(&mut config);
     PrivxClient::new(config).expect("client config")
 }
 
@@ -99,8 +110,18 @@ impl Harness {
         options: SimOptions,
         metrics: Arc<dyn ControllerMetrics>,
     ) -> Self {
+        Self::build_tuned(generation, options, metrics, |_| {}).await
+    }
+
+    /// [`Harness::build`], with the operator's PrivX client configuration changed by `tune`.
+    pub async fn build_tuned(
+        generation: PolicyGenerationSetting,
+        options: SimOptions,
+        metrics: Arc<dyn ControllerMetrics>,
+        tune: impl FnOnce(&mut PrivxConfig),
+    ) -> Self {
         let sim = Simulator::start(options).await.expect("simulator starts");
-        let privx = privx_client_with(&sim, sim.credentials(), generation);
+        let privx = privx_client_tuned(&sim, sim.credentials(), generation, tune);
         let someone_else =
             privx_client_for(&sim, sim.credentials_of("someone-else").expect("demo seed"));
         let kube = FakeKube::default();

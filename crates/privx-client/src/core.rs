@@ -21,6 +21,10 @@ pub(crate) struct Call {
     pub query: Vec<(&'static str, String)>,
     pub body: Option<Vec<u8>>,
     pub ctx: CallContext,
+    /// Sent at most once: a create whose outcome is unknown (timeout, lost connection, 5xx)
+    /// may have reached PrivX, and repeating it could create a second object. The caller
+    /// re-reads and decides.
+    pub at_most_once: bool,
 }
 
 impl Call {
@@ -37,12 +41,19 @@ impl Call {
             path,
             query: Vec::new(),
             body: None,
+            at_most_once: false,
             ctx: CallContext {
                 operation,
                 what,
                 redact: Vec::new(),
             },
         }
+    }
+
+    /// Marks the call as sent at most once (creates).
+    pub(crate) fn at_most_once(mut self) -> Self {
+        self.at_most_once = true;
+        self
     }
 
     pub(crate) fn json(mut self, body: &Value) -> Result<Self> {
@@ -114,8 +125,23 @@ impl PrivxClient {
     /// Sends `call` (with retries, and one token refresh on a 401) and returns its successful
     /// answer, or the typed error of the last failure.
     pub(crate) async fn execute(&self, call: &Call) -> Result<Answer> {
+        if call.at_most_once {
+            // The token grant may be retried (nothing is created by it); the call is not.
+            let token = self
+                .with_retries(|| async { self.inner.auth.token(&self.inner.transport).await })
+                .await?;
+            return self.attempt(call, token).await;
+        }
         self.with_retries(|| async {
             let token = self.inner.auth.token(&self.inner.transport).await?;
+            self.attempt(call, token).await
+        })
+        .await
+    }
+
+    /// One send of `call` (with one token refresh on a 401), as a typed result.
+    async fn attempt(&self, call: &Call, token: auth::Token) -> Result<Answer> {
+        {
             let mut answer = self.send_once(call, &token).await?;
             if answer.status == 401 {
                 // Refresh once (only if no one else has already) and retry once.
@@ -133,8 +159,7 @@ impl PrivxClient {
                     &answer.body,
                 ))
             }
-        })
-        .await
+        }
     }
 
     async fn send_once(&self, call: &Call, token: &auth::Token) -> Result<Answer> {

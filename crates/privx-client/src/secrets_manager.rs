@@ -137,6 +137,7 @@ impl PrivxClient {
                     format!("create password policy {:?}", policy.name),
                     format!("password policy {:?}", policy.name),
                 )
+                .at_most_once()
                 .json(body)
             })
             .await?;

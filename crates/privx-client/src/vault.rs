@@ -78,6 +78,7 @@ impl PrivxClient {
             format!("create {what}"),
             what,
         )
+        .at_most_once()
         .redacting(&body.data)
         .json(&json)?;
         self.execute(&call).await.map(drop)

@@ -3,6 +3,7 @@
 //! Pipeline: validate → fetch (generation, current policy) → plan ([`plan`], pure) → apply →
 //! status. It must not generate passwords (VaultSecrets do, from the same spec).
 
+pub mod ownership;
 pub mod plan;
 
 use std::sync::Arc;
@@ -17,7 +18,8 @@ use tracing::{info, instrument};
 
 use self::plan::{Found, PolicyAction, PolicyCause, reason};
 use super::backoff::jittered_refresh;
-use super::common::{self, Next, Stop, failure_conditions};
+use super::common::{self, Next, Stop};
+use super::deletion::Deleted;
 use super::{Context, Error};
 use crate::crd::condition::{self, DesiredCondition};
 use crate::crd::{DeletionPolicy, PasswordPolicy, PasswordPolicyStatus};
@@ -37,7 +39,22 @@ pub async fn reconcile(
     ctx.synced.wait().await;
     let started = Instant::now();
     let result = match &guard.0 {
-        Ok(policy) => Reconciler { policy, ctx: &ctx }.run().await,
+        Ok(policy) => {
+            Reconciler {
+                policy,
+                ctx: &ctx,
+                recorded: Default::default(),
+            }
+            .run()
+            .await
+        }
+        Err(invalid) if invalid.metadata.deletion_timestamp.is_some() => {
+            match Deleted::fetch::<PasswordPolicy>(&ctx, invalid).await {
+                Ok(Some(deleted)) => cleanup(&ctx, &deleted, None).await,
+                Ok(None) => Ok(Action::await_change()),
+                Err(e) => Err(e),
+            }
+        }
         Err(invalid) => {
             common::report_invalid_object::<PasswordPolicy>(
                 invalid,
@@ -50,6 +67,108 @@ pub async fn reconcile(
     };
     common::record(&ctx, CONTROLLER, started, &result);
     result
+}
+
+/// Deletion. With `deletionPolicy: Delete`, the policy status records is deleted once PrivX
+/// confirms the claim (its creator, or for an adopted policy `spec.adopt` / its last writer); a
+/// refused claim keeps the finalizer and says why. Without a record (a crash before the status
+/// write), the policy of the recorded or computed name that PrivX says the operator created is
+/// deleted. Works from status alone, so objects that no longer deserialise clean up too.
+async fn cleanup(
+    ctx: &Context,
+    deleted: &Deleted,
+    computed: Option<String>,
+) -> Result<Action, Error> {
+    use self::ownership::CleanupDecision;
+    let key = deleted.name();
+    let backoff_key = format!("passwordpolicy/{key}");
+    ctx.metrics.forget_object(CONTROLLER, &key);
+    if !deleted.has_finalizer() {
+        return Ok(Action::await_change());
+    }
+    let identity = ctx.settings.privx_identity.as_deref();
+    let status: Option<PasswordPolicyStatus> = deleted.typed_status();
+    let fail = |e: PrivxError, action: String| async move {
+        let blocked = matches!(
+            e,
+            PrivxError::InvalidRequest { .. } | PrivxError::AlreadyExists { .. }
+        );
+        let reason = if blocked {
+            reason::DELETE_BLOCKED
+        } else {
+            common::privx_reason(&e)
+        };
+        let message = format!(
+            "{action}: {e}; the finalizer stays and deletion is retried (set spec.deletionPolicy: Retain to let go)"
+        );
+        let _ = deleted.report(ctx, reason, &message).await;
+        Err(Error::privx(action)(e))
+    };
+    let decision = if deleted.deletion_policy() != DeletionPolicy::Delete {
+        CleanupDecision::Release
+    } else if let Some((ownership, id)) =
+        status.as_ref().and_then(|s| s.ownership.zip(s.id.clone()))
+    {
+        let current = match ctx.privx.get_policy(&id).await {
+            Ok(p) => Some(p),
+            Err(PrivxError::NotFound { .. }) => None,
+            Err(e) => {
+                return fail(e, format!("read password policy {id} before deleting it")).await;
+            }
+        };
+        ownership::recorded_cleanup(ownership, current.as_ref(), identity)
+    } else {
+        let name = status
+            .as_ref()
+            .and_then(|s| s.name.clone())
+            .or(computed)
+            .or_else(|| {
+                deleted
+                    .spec
+                    .get("name")
+                    .and_then(|n| n.as_str())
+                    .map(String::from)
+            })
+            .unwrap_or_else(|| deleted.name());
+        match ctx.privx.list_policies().await {
+            Ok(listed) => ownership::unrecorded_cleanup(&listed, &name, identity),
+            Err(e) => return fail(e, "list password policies before deleting".to_string()).await,
+        }
+    };
+    match decision {
+        CleanupDecision::Release => {}
+        CleanupDecision::Refuse(refusal) => {
+            tracing::warn!(
+                reason = refusal.reason,
+                "deletion of the PrivX password policy refused"
+            );
+            deleted
+                .report(ctx, refusal.reason, &refusal.message)
+                .await?;
+            return Ok(Action::await_change());
+        }
+        CleanupDecision::Delete(id) => match ctx.privx.delete_policy(&id).await {
+            Ok(()) => {
+                deleted
+                    .event(
+                        ctx,
+                        EventType::Normal,
+                        "Deleted",
+                        format!("deleted PrivX password policy {id}"),
+                    )
+                    .await
+            }
+            Err(PrivxError::NotFound { .. }) => {}
+            Err(e) => {
+                return fail(e, format!("PrivX refuses to delete password policy {id}")).await;
+            }
+        },
+    }
+    deleted.release_finalizer().await?;
+    // The object is gone: forget its failures, so the map does not grow with deleted
+    // objects and a new object of the same name starts without a long backoff.
+    ctx.backoff.reset(&backoff_key);
+    Ok(Action::await_change())
 }
 
 pub fn error_policy(
@@ -70,6 +189,9 @@ pub fn forget(ctx: &Context, name: &str) {
 struct Reconciler<'a> {
     policy: &'a PasswordPolicy,
     ctx: &'a Context,
+    /// The object as the API returned it after this reconcile recorded the PrivX name
+    /// (status written before the create); later status writes start from it.
+    recorded: std::sync::Mutex<Option<PasswordPolicy>>,
 }
 
 impl Reconciler<'_> {
@@ -90,10 +212,11 @@ impl Reconciler<'_> {
             return self.cleanup().await;
         }
         let result = self.sync().await;
+        let latest = self.recorded.lock().expect("not poisoned").take();
         common::finish(
             self.ctx,
             &self.api(),
-            self.policy,
+            latest.as_ref().unwrap_or(self.policy),
             CONTROLLER,
             &self.key(),
             &self.backoff_key(),
@@ -159,19 +282,21 @@ impl Reconciler<'_> {
         common::set_finalizer(self.ctx, &self.api(), self.policy, wants_finalizer)
             .await
             .map_err(common::error_stop)?;
-        let id =
-            match &policy_plan.action {
-                PolicyAction::None => policy_plan.id.clone().unwrap_or_default(),
-                PolicyAction::Create(p) => ctx.privx.create_policy(p).await.map_err(|e| {
-                    common::privx_stop(e, &format!("create password policy {name:?}"))
-                })?,
-                PolicyAction::Update { id, policy } => {
-                    ctx.privx.update_policy(id, policy).await.map_err(|e| {
-                        common::privx_stop(e, &format!("update password policy {name:?}"))
-                    })?;
-                    id.clone()
+        let id = match &policy_plan.action {
+            PolicyAction::None => policy_plan.id.clone().unwrap_or_default(),
+            PolicyAction::Create(p) => {
+                if wants_finalizer {
+                    self.record_name(&name).await?;
                 }
-            };
+                self.create(p).await?
+            }
+            PolicyAction::Update { id, policy } => {
+                ctx.privx.update_policy(id, policy).await.map_err(|e| {
+                    common::privx_stop(e, &format!("update password policy {name:?}"))
+                })?;
+                id.clone()
+            }
+        };
         let current = if policy_plan.action == PolicyAction::None {
             recorded.or(by_name)
         } else {
@@ -259,64 +384,53 @@ impl Reconciler<'_> {
     }
 
     async fn cleanup(&self) -> Result<Action, Error> {
-        self.ctx.metrics.forget_object(CONTROLLER, &self.key());
-        if !common::has_finalizer(self.policy) {
-            return Ok(Action::await_change());
+        let deleted = Deleted::of(self.ctx, self.policy);
+        let computed = plan::privx_name(&self.policy.spec, &self.policy.name_any());
+        cleanup(self.ctx, &deleted, Some(computed)).await
+    }
+
+    /// Records the PrivX name in status before the create (id still unknown), so a crash or
+    /// a lost answer after the create leaves cleanup and the next reconcile a name to look for.
+    async fn record_name(&self, name: &str) -> Result<(), Stop> {
+        let current = self.policy.status.clone().unwrap_or_default();
+        if current.name.as_deref() == Some(name) {
+            return Ok(());
         }
-        let status = self.policy.status.as_ref();
-        if self.policy.spec.deletion_policy() == DeletionPolicy::Delete
-            && let Some(id) = status
-                .filter(|s| s.ownership.is_some())
-                .and_then(|s| s.id.clone())
-        {
-            match self.ctx.privx.delete_policy(&id).await {
-                Ok(()) => {
-                    common::publish(
-                        &self.ctx.recorder,
-                        self.policy,
-                        EventType::Normal,
-                        "Deleted",
-                        format!("deleted PrivX password policy {id}"),
-                    )
-                    .await
-                }
-                Err(PrivxError::NotFound { .. }) => {}
-                Err(e) => {
-                    let blocked = matches!(
-                        e,
-                        PrivxError::InvalidRequest { .. } | PrivxError::AlreadyExists { .. }
-                    );
-                    let reason = if blocked {
-                        reason::DELETE_BLOCKED
-                    } else {
-                        common::privx_reason(&e)
-                    };
-                    let message = format!(
-                        "PrivX refuses to delete password policy {id}: {e}; the finalizer stays and deletion is retried (set spec.deletionPolicy: Retain to let go)"
-                    );
-                    let _ = self
-                        .write_status(
-                            status.cloned().unwrap_or_default(),
-                            &failure_conditions(reason, &message),
-                        )
-                        .await;
-                    common::publish(
-                        &self.ctx.recorder,
-                        self.policy,
-                        EventType::Warning,
-                        reason,
-                        message,
-                    )
-                    .await;
-                    return Err(Error::privx(format!("delete password policy {id}"))(e));
-                }
+        let status = PasswordPolicyStatus {
+            name: Some(name.to_string()),
+            ..current
+        };
+        let updated = common::apply_status_returning(&self.api(), self.policy, &status)
+            .await
+            .map_err(common::error_stop)?;
+        *self.recorded.lock().expect("not poisoned") = Some(updated);
+        Ok(())
+    }
+
+    /// Creates the policy once. The client never repeats a create; when the outcome is unknown
+    /// (timeout, lost connection, 5xx) or PrivX says the name exists, the policies are listed
+    /// and the one this create made is claimed (the declared settings, no other creator) — so
+    /// one intent never becomes two policies.
+    async fn create(&self, desired: &privx_client::PasswordPolicy) -> Result<String, Stop> {
+        let ctx = self.ctx;
+        let action = format!("create password policy {:?}", desired.name);
+        let error = match ctx.privx.create_policy(desired).await {
+            Ok(id) => return Ok(id),
+            Err(e @ (PrivxError::Unavailable { .. } | PrivxError::AlreadyExists { .. })) => e,
+            Err(e) => return Err(common::privx_stop(e, &action)),
+        };
+        let listed = ctx
+            .privx
+            .list_policies()
+            .await
+            .map_err(|_| common::privx_stop(error.clone(), &action))?;
+        match ownership::created_by_us(&listed, desired, ctx.settings.privx_identity.as_deref()) {
+            Some(p) => {
+                info!(privx_policy = %desired.name, "the create's answer was lost; PrivX shows the policy it made, which is claimed");
+                Ok(p.id.clone().unwrap_or_default())
             }
+            None => Err(common::privx_stop(error, &action)),
         }
-        common::set_finalizer(self.ctx, &self.api(), self.policy, false).await?;
-        // The object is gone: forget its failures, so the map does not grow with deleted
-        // objects and a new object of the same name starts without a long backoff.
-        self.ctx.backoff.reset(&self.backoff_key());
-        Ok(Action::await_change())
     }
 
     async fn write_status(

@@ -171,6 +171,19 @@ pub fn plan_policy(
             id: None,
         }),
         Found::Recorded(current) => {
+            // Status is a claim: PrivX's creator must confirm it, else it counts as found by name.
+            if let Some(recorded) = status.and_then(|s| s.ownership)
+                && !super::ownership::confirm(recorded, current, identity)
+            {
+                return plan_policy(
+                    desired,
+                    Found::ByName(current),
+                    None,
+                    adopt,
+                    generation_changed,
+                    identity,
+                );
+            }
             let id = current.id.clone().unwrap_or_default();
             let ownership = status
                 .and_then(|s| s.ownership)

@@ -325,19 +325,6 @@ impl Reconciler<'_> {
                 Next::AwaitChange,
             ));
         }
-        if let Some(other) = self.older_claimant(&target) {
-            return Err((
-                Refusal::new(
-                    reason::CONFLICT,
-                    format!(
-                        "PrivX secret {} is already declared by VaultSecret {other}",
-                        target.describe()
-                    ),
-                ),
-                Next::After(self.refresh()),
-            ));
-        }
-
         // Fetch: source, roles, PrivX.
         let source = self.fetch_source().await?;
         let (read_roles, write_roles) = self.resolve_roles(&source).await?;
@@ -351,6 +338,19 @@ impl Reconciler<'_> {
                 ));
             }
         };
+
+        if let Some(other) = self.other_claimant(&target, current.as_ref()) {
+            return Err((
+                Refusal::new(
+                    reason::CONFLICT,
+                    format!(
+                        "PrivX secret {} is already declared by VaultSecret {other}",
+                        target.describe()
+                    ),
+                ),
+                Next::After(self.refresh()),
+            ));
+        }
 
         // Plan.
         let status = self.vs.status.as_ref();
@@ -553,23 +553,38 @@ impl Reconciler<'_> {
         Ok(Action::requeue(jittered_refresh(self.refresh())))
     }
 
-    /// Another VaultSecret, created earlier, that targets the same PrivX secret.
-    fn older_claimant(&self, target: &Target) -> Option<String> {
-        let mine = (self.vs.metadata.creation_timestamp.clone(), self.vs.uid());
-        self.ctx
+    /// Another VaultSecret that has the claim on the same PrivX secret (see
+    /// [`plan::claimant`]): its key, or `None` when this object is the claimant.
+    fn other_claimant(
+        &self,
+        target: &Target,
+        current: Option<&privx_client::Secret>,
+    ) -> Option<String> {
+        let candidate = |vs: &VaultSecret| plan::Candidate {
+            key: object_key(vs.namespace().as_deref(), &vs.name_any()),
+            created: vs.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            uid: vs.uid().unwrap_or_default(),
+            records_ownership: plan::records_ownership(vs.status.as_ref(), target),
+        };
+        let me = candidate(self.vs);
+        let others: Vec<plan::Candidate> = self
+            .ctx
             .every_vault_secret()
             .iter()
             .filter_map(|g| g.0.as_ref().ok())
             .filter(|other| {
                 other.uid() != self.vs.uid() && other.metadata.deletion_timestamp.is_none()
             })
-            .filter(|other| {
-                let t = target_of(other, &self.ctx.settings.name_template);
-                &t == target
-            })
-            .filter(|other| (other.metadata.creation_timestamp.clone(), other.uid()) < mine)
-            .map(|other| object_key(other.namespace().as_deref(), &other.name_any()))
-            .next()
+            .filter(|other| &target_of(other, &self.ctx.settings.name_template) == target)
+            .map(candidate)
+            .collect();
+        let author_is_operator = current.is_some_and(|c| {
+            crate::controller::may_be_ours(
+                c.author.as_deref(),
+                self.ctx.settings.privx_identity.as_deref(),
+            )
+        });
+        plan::claimant(&me, &others, author_is_operator)
     }
 
     async fn fetch_source(&self) -> Result<SourceInput, Stop> {

@@ -2,7 +2,7 @@
 //! (`tower_test::mock::pair`): `FakeKube::client()` gives a `kube::Client` that talks to it,
 //! and the real runner's `kube::runtime::watcher`s run against it.
 //!
-//! What it does as kube-apiserver does (`store.rs`, `apply.rs`, `watch.rs`):
+//! What it does as kube-apiserver does (`store.rs`, `write.rs`, `apply.rs`, `watch.rs`):
 //! - **Watches** (`?watch=true`): newline-delimited `WatchEvent`s (ADDED / MODIFIED /
 //!   DELETED) for every change after the given `resourceVersion`, filtered by namespace,
 //!   `labelSelector` and `fieldSelector` (an object leaving a selector is DELETED, entering it
@@ -35,7 +35,7 @@
 //! explicitly different `generation` wins), `get`, `list`, `remove` (gone at once, finalizers
 //! or not), `delete` (API semantics); the request log (`requests`, `writes`, `write_counts`
 //! by "verb resource", `writes_to(path)`, `event_reasons`, `event_notes`; watches are logged
-//! apart in `watch_requests`); faults: `close_watches`, `fail(Fault::Refuse | Unavailable)` /
+//! apart in `watch_requests`; `set_request_log(false)` keeps only the counts); faults: `close_watches`, `fail(Fault::Refuse | Unavailable)` /
 //! `recover`, `outage(fault, duration)`; `open_watches`, `resource_version`.
 
 #![allow(dead_code)]
@@ -44,6 +44,7 @@ pub mod apply;
 pub mod path;
 pub mod store;
 pub mod watch;
+pub mod write;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -124,6 +125,9 @@ struct Shared {
     watch_requests: Vec<Recorded>,
     fault: Option<Fault>,
     refused: usize,
+    /// Writes by "verb resource", kept even when the log is off.
+    counts: BTreeMap<String, usize>,
+    log_off: bool,
 }
 
 /// The fake API server. Clone freely: clones share state.
@@ -222,10 +226,14 @@ impl FakeKube {
             body: body.clone(),
         };
         let mut shared = self.lock();
-        if watch {
-            shared.watch_requests.push(recorded);
-        } else {
-            shared.requests.push(recorded);
+        if recorded.is_write() {
+            let key = format!("{} {}", recorded.verb(), recorded.resource());
+            *shared.counts.entry(key).or_insert(0) += 1;
+        }
+        match (shared.log_off, watch) {
+            (true, _) => {}
+            (false, true) => shared.watch_requests.push(recorded),
+            (false, false) => shared.requests.push(recorded),
         }
         let Some(target) = Target::parse(&path) else {
             return respond(
@@ -525,10 +533,18 @@ impl FakeKube {
         self.lock().watch_requests.clone()
     }
 
+    /// Forgets the request log and the write counts.
     pub fn clear_requests(&self) {
         let mut shared = self.lock();
         shared.requests.clear();
         shared.watch_requests.clear();
+        shared.counts.clear();
+    }
+
+    /// Whether requests are kept in the log (on by default). Off, only `write_counts` are
+    /// kept: a benchmark of thousands of objects does not measure the log's memory.
+    pub fn set_request_log(&self, on: bool) {
+        self.lock().log_off = !on;
     }
 
     /// Writes recorded so far, excluding events.
@@ -542,12 +558,7 @@ impl FakeKube {
     /// Writes (events included) counted by "verb resource": `patch secrets`,
     /// `patch vaultsecrets/status`, `create events`.
     pub fn write_counts(&self) -> BTreeMap<String, usize> {
-        let mut out = BTreeMap::new();
-        for r in self.requests().iter().filter(|r| r.is_write()) {
-            *out.entry(format!("{} {}", r.verb(), r.resource()))
-                .or_insert(0) += 1;
-        }
-        out
+        self.lock().counts.clone()
     }
 
     /// Writes to the object at `path` (its subresources included).

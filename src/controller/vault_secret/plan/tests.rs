@@ -592,3 +592,41 @@ fn identical_content_by_another_author_is_not_claimed() {
     case.current = Some(unknown);
     assert_eq!(case.run().unwrap().ownership, Some(Ownership::Created));
 }
+
+#[test]
+fn the_claimant_order_is_total_and_the_owner_keeps_it() {
+    use super::{Candidate, claimant};
+    let t = |s: &str| Some(s.parse::<k8s_openapi::jiff::Timestamp>().unwrap());
+    let c = |key: &str, ts: &str, uid: &str, owns: bool| Candidate {
+        key: key.into(),
+        created: t(ts),
+        uid: uid.into(),
+        records_ownership: owns,
+    };
+    let a = c("ns/a", "2026-01-01T00:00:00Z", "u-2", false);
+    let b = c("ns/b", "2026-01-01T00:00:00Z", "u-1", false);
+    // Same second: the uid decides, the same way from both sides.
+    assert_eq!(
+        claimant(&a, std::slice::from_ref(&b), true),
+        Some("ns/b".into())
+    );
+    assert_eq!(claimant(&b, std::slice::from_ref(&a), true), None);
+    // Earlier wins over the uid.
+    let early = c("ns/e", "2025-12-31T23:59:59Z", "u-9", false);
+    assert_eq!(
+        claimant(&b, std::slice::from_ref(&early), true),
+        Some("ns/e".into())
+    );
+    // The recorded owner keeps it when PrivX names the operator as author...
+    let owner = c("ns/o", "2026-01-01T00:00:00Z", "u-9", true);
+    assert_eq!(claimant(&owner, &[b.clone(), early.clone()], true), None);
+    assert_eq!(
+        claimant(&early, std::slice::from_ref(&owner), true),
+        Some("ns/o".into())
+    );
+    // ...but not on status alone.
+    assert_eq!(
+        claimant(&owner, std::slice::from_ref(&early), false),
+        Some("ns/e".into())
+    );
+}

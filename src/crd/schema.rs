@@ -1,10 +1,36 @@
-//! A small walker over a CRD's structural schema (`openAPIV3Schema`): types, required fields,
-//! enums, bounds, lengths, item counts and unknown fields — what the API server checks before
-//! it runs the CEL rules. Only the keywords structural CRD schemas use are understood.
+//! A CRD's structural schema (`openAPIV3Schema`): the one place that reads it out of a CRD
+//! ([`crd_schema`], [`served_schema`]), and a small walker over it ([`validate_structure`]):
+//! types, required fields, enums, bounds, lengths, item counts and unknown fields — what the
+//! API server checks before it runs the CEL rules. Only the keywords structural CRD schemas use
+//! are understood.
+//!
+//! Here, below both users: the controllers (the field paths of an object that does not
+//! deserialize) and the offline `check` command.
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
 
 use crate::crd::validate::FieldError;
+
+/// The `openAPIV3Schema` of `version` of `crd`, as JSON; `None` when the CRD has no such
+/// version or that version no schema.
+pub fn crd_schema(crd: &CustomResourceDefinition, version: &str) -> Option<Value> {
+    let schema = crd
+        .spec
+        .versions
+        .iter()
+        .find(|v| v.name == version)?
+        .schema
+        .as_ref()?
+        .open_api_v3_schema
+        .as_ref()?;
+    Some(serde_json::to_value(schema).expect("a JSONSchemaProps always serializes"))
+}
+
+/// The schema of the served version ([`super::VERSION`]) of `crd`.
+pub fn served_schema(crd: &CustomResourceDefinition) -> Option<Value> {
+    crd_schema(crd, super::VERSION)
+}
 
 /// Problems of `value` against `schema`; `path` is the value's field path (empty at the root).
 /// At the root, `apiVersion`, `kind` and `metadata` are allowed without being declared, as the
@@ -138,26 +164,19 @@ fn walk(schema: &Value, value: &Value, path: &str, out: &mut Vec<FieldError>) {
                     out.push(FieldError::new(child(path, key), "unknown field"));
                 }
             }
-            if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
-                && map.len() as u64 > max
-            {
-                push(
-                    out,
-                    format!("must have at most {max} entries (has {})", map.len()),
-                );
+            let count = map.len() as u64;
+            for problem in bounds(schema, "Properties", count, Value::as_u64, |side, bound| {
+                format!("must have at {side} {bound} entries (has {count})")
+            }) {
+                push(out, problem);
             }
         }
         Value::Array(items) => {
             let count = items.len() as u64;
-            if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
-                && count > max
-            {
-                push(out, format!("must have at most {max} items (has {count})"));
-            }
-            if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
-                && count < min
-            {
-                push(out, format!("must have at least {min} items (has {count})"));
+            for problem in bounds(schema, "Items", count, Value::as_u64, |side, bound| {
+                format!("must have at {side} {bound} items (has {count})")
+            }) {
+                push(out, problem);
             }
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter().enumerate() {
@@ -173,39 +192,48 @@ fn walk(schema: &Value, value: &Value, path: &str, out: &mut Vec<FieldError>) {
         Value::String(text) => {
             // The API server counts characters (runes), not bytes.
             let length = text.chars().count() as u64;
-            if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
-                && length > max
-            {
-                push(
-                    out,
-                    format!("must be at most {max} characters (is {length})"),
-                );
-            }
-            if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
-                && length < min
-            {
-                push(
-                    out,
-                    format!("must be at least {min} characters (is {length})"),
-                );
+            for problem in bounds(schema, "Length", length, Value::as_u64, |side, bound| {
+                format!("must be at {side} {bound} characters (is {length})")
+            }) {
+                push(out, problem);
             }
         }
         Value::Number(number) => {
             if let Some(number) = number.as_f64() {
-                if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
-                    && number > max
-                {
-                    push(out, format!("must be at most {max} (is {number})"));
-                }
-                if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
-                    && number < min
-                {
-                    push(out, format!("must be at least {min} (is {number})"));
+                for problem in bounds(schema, "imum", number, Value::as_f64, |side, bound| {
+                    format!("must be at {side} {bound} (is {number})")
+                }) {
+                    push(out, problem);
                 }
             }
         }
         _ => {}
     }
+}
+
+/// The problems of `actual` against the schema's `max{suffix}` and `min{suffix}` bounds
+/// (`maxItems`/`minItems`, `maxLength`/`minLength`, `maximum`/`minimum`, ...); `message` words
+/// one, given "most" or "least" and the bound.
+fn bounds<T: PartialOrd + Copy>(
+    schema: &Value,
+    suffix: &str,
+    actual: T,
+    read: fn(&Value) -> Option<T>,
+    message: impl Fn(&str, T) -> String,
+) -> Vec<String> {
+    let bound = |side: &str| schema.get(format!("{side}{suffix}")).and_then(read);
+    let mut out = Vec::new();
+    if let Some(max) = bound("max")
+        && actual > max
+    {
+        out.push(message("most", max));
+    }
+    if let Some(min) = bound("min")
+        && actual < min
+    {
+        out.push(message("least", min));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -236,7 +264,7 @@ mod tests {
                         "mode": {"type": "string", "enum": ["A", "B", null], "nullable": true},
                         "name": {"type": "string", "minLength": 1, "maxLength": 3},
                         "tags": {"type": "array", "maxItems": 2, "minItems": 1, "items": {"type": "string"}},
-                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "labels": {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": 2},
                         "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
                         "nested": {"type": "object", "properties": {"x": {"type": "string"}}}
                     }
@@ -317,6 +345,10 @@ mod tests {
                 "spec.labels[k]: must be a string, not an integer",
             ),
             (
+                json!({"spec": {"count": 1, "labels": {"a": "1", "b": "2", "c": "3"}}}),
+                "spec.labels: must have at most 2 entries (has 3)",
+            ),
+            (
                 json!({"spec": {"count": 1, "nested": {"y": 1}}}),
                 "spec.nested.y: unknown field",
             ),
@@ -340,22 +372,23 @@ mod tests {
     }
 
     #[test]
+    fn schemas_are_found_by_version() {
+        for crd in crate::crd::all_crds() {
+            let schema = served_schema(&crd).expect("each CRD has a schema at the served version");
+            assert_eq!(schema["type"], "object");
+            assert!(schema["properties"]["spec"].is_object());
+            assert_eq!(crd_schema(&crd, "v1"), None, "no such version");
+        }
+    }
+
+    #[test]
     fn walks_the_generated_crds() {
         let crds = crate::crd::all_crds();
         let vault_secret = crds
             .iter()
             .find(|c| c.spec.names.kind == "VaultSecret")
             .unwrap();
-        let schema = serde_json::to_value(
-            vault_secret.spec.versions[0]
-                .schema
-                .as_ref()
-                .unwrap()
-                .open_api_v3_schema
-                .as_ref()
-                .unwrap(),
-        )
-        .unwrap();
+        let schema = served_schema(vault_secret).expect("the served version has a schema");
         let value = json!({"spec": {"mirror": {"type": "kubernetes.io/service-account-token",
             "rolloutRestartTargets": [{"kind": "Job", "name": "x"}]},
             "source": {"secretRef": {"nmae": "x"}}}});

@@ -15,8 +15,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use privx_client::{PrivxError, RoleHandle, SecretData, SecretLocation, SecretWrite};
 use privx_operator::controller::{
-    DATA_HASH_ANNOTATION, FINALIZER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SOURCE_LABEL,
-    VAULT_SECRET_LABEL,
+    DATA_HASH_ANNOTATION, FINALIZER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, VAULT_SECRET_LABEL,
 };
 use privx_operator::crd::{Ownership, PasswordPolicy, VaultSecret};
 use privx_sim::demo;
@@ -310,16 +309,19 @@ async fn push_stores_the_data_in_privx_and_mirrors_it() {
     );
     assert!(!hash.contains(EXAMPLE_PASSWORD));
 
-    // The source Secret is labelled so that its changes are watched.
+    // The source Secret is never written: its metadata-only watch needs no label (issue 10,
+    // point 3: a label patch was one Kubernetes write per object).
     let source = e2e.secret("app-db-credentials").await.unwrap();
-    assert_eq!(
-        source
-            .metadata
-            .labels
-            .unwrap_or_default()
-            .get(SOURCE_LABEL)
-            .map(String::as_str),
-        Some("true")
+    let managers: Vec<String> = source
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|f| f.manager)
+        .collect();
+    assert!(
+        !managers.iter().any(|m| m == "privx-operator"),
+        "{managers:?}"
     );
 
     // 11: status and events.

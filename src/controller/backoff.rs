@@ -1,5 +1,6 @@
 //! Per-object exponential backoff with jitter for failing reconciles: about 1 s, doubling, up
-//! to 5 min; reset by the first success.
+//! to 5 min; reset by the first success. And the backoff of the watches: 0.5 s doubling to 5 s,
+//! jittered, so that every watch resumes within seconds of the API server's return.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -39,6 +40,32 @@ impl Backoff {
             .get(key)
             .copied()
             .unwrap_or(0)
+    }
+}
+
+/// First and longest pause of a failing watch before it tries again.
+pub const WATCH_BASE: Duration = Duration::from_millis(500);
+pub const WATCH_CAP: Duration = Duration::from_secs(5);
+
+/// The backoff of one watch (reset by the watcher's stream on its next success).
+#[derive(Debug, Default)]
+pub struct WatchBackoff {
+    failures: u32,
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.failures = self.failures.saturating_add(1);
+        let exp = (self.failures - 1).min(16);
+        Some(jittered(WATCH_BASE.saturating_mul(1 << exp).min(WATCH_CAP)))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.failures = 0;
     }
 }
 
@@ -91,6 +118,18 @@ mod tests {
         );
         b.reset("a");
         assert_eq!(b.failures("a"), 0);
+    }
+
+    #[test]
+    fn watch_backoff_is_bounded_jittered_and_resets() {
+        use kube::runtime::utils::Backoff as _;
+        let mut b = WatchBackoff::default();
+        let delays: Vec<Duration> = (0..10).map(|_| b.next().unwrap()).collect();
+        assert!(delays[0] >= Duration::from_millis(250) && delays[0] <= WATCH_BASE);
+        assert!(delays.iter().all(|d| *d <= WATCH_CAP), "{delays:?}");
+        assert!(delays[9] >= WATCH_CAP / 2, "{delays:?}");
+        b.reset();
+        assert!(b.next().unwrap() <= WATCH_BASE);
     }
 
     #[test]

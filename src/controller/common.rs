@@ -24,14 +24,69 @@ pub fn has_finalizer<K: Resource>(obj: &K) -> bool {
 }
 
 /// Adds or removes our finalizer. The resourceVersion in the merge patch makes it a
-/// compare-and-set, so another controller's finalizer is never lost.
-pub async fn set_finalizer<K>(api: &Api<K>, obj: &K, wanted: bool) -> Result<(), Error>
+/// compare-and-set, so another controller's finalizer is never lost. A conflict (our cache was
+/// a little behind) is retried at once on a fresh read, quietly; only a repeated conflict is an
+/// error. The written version is recorded, so its watch event does not trigger again.
+pub async fn set_finalizer<K>(
+    ctx: &Context,
+    api: &Api<K>,
+    obj: &K,
+    wanted: bool,
+) -> Result<(), Error>
 where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
     if has_finalizer(obj) == wanted {
         return Ok(());
     }
+    let action = || format!("update finalizers of {}", obj.name_any());
+    let (kind, namespace, name) = (K::kind(&()), obj.namespace(), obj.name_any());
+    ctx.own_writes.begin(&kind, namespace.as_deref(), &name);
+    let result = finalizer_patch_with_retry(api, obj, wanted, action).await;
+    ctx.own_writes.finish(
+        &kind,
+        namespace.as_deref(),
+        &name,
+        result.as_ref().ok().and_then(Option::as_ref),
+    );
+    result.map(drop)
+}
+
+/// The patch, and on a conflict one more on a fresh read; `None` when the fresh read already
+/// had the wanted state.
+async fn finalizer_patch_with_retry<K>(
+    api: &Api<K>,
+    obj: &K,
+    wanted: bool,
+    action: impl Fn() -> String,
+) -> Result<Option<K>, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let written = match patch_finalizers(api, obj, wanted).await {
+        Ok(written) => written,
+        Err(e) if is_conflict(&e) => {
+            tracing::debug!(name = %obj.name_any(), "finalizer patch conflicted; retrying on a fresh read");
+            let fresh = api
+                .get(&obj.name_any())
+                .await
+                .map_err(Error::kube(action()))?;
+            if has_finalizer(&fresh) == wanted {
+                return Ok(None);
+            }
+            patch_finalizers(api, &fresh, wanted)
+                .await
+                .map_err(Error::kube(action()))?
+        }
+        Err(e) => return Err(Error::kube(action())(e)),
+    };
+    Ok(Some(written))
+}
+
+async fn patch_finalizers<K>(api: &Api<K>, obj: &K, wanted: bool) -> Result<K, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
     let mut finalizers: Vec<String> = obj.finalizers().to_vec();
     if wanted {
         finalizers.push(FINALIZER.to_string());
@@ -46,11 +101,11 @@ where
         &Patch::Merge(&patch),
     )
     .await
-    .map_err(Error::kube(format!(
-        "update finalizers of {}",
-        obj.name_any()
-    )))?;
-    Ok(())
+}
+
+/// Whether the API refused a write because the object changed since it was read (409).
+pub fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
 /// Server-side applies `status` on the status subresource with our field manager.
@@ -134,6 +189,11 @@ pub fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// "now" as PrivX writes its timestamps (RFC 3339, UTC).
+pub fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
 }
 
 /// "now" as a Kubernetes time.

@@ -1,12 +1,14 @@
 //! What every reconcile shares: the Kubernetes and PrivX clients, settings, caches and stores.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::Resource;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::backoff::Backoff;
 use super::hashing::HmacKey;
@@ -80,6 +82,9 @@ impl ControllerMetrics for NoMetrics {
 }
 
 /// Shared state of both controllers.
+///
+/// The stores are filled by the runner's shared reflectors (one per kind, whatever
+/// `--namespaces` says); a reconcile reads them only after [`Context::synced`] has opened.
 pub struct Context {
     pub client: kube::Client,
     pub privx: PrivxClient,
@@ -88,12 +93,164 @@ pub struct Context {
     pub recorder: Recorder,
     pub roles: RoleCache,
     pub backoff: Backoff,
-    /// The VaultSecret controllers' stores (one per watched scope), for claim conflicts.
-    pub vault_secrets: Vec<Store<DeserializeGuard<VaultSecret>>>,
+    /// Every watched VaultSecret (one store across the watched namespaces), for claim conflicts.
+    pub vault_secrets: Store<DeserializeGuard<VaultSecret>>,
     /// All PasswordPolicies.
     pub policies: Store<DeserializeGuard<PasswordPolicy>>,
     /// Namespace metadata (tenancy annotations).
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Mirrors' shared list pages and restart queue.
-    pub mirrors: super::refresh::MirrorState,
+    pub mirror_state: super::refresh::MirrorState,
+    /// The mirrored Secrets the operator wrote (by the managed-by label). A mirror not in it is
+    /// read from the API (it may exist unlabelled, and must then be refused, not overwritten).
+    pub mirrors: Store<Secret>,
+    /// Our own writes, so that their watch events do not start another reconcile.
+    pub own_writes: OwnWrites,
+    /// Opens once every store has listed its objects.
+    pub synced: SyncGate,
+}
+
+impl Context {
+    /// Every VaultSecret this process watches.
+    pub fn every_vault_secret(&self) -> Vec<Arc<DeserializeGuard<VaultSecret>>> {
+        self.vault_secrets.state()
+    }
+
+    /// The Namespace `name` as the store holds it.
+    pub fn namespace(&self, name: &str) -> Option<Arc<PartialObjectMeta<Namespace>>> {
+        self.namespaces.get(&ObjectRef::new(name))
+    }
+
+    /// The mirrored Secret `namespace/name` as the store holds it.
+    pub fn mirror(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        self.mirrors.get(&ObjectRef::new(name).within(namespace))
+    }
+}
+
+/// Our own writes, per object, so that their watch events do not start another reconcile.
+/// [`OwnWrites::begin`] before the write marks the object pending: the first event that
+/// arrives while it is pending is taken as the echo (it may race the write's answer).
+/// [`OwnWrites::finish`] with the written object then records its resourceVersion, unless the
+/// echo already came. Any other version passes. At worst a foreign change that lands in the
+/// same instant as our write is taken for the echo, and our own echo then triggers once: a
+/// change is never lost. The map holds at most one entry per object.
+#[derive(Default)]
+pub struct OwnWrites {
+    versions: Mutex<HashMap<String, Expect>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Expect {
+    Pending,
+    Version(String),
+}
+
+impl OwnWrites {
+    fn key_of<K: Resource<DynamicType = ()>>(obj: &K) -> Option<String> {
+        let meta = obj.meta();
+        Some(Self::key(
+            &K::kind(&()),
+            meta.namespace.as_deref(),
+            meta.name.as_deref()?,
+        ))
+    }
+
+    fn key(kind: &str, namespace: Option<&str>, name: &str) -> String {
+        format!("{kind}/{}/{name}", namespace.unwrap_or_default())
+    }
+
+    /// Before writing the object `kind` `namespace/name`.
+    pub fn begin(&self, kind: &str, namespace: Option<&str>, name: &str) {
+        self.lock()
+            .insert(Self::key(kind, namespace, name), Expect::Pending);
+    }
+
+    /// After the write: its answer `written`, or `None` when it failed.
+    pub fn finish<K: Resource<DynamicType = ()>>(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        written: Option<&K>,
+    ) {
+        let key = Self::key(kind, namespace, name);
+        let mut versions = self.lock();
+        if versions.get(&key) != Some(&Expect::Pending) {
+            return;
+        }
+        match written.and_then(|w| w.meta().resource_version.clone()) {
+            Some(rv) => versions.insert(key, Expect::Version(rv)),
+            None => versions.remove(&key),
+        };
+    }
+
+    /// Whether this watch event of `obj` is the echo of our own last write (taken once).
+    pub fn is_echo<K: Resource<DynamicType = ()>>(&self, obj: &K) -> bool {
+        let Some(key) = Self::key_of(obj) else {
+            return false;
+        };
+        let rv = obj.meta().resource_version.as_deref();
+        let mut versions = self.lock();
+        let echo = match versions.get(&key) {
+            Some(Expect::Pending) => true,
+            Some(Expect::Version(ours)) => Some(ours.as_str()) == rv,
+            None => false,
+        };
+        if echo {
+            versions.remove(&key);
+        }
+        echo
+    }
+
+    /// Forgets an object (it is gone).
+    pub fn forget<K: Resource<DynamicType = ()>>(&self, obj: &K) {
+        if let Some(key) = Self::key_of(obj) {
+            self.lock().remove(&key);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Expect>> {
+        self.versions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A gate that opens when every watch has delivered its initial list. Reconciles wait on it,
+/// so that no decision (tenancy, claimant order, policy lookup) is made from an empty store.
+/// The default gate is open (tools and tests that fill the stores themselves).
+#[derive(Clone)]
+pub struct SyncGate {
+    open: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Default for SyncGate {
+    fn default() -> Self {
+        let (_, open) = tokio::sync::watch::channel(true);
+        Self { open }
+    }
+}
+
+impl SyncGate {
+    /// A closed gate and the sender that opens it (send `true`).
+    pub fn closed() -> (tokio::sync::watch::Sender<bool>, Self) {
+        let (tx, open) = tokio::sync::watch::channel(false);
+        (tx, Self { open })
+    }
+
+    /// Waits until the gate is open (at once when it is). A dropped sender leaves it as it was.
+    pub async fn wait(&self) {
+        let mut open = self.open.clone();
+        let _ = open.wait_for(|o| *o).await;
+    }
+
+    pub fn is_open(&self) -> bool {
+        *self.open.borrow()
+    }
 }

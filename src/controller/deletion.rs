@@ -215,10 +215,8 @@ impl Deleted {
 /// The namespace's tenancy annotations, from the namespace store.
 pub fn namespace_policy(ctx: &Context, namespace: &str) -> super::tenancy::NamespacePolicy {
     super::tenancy::NamespacePolicy::from_annotations(
-        ctx.namespaces
-            .state()
-            .iter()
-            .find(|n| n.metadata.name.as_deref() == Some(namespace))
+        ctx.namespace(namespace)
+            .as_ref()
             .and_then(|n| n.metadata.annotations.as_ref()),
     )
 }

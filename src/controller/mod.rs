@@ -31,8 +31,6 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "privx-operator";
 /// Label naming the VaultSecret a mirrored Secret belongs to.
 pub const VAULT_SECRET_LABEL: &str = "privx-operator.dev/vaultsecret";
-/// Label the operator puts on source Secrets so that their changes are watched (narrow watch).
-pub const SOURCE_LABEL: &str = "privx-operator.dev/source";
 /// Annotation carrying the keyed data hash on mirrored Secrets and pod templates.
 pub const DATA_HASH_ANNOTATION: &str = "privx-operator.dev/data-hash";
 /// Annotation a user changes to request a new generated password.

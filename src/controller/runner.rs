@@ -1,28 +1,43 @@
 //! Assembles the watches, stores and both controllers, and runs them until shutdown.
 //!
-//! Watches are narrow: mirrored Secrets by the managed-by label, source Secrets by the source
-//! label, both metadata only; Namespaces metadata only. Memory does not grow with unrelated
-//! Secrets in the cluster.
+//! One VaultSecret controller and one PasswordPolicy controller, whatever `--namespaces` says:
+//! the namespace watches of a kind feed one stream and one store ([`scopes::merge`]). Every
+//! trigger comes out of a reflector after its store has the change (a store's own stream, or a
+//! subscriber of a shared store), and no reconcile starts before every store has listed
+//! ([`super::context::SyncGate`]). Only real changes trigger ([`triggers`]): spec, labels,
+//! annotations, finalizers, deletion; never the echo of our own status, finalizer or mirror
+//! write. Objects are stripped of `managedFields` and `last-applied-configuration` before they
+//! enter a store. Watches are narrow or metadata-only: mirrors by the managed-by label (whole,
+//! the plan compares their data), source Secrets metadata-only and stored nowhere (an index of
+//! the names VaultSecrets reference maps their events), Namespaces metadata-only with only the
+//! operator's annotations kept. Watches back off on their own (0.5 s → 5 s, jittered) and
+//! report their health: readiness is false while any is down.
+
+mod health;
+mod scopes;
+mod triggers;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use futures::{StreamExt, future::BoxFuture};
+use futures::channel::mpsc;
+use futures::{StreamExt, future::BoxFuture, stream::BoxStream};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::ResourceExt;
 use kube::api::Api;
-use kube::core::DeserializeGuard;
-use kube::core::PartialObjectMeta;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
-use tokio::sync::Notify;
+use kube::{Resource, ResourceExt};
 use tracing::info;
 
+use self::health::WatchHealth;
+use self::triggers::{Changes, SourceIndex, strip, strip_namespace};
+use super::backoff::WatchBackoff;
+use super::context::SyncGate;
 use super::{
-    Context, ControllerMetrics, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SOURCE_LABEL, Settings,
-    password_policy, vault_secret,
+    Context, ControllerMetrics, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Settings, password_policy,
+    vault_secret,
 };
 use crate::crd::{PasswordPolicy, VaultSecret};
 use privx_client::PrivxClient;
@@ -38,69 +53,46 @@ pub struct RunOptions {
     pub instance: Option<String>,
 }
 
-type VsStore = Store<DeserializeGuard<VaultSecret>>;
+/// The source-Secret watch leaves out the Secret types that are never a VaultSecret's source
+/// and that clusters hold many of (Helm releases, service-account tokens).
+pub const SOURCE_FIELDS: &str =
+    "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token";
 
-/// Counts watches that have not yet finished their initial list; readiness waits for zero.
-#[derive(Clone, Default)]
-struct SyncTracker {
-    pending: Arc<AtomicUsize>,
-    notify: Arc<Notify>,
-}
+/// Capacity of a shared store's fan-out channel (events wait for room, none is dropped).
+const SHARED_BUFFER: usize = 1024;
 
-impl SyncTracker {
-    /// A watch to wait for: call the returned closure on every watcher event.
-    fn track<K>(&self) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) + Send + 'static {
-        self.pending.fetch_add(1, Ordering::SeqCst);
-        let tracker = self.clone();
-        let mut done = false;
-        move |event| {
-            if !done && matches!(event, Ok(watcher::Event::InitDone)) {
-                done = true;
-                tracker.pending.fetch_sub(1, Ordering::SeqCst);
-                tracker.notify.notify_waiters();
-            }
-        }
-    }
+type Events<K> = BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
 
-    async fn wait(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.pending.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// A controller whose own watch reports to `tracker` when its initial list is complete.
-fn tracked_controller<K>(api: Api<K>, tracker: &SyncTracker) -> Controller<K>
+/// A watch of `api`: bounded jittered backoff, its health tracked as `what`.
+fn watch<K>(api: Api<K>, config: watcher::Config, health: &WatchHealth, what: &str) -> Events<K>
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default().any_semantic())
-            .default_backoff()
-            .inspect(tracker.track()),
-    )
-    .applied_objects();
-    Controller::for_stream(stream, reader)
+    watcher(api, config)
+        .backoff(WatchBackoff::default())
+        .inspect(health.track(what))
+        .boxed()
 }
 
-fn all_vault_secrets(stores: &[VsStore]) -> Vec<Arc<DeserializeGuard<VaultSecret>>> {
-    stores.iter().flat_map(|s| s.state()).collect()
+/// One `Api` per watched scope (all namespaces when none is listed).
+fn scoped_apis<K>(client: &kube::Client, namespaces: &[String]) -> Vec<(Option<String>, Api<K>)>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    if namespaces.is_empty() {
+        vec![(None, Api::all(client.clone()))]
+    } else {
+        namespaces
+            .iter()
+            .map(|ns| (Some(ns.clone()), Api::namespaced(client.clone(), ns)))
+            .collect()
+    }
 }
 
 /// Runs both controllers until `shutdown` resolves; in-flight reconciles drain first.
-/// `on_synced` is called once every watch has listed its objects.
+/// `on_watches` is called with `true` once every watch has listed its objects, with `false`
+/// while any watch is down, and with `true` again when all are back.
 pub async fn run(
     client: kube::Client,
     privx: PrivxClient,
@@ -108,47 +100,21 @@ pub async fn run(
     metrics: Arc<dyn ControllerMetrics>,
     options: RunOptions,
     shutdown: tokio_util::sync::CancellationToken,
-    on_synced: impl FnOnce() + Send + 'static,
+    on_watches: impl Fn(bool) + Send + Sync + 'static,
 ) {
     let controller_config = ControllerConfig::default().concurrency(options.concurrency);
-    let tracker = SyncTracker::default();
+    let (open_gate, gate) = SyncGate::closed();
+    let health = WatchHealth::new(open_gate, on_watches);
 
-    // PasswordPolicy controller; its store also serves the VaultSecret controllers.
-    let policies_api: Api<DeserializeGuard<PasswordPolicy>> = Api::all(client.clone());
-    let policy_controller =
-        tracked_controller(policies_api, &tracker).with_config(controller_config.clone());
-    let policy_store = policy_controller.store();
-
-    // Namespace metadata for tenancy annotations.
-    let (namespace_store, namespace_writer) = reflector::store();
-    let namespace_reflector = reflector::reflector(
-        namespace_writer,
-        watcher(
-            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .inspect(tracker.track())
-    .for_each(|_| futures::future::ready(()));
-
-    // One VaultSecret controller per watched scope.
-    let scopes: Vec<Option<String>> = if options.namespaces.is_empty() {
-        vec![None]
-    } else {
-        options.namespaces.iter().cloned().map(Some).collect()
-    };
-    let mut vs_controllers = Vec::new();
-    let mut vs_stores = Vec::new();
-    for scope in &scopes {
-        let api: Api<DeserializeGuard<VaultSecret>> = match scope {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        let controller = tracked_controller(api, &tracker).with_config(controller_config.clone());
-        vs_stores.push(controller.store());
-        vs_controllers.push((scope.clone(), controller));
-    }
+    // Stores. VaultSecrets and mirrors: one store across the watched namespaces.
+    let (vs_store, vs_writer) = reflector::store::<DeserializeGuard<VaultSecret>>();
+    let (mirror_store, mirror_writer) = reflector::store::<Secret>();
+    let (namespace_store, namespace_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
+    // PasswordPolicies feed both controllers: a shared store with two subscribers.
+    let (policy_store, policy_writer) =
+        reflector::store_shared::<DeserializeGuard<PasswordPolicy>>(SHARED_BUFFER);
+    let policies_for_policy_controller = policy_writer.subscribe().expect("shared store");
+    let policies_for_vault_secrets = policy_writer.subscribe().expect("shared store");
 
     let reporter = Reporter {
         controller: "privx-operator".into(),
@@ -162,123 +128,311 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), reporter),
         roles: Default::default(),
         backoff: Default::default(),
-        vault_secrets: vs_stores.clone(),
+        vault_secrets: vs_store.clone(),
         policies: policy_store.clone(),
         namespaces: namespace_store.clone(),
-        mirrors: Default::default(),
+        mirror_state: Default::default(),
+        mirrors: mirror_store.clone(),
+        own_writes: Default::default(),
+        synced: gate,
     });
 
-    // Background: the namespace reflector, and readiness once every watch has listed.
+    // Triggers that do not come from a watched object of the controller's own streams: a
+    // deleted PasswordPolicy, a source Secret event.
+    let (extra_tx, extra_rx) = mpsc::unbounded::<ObjectRef<DeserializeGuard<VaultSecret>>>();
+
+    // --- PasswordPolicies (cluster-wide, shared) ---
+    let policy_changes = Changes::default();
+    let policy_reflector = {
+        let ctx = ctx.clone();
+        let extra_tx = extra_tx.clone();
+        let vs_store = vs_store.clone();
+        let changes = policy_changes.clone();
+        watch(
+            Api::<DeserializeGuard<PasswordPolicy>>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+            &health,
+            "PasswordPolicies",
+        )
+        .modify(|p| strip(p.meta_mut()))
+        .reflect_shared(policy_writer)
+        .for_each(move |event| {
+            if let Ok(watcher::Event::Delete(policy)) = &event {
+                let name = policy.name_any();
+                changes.forget(&name);
+                password_policy::forget(&ctx, &name);
+                for vs in referrers(&vs_store, |vs| policy_ref(vs) == Some(name.as_str())) {
+                    let _ = extra_tx.unbounded_send(vs);
+                }
+            }
+            futures::future::ready(())
+        })
+    };
+
+    // --- Namespaces (metadata only, only our annotations kept) ---
+    let namespace_changes = Changes::default();
+    let namespace_triggers = reflector::reflector(
+        namespace_writer,
+        watch(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default(),
+            &health,
+            "Namespaces",
+        )
+        .modify(|ns| strip_namespace(ns.meta_mut())),
+    )
+    .touched_objects()
+    .filter_map({
+        let changes = namespace_changes.clone();
+        move |ns| {
+            let pass = match &ns {
+                Ok(ns) => changes.changed(&ns.name_any(), triggers::namespace_hash(ns)),
+                Err(_) => false,
+            };
+            futures::future::ready(pass.then_some(ns))
+        }
+    });
+
+    // --- VaultSecrets: the controller's own stream ---
+    let vs_changes = Changes::default();
+    let source_index = SourceIndex::default();
+    let vs_streams: Vec<Events<DeserializeGuard<VaultSecret>>> =
+        scoped_apis::<DeserializeGuard<VaultSecret>>(&client, &options.namespaces)
+            .into_iter()
+            .map(|(scope, api)| {
+                let what = format!("VaultSecrets{}", scope_suffix(&scope));
+                watch(
+                    api,
+                    watcher::Config::default().any_semantic(),
+                    &health,
+                    &what,
+                )
+            })
+            .collect();
+    let vs_trigger = reflector::reflector(
+        vs_writer,
+        scopes::merge(vs_streams, options.namespaces.clone(), vs_store.clone())
+            .modify(|vs| strip(vs.meta_mut())),
+    )
+    .inspect({
+        let ctx = ctx.clone();
+        let changes = vs_changes.clone();
+        let index = source_index.clone();
+        move |event| match event {
+            Ok(watcher::Event::Apply(vs) | watcher::Event::InitApply(vs)) => {
+                index.set(&ObjectRef::from_obj(vs), source_of(vs));
+            }
+            Ok(watcher::Event::Delete(vs)) => {
+                let key = vault_secret::key_of(vs);
+                changes.forget(&key);
+                index.remove(&ObjectRef::from_obj(vs));
+                ctx.own_writes.forget(vs);
+                vault_secret::forget(&ctx, &key);
+            }
+            _ => {}
+        }
+    })
+    .applied_objects()
+    .filter_map({
+        let ctx = ctx.clone();
+        move |vs| {
+            let pass = match &vs {
+                Ok(vs) => {
+                    let changed = vs_changes.changed(&vault_secret::key_of(vs), triggers::hash(vs));
+                    let echo = ctx.own_writes.is_echo(vs);
+                    changed && !echo
+                }
+                Err(_) => false,
+            };
+            futures::future::ready(pass.then_some(vs))
+        }
+    });
+
+    // --- Mirrors: whole Secrets by the managed-by label ---
+    let mirror_streams: Vec<Events<Secret>> = scoped_apis::<Secret>(&client, &options.namespaces)
+        .into_iter()
+        .map(|(scope, api)| {
+            let what = format!("mirrored Secrets{}", scope_suffix(&scope));
+            watch(
+                api,
+                watcher::Config::default()
+                    .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+                &health,
+                &what,
+            )
+        })
+        .collect();
+    let mirror_triggers = reflector::reflector(
+        mirror_writer,
+        scopes::merge(
+            mirror_streams,
+            options.namespaces.clone(),
+            mirror_store.clone(),
+        )
+        .modify(|s| strip(s.meta_mut())),
+    )
+    .touched_objects()
+    .filter_map({
+        let ctx = ctx.clone();
+        move |secret| {
+            let pass = match &secret {
+                Ok(secret) => !ctx.own_writes.is_echo(secret),
+                Err(_) => false,
+            };
+            futures::future::ready(pass.then_some(secret))
+        }
+    });
+
+    // --- Source Secrets: metadata only, stored nowhere, mapped through the index ---
+    let source_triggers: Vec<_> =
+        scoped_apis::<PartialObjectMeta<Secret>>(&client, &options.namespaces)
+            .into_iter()
+            .map(|(scope, api)| {
+                let what = format!("source Secrets{}", scope_suffix(&scope));
+                let index = source_index.clone();
+                watch(
+                    api,
+                    watcher::Config::default().fields(SOURCE_FIELDS),
+                    &health,
+                    &what,
+                )
+                .touched_objects()
+                .filter_map(move |secret| {
+                    let refs = match secret {
+                        Ok(secret) => index.referrers_if_changed(&secret),
+                        Err(_) => Vec::new(),
+                    };
+                    futures::future::ready((!refs.is_empty()).then(|| futures::stream::iter(refs)))
+                })
+                .flatten()
+                .boxed()
+            })
+            .collect();
+    let source_triggers = futures::stream::select_all(source_triggers);
+
+    // --- The PasswordPolicy controller ---
+    let policy_controller = Controller::for_shared_stream(
+        policies_for_policy_controller.filter({
+            let changes = policy_changes.clone();
+            let ctx = ctx.clone();
+            move |p| {
+                let changed = changes.changed(&p.name_any(), triggers::hash(p.as_ref()));
+                let echo = ctx.own_writes.is_echo(p.as_ref());
+                futures::future::ready(changed && !echo)
+            }
+        }),
+        policy_store.clone(),
+    )
+    .with_config(controller_config.clone())
+    .graceful_shutdown_on(shutdown.clone().cancelled_owned());
+
+    // --- The VaultSecret controller ---
+    let by_policy = vs_store.clone();
+    let by_namespace = vs_store.clone();
+    let policy_generations = Changes::default();
+    let vs_controller = Controller::for_stream(vs_trigger, vs_store.clone())
+        .with_config(controller_config)
+        .owns_stream(mirror_triggers)
+        .watches_shared_stream(
+            policies_for_vault_secrets.filter(move |p| {
+                // Only a change of the policy's spec matters to the VaultSecrets that use it.
+                let generation = p.meta().generation.unwrap_or_default() as u64;
+                futures::future::ready(policy_generations.changed(&p.name_any(), generation))
+            }),
+            move |policy| {
+                let name = policy.name_any();
+                referrers(&by_policy, |vs| policy_ref(vs) == Some(name.as_str()))
+            },
+        )
+        .watches_stream(namespace_triggers, move |ns| {
+            let name = ns.name_any();
+            referrers(&by_namespace, |vs| {
+                vs.namespace().as_deref() == Some(name.as_str())
+            })
+        })
+        .reconcile_on(source_triggers)
+        .reconcile_on(extra_rx)
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned());
+
+    let ticker = {
+        let health = health.clone();
+        async move {
+            let quiet = super::backoff::WATCH_CAP + std::time::Duration::from_secs(1);
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+            loop {
+                every.tick().await;
+                health.tick(quiet);
+            }
+        }
+    };
     let background = vec![
-        tokio::spawn(namespace_reflector),
+        tokio::spawn(policy_reflector),
+        tokio::spawn(ticker),
         tokio::spawn({
-            let tracker = tracker.clone();
+            let gate = ctx.synced.clone();
             async move {
-                tracker.wait().await;
+                gate.wait().await;
                 info!("all watches synced");
-                on_synced();
             }
         }),
     ];
 
-    let mut tasks: Vec<BoxFuture<'static, ()>> = Vec::new();
-    tasks.push(Box::pin(
-        policy_controller
-            .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-            .run(
-                password_policy::reconcile,
-                password_policy::error_policy,
-                ctx.clone(),
-            )
-            .for_each(|_| futures::future::ready(())),
-    ));
-
-    for (scope, controller) in vs_controllers {
-        let secrets_api: Api<PartialObjectMeta<Secret>> = match &scope {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        let own_store = controller.store();
-        let mirrors = watcher(
-            secrets_api.clone(),
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
-        )
-        .default_backoff()
-        .touched_objects();
-        let sources = watcher(
-            secrets_api,
-            watcher::Config::default().labels(&format!("{SOURCE_LABEL}=true")),
-        )
-        .default_backoff()
-        .touched_objects();
-        let policies = watcher(
-            Api::<DeserializeGuard<PasswordPolicy>>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .touched_objects();
-        let namespaces = watcher(
-            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .touched_objects();
-
-        let by_source = own_store.clone();
-        let by_policy = own_store.clone();
-        let by_namespace = own_store.clone();
-        let controller = controller
-            .owns_stream(mirrors)
-            .watches_stream(sources, move |secret| {
-                referrers(&by_source, |vs| {
-                    vs.namespace() == secret.namespace()
-                        && vs
-                            .spec
-                            .source
-                            .as_ref()
-                            .and_then(|s| s.secret_ref.as_ref())
-                            .is_some_and(|r| r.name == secret.name_any())
-                })
-            })
-            .watches_stream(policies, move |policy| {
-                let name = policy.name_any();
-                referrers(&by_policy, |vs| {
-                    vs.spec
-                        .source
-                        .as_ref()
-                        .and_then(|s| s.generate.as_ref())
-                        .is_some_and(|g| g.password_policy_ref.name == name)
-                })
-            })
-            .watches_stream(namespaces, move |ns| {
-                let name = ns.name_any();
-                referrers(&by_namespace, |vs| {
-                    vs.namespace().as_deref() == Some(name.as_str())
-                })
-            })
-            .graceful_shutdown_on(shutdown.clone().cancelled_owned());
-        tasks.push(Box::pin(
-            controller
+    let tasks: Vec<BoxFuture<'static, ()>> = vec![
+        Box::pin(
+            policy_controller
+                .run(
+                    password_policy::reconcile,
+                    password_policy::error_policy,
+                    ctx.clone(),
+                )
+                .for_each(|_| futures::future::ready(())),
+        ),
+        Box::pin(
+            vs_controller
                 .run(
                     vault_secret::reconcile,
                     vault_secret::error_policy,
                     ctx.clone(),
                 )
                 .for_each(|_| futures::future::ready(())),
-        ));
-    }
+        ),
+    ];
 
     // Controllers end on the shutdown signal once in-flight reconciles have drained.
     futures::future::join_all(tasks).await;
     for task in background {
         task.abort();
     }
+    drop(extra_tx);
     info!("controllers stopped");
+}
+
+fn scope_suffix(scope: &Option<String>) -> String {
+    scope
+        .as_deref()
+        .map(|ns| format!(" in {ns}"))
+        .unwrap_or_default()
+}
+
+/// The PasswordPolicy a VaultSecret generates from.
+fn policy_ref(vs: &VaultSecret) -> Option<&str> {
+    vs.spec
+        .source
+        .as_ref()
+        .and_then(|s| s.generate.as_ref())
+        .map(|g| g.password_policy_ref.name.as_str())
+}
+
+/// The source Secret (namespace, name) a VaultSecret pushes from.
+fn source_of(vs: &DeserializeGuard<VaultSecret>) -> Option<(String, String)> {
+    let vs = vs.0.as_ref().ok()?;
+    let name = vs.spec.source.as_ref()?.secret_ref.as_ref()?.name.clone();
+    Some((vs.namespace().unwrap_or_default(), name))
 }
 
 /// The VaultSecrets in `store` that `pred` selects, as reconcile requests.
 fn referrers(
-    store: &VsStore,
+    store: &reflector::Store<DeserializeGuard<VaultSecret>>,
     pred: impl Fn(&VaultSecret) -> bool,
 ) -> Vec<ObjectRef<DeserializeGuard<VaultSecret>>> {
     store
@@ -287,11 +441,4 @@ fn referrers(
         .filter(|g| g.0.as_ref().is_ok_and(&pred))
         .map(|g| ObjectRef::from_obj(g.as_ref()))
         .collect()
-}
-
-impl Context {
-    /// Every VaultSecret this process watches, across scopes.
-    pub fn every_vault_secret(&self) -> Vec<Arc<DeserializeGuard<VaultSecret>>> {
-        all_vault_secrets(&self.vault_secrets)
-    }
 }

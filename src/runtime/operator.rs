@@ -244,7 +244,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
             instance: std::env::var("POD_NAME").ok(),
         },
         stop.clone(),
-        move || health_synced.set_watches_synced(true),
+        move |up| health_synced.set_watches_synced(up),
     )
     .await;
     renewals.abort();

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_kube;
+pub mod running;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,10 +149,13 @@ impl Harness {
             ),
             roles: Default::default(),
             backoff: Default::default(),
-            vault_secrets: vec![vs_store],
+            vault_secrets: vs_store,
             policies: policy_store,
             namespaces: ns_store,
-            mirrors: Default::default(),
+            mirror_state: Default::default(),
+            mirrors: reflector::store().0,
+            own_writes: Default::default(),
+            synced: Default::default(),
         });
         let mut h = Self {
             kube,

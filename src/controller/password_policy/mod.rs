@@ -36,6 +36,7 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<PasswordPolicy>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    ctx.synced.wait().await;
     let started = Instant::now();
     let result = match &guard.0 {
         Ok(policy) => {
@@ -178,6 +179,13 @@ pub fn error_policy(
     common::requeue_after_failure(&ctx, &format!("passwordpolicy/{}", guard.name_any()), error)
 }
 
+/// The policy is gone (deleted, with or without a finalizer): it leaves the object gauge and
+/// the backoff map.
+pub fn forget(ctx: &Context, name: &str) {
+    ctx.metrics.forget_object(CONTROLLER, name);
+    ctx.backoff.reset(&format!("passwordpolicy/{name}"));
+}
+
 struct Reconciler<'a> {
     policy: &'a PasswordPolicy,
     ctx: &'a Context,
@@ -271,7 +279,7 @@ impl Reconciler<'_> {
 
         // Apply: finalizer before any create, then PrivX.
         let wants_finalizer = spec.deletion_policy() == DeletionPolicy::Delete;
-        common::set_finalizer(&self.api(), self.policy, wants_finalizer)
+        common::set_finalizer(self.ctx, &self.api(), self.policy, wants_finalizer)
             .await
             .map_err(common::error_stop)?;
         let id = match &policy_plan.action {

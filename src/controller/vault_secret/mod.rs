@@ -28,9 +28,7 @@ use super::deletion::{Deleted, namespace_policy};
 use super::refresh::{self, RefreshInput};
 use super::restart::{self, Requester, Workload};
 use super::tenancy::check_access;
-use super::{
-    Context, Error, FIELD_MANAGER, FORCE_SYNC_ANNOTATION, REGENERATE_ANNOTATION, SOURCE_LABEL,
-};
+use super::{Context, Error, FIELD_MANAGER, FORCE_SYNC_ANNOTATION, REGENERATE_ANNOTATION};
 use crate::crd::condition::{self, DesiredCondition};
 use crate::crd::vault_secret::{Ownership, RefreshPolicy, RolloutTarget};
 use crate::crd::{DeletionPolicy, VaultSecret, VaultSecretStatus};
@@ -76,6 +74,7 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<VaultSecret>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    ctx.synced.wait().await;
     let started = Instant::now();
     let result = match &guard.0 {
         Ok(vs) => {
@@ -118,6 +117,18 @@ pub fn error_policy(
 
 fn object_key(namespace: Option<&str>, name: &str) -> String {
     format!("{}/{name}", namespace.unwrap_or_default())
+}
+
+/// The key of an object in metrics and the backoff map: `namespace/name`.
+pub fn key_of(guard: &DeserializeGuard<VaultSecret>) -> String {
+    object_key(guard.namespace().as_deref(), &guard.name_any())
+}
+
+/// The object is gone (deleted, with or without a finalizer): it leaves the object gauge and
+/// the backoff map.
+pub fn forget(ctx: &Context, key: &str) {
+    ctx.metrics.forget_object(CONTROLLER, key);
+    ctx.backoff.reset(key);
 }
 
 /// Deletion. With `deletionPolicy: Delete`, the PrivX secret status records is deleted only
@@ -327,11 +338,7 @@ impl Reconciler<'_> {
             None => Vec::new(),
         };
         let existing_mirror = match mirror_spec {
-            Some(m) => self
-                .secrets()
-                .get_opt(plan::mirror_name(m, &vs_name))
-                .await
-                .map_err(|e| common::kube_stop("read mirrored Secret", e))?,
+            Some(m) => self.existing_mirror(plan::mirror_name(m, &vs_name)).await?,
             None => None,
         };
 
@@ -366,7 +373,7 @@ impl Reconciler<'_> {
             && matches!(source, SourceInput::ReadOnly)
             && target.location == SecretLocation::Shared
         {
-            ctx.mirrors
+            ctx.mirror_state
                 .list_pages
                 .get(
                     &ctx.privx,
@@ -449,7 +456,7 @@ impl Reconciler<'_> {
             &owner,
             mirror_bytes,
             &mirror_hash,
-            existing_mirror.as_ref(),
+            existing_mirror.as_deref(),
             decision.forced,
         )
         .map_err(|r| (r, Next::After(self.refresh())))?;
@@ -465,7 +472,6 @@ impl Reconciler<'_> {
         if wants_finalizer && privx_plan.action != PrivxAction::None {
             self.record_target(&target).await?;
         }
-        let mut current_meta = current.clone();
         match &privx_plan.action {
             PrivxAction::None => {}
             PrivxAction::Create(body) => {
@@ -487,36 +493,43 @@ impl Reconciler<'_> {
         }
         if privx_plan.action != PrivxAction::None {
             // Nobody may read the old data from a listing taken before this write.
-            ctx.mirrors.list_pages.invalidate().await;
-            // Metadata only (author, timestamps) for status; a failure here is not worth a retry.
-            if let Ok(meta) = privx
-                .get_secret_metadata(&target.location, &target.name)
-                .await
-            {
-                current_meta = Some(meta);
-            }
+            ctx.mirror_state.list_pages.invalidate().await;
         }
+        // What PrivX now records, known without reading it back: we are the author of what we
+        // created and the last writer of what we wrote.
+        let current_meta = plan::after_write(
+            current.as_ref(),
+            &privx_plan.action,
+            ctx.settings.privx_identity.as_deref(),
+            &common::now_rfc3339(),
+            status.and_then(|s| s.privx.as_ref()),
+        );
 
         match mirror_action {
             MirrorAction::NotDeclared | MirrorAction::InSync => {}
             MirrorAction::Apply(secret) => {
                 self.apply_mirror(&secret).await?;
-                let strays = plan::stray_keys(existing_mirror.as_ref(), &secret);
+                let strays = plan::stray_keys(existing_mirror.as_deref(), &secret);
                 if !strays.is_empty() {
                     let nulls: serde_json::Map<String, serde_json::Value> = strays
                         .into_iter()
                         .map(|k| (k, serde_json::Value::Null))
                         .collect();
-                    self.secrets()
+                    let name = plan::mirror_name(mirror_spec.expect("declared"), &vs_name);
+                    ctx.own_writes.begin("Secret", Some(&namespace), name);
+                    let patched = self
+                        .secrets()
                         .patch(
-                            plan::mirror_name(mirror_spec.expect("declared"), &vs_name),
+                            name,
                             &PatchParams::default(),
                             &Patch::Merge(&json!({"data": nulls})),
                         )
-                        .await
-                        .map_err(|e| {
-                            common::kube_stop("remove keys added to the mirrored Secret", e)
-                        })?;
+                        .await;
+                    ctx.own_writes
+                        .finish("Secret", Some(&namespace), name, patched.as_ref().ok());
+                    patched.map_err(|e| {
+                        common::kube_stop("remove keys added to the mirrored Secret", e)
+                    })?;
                 }
             }
             MirrorAction::Replace(secret) => {
@@ -766,7 +779,7 @@ impl Reconciler<'_> {
                 Ok(_) => {
                     if restart {
                         self.ctx
-                            .mirrors
+                            .mirror_state
                             .restarts
                             .request(
                                 &self.ctx.client,
@@ -880,7 +893,6 @@ impl Reconciler<'_> {
                         Next::After(SOURCE_RETRY.min(self.refresh())),
                     )
                 })?;
-            self.ensure_source_label(&secret).await;
             let all = secret.data.unwrap_or_default();
             let wanted: Vec<String> = match &secret_ref.keys {
                 Some(keys) => keys.clone(),
@@ -971,30 +983,6 @@ impl Reconciler<'_> {
         })
     }
 
-    /// Labels the source Secret so that the narrow Secret watch sees its changes. Best effort:
-    /// without the label the object is still refreshed on schedule.
-    async fn ensure_source_label(&self, secret: &KubeSecret) {
-        if secret.labels().contains_key(SOURCE_LABEL) {
-            return;
-        }
-        let patch = json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": secret.name_any(), "labels": {SOURCE_LABEL: "true"}},
-        });
-        if let Err(e) = self
-            .secrets()
-            .patch(
-                &secret.name_any(),
-                &PatchParams::apply(FIELD_MANAGER),
-                &Patch::Apply(&patch),
-            )
-            .await
-        {
-            warn!(secret = %secret.name_any(), error = %e, "could not label the source Secret; changes are seen at the next refresh only");
-        }
-    }
-
     async fn resolve_roles(
         &self,
         source: &SourceInput,
@@ -1082,19 +1070,41 @@ impl Reconciler<'_> {
         let mut value = serde_json::to_value(secret).expect("a Secret serializes");
         value["apiVersion"] = json!("v1");
         value["kind"] = json!("Secret");
-        self.secrets()
+        let namespace = self.namespace();
+        self.ctx.own_writes.begin("Secret", Some(&namespace), &name);
+        let written = self
+            .secrets()
             .patch(
                 &name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&value),
             )
-            .await
-            .map_err(|e| common::kube_stop("write mirrored Secret", e))?;
+            .await;
+        self.ctx
+            .own_writes
+            .finish("Secret", Some(&namespace), &name, written.as_ref().ok());
+        written.map_err(|e| common::kube_stop("write mirrored Secret", e))?;
         Ok(())
     }
 
+    /// The mirrored Secret as the store holds it; a Secret not in the store (not labelled as
+    /// ours, or not seen yet) is read, so that a foreign Secret of that name is refused, never
+    /// overwritten.
+    async fn existing_mirror(&self, name: &str) -> Result<Option<Arc<KubeSecret>>, Stop> {
+        if let Some(mirror) = self.ctx.mirror(&self.namespace(), name) {
+            return Ok(Some(mirror));
+        }
+        let read = self
+            .secrets()
+            .get_opt(name)
+            .await
+            .map_err(|e| common::kube_stop("read mirrored Secret", e))?;
+        Ok(read.map(Arc::new))
+    }
+
+
     async fn set_finalizer(&self, wanted: bool) -> Result<(), Error> {
-        common::set_finalizer(&self.api(), self.vs, wanted).await
+        common::set_finalizer(self.ctx, &self.api(), self.vs, wanted).await
     }
 
     /// Deletion: see [`cleanup`].

@@ -778,6 +778,47 @@ pub fn intent_status(
 }
 
 /// The PrivX part of the status after a successful sync.
+/// What PrivX records of the secret after `action`, known without reading it back: the
+/// operator (`identity`) is the author of what it created and the last writer of what it wrote,
+/// at `now`. `None` when nothing exists and nothing was written. With nothing to write, the
+/// times status recorded at our last write stay (PrivX's own clock and format differ by
+/// milliseconds; taking them would write status once more for nothing) as long as PrivX names
+/// the same last writer.
+pub fn after_write(
+    current: Option<&Secret>,
+    action: &PrivxAction,
+    identity: Option<&str>,
+    now: &str,
+    recorded: Option<&PrivxSecretStatus>,
+) -> Option<Secret> {
+    match action {
+        PrivxAction::None => {
+            let mut after = current.cloned()?;
+            if let Some(r) = recorded.filter(|r| {
+                r.name == after.name && r.updated.is_some() && r.updated_by == after.updated_by
+            }) {
+                after.created = r.created.clone().or(after.created);
+                after.updated = r.updated.clone();
+            }
+            Some(after)
+        }
+        PrivxAction::Create(_) => Some(Secret {
+            author: identity.map(String::from),
+            updated_by: identity.map(String::from),
+            created: Some(now.to_string()),
+            updated: Some(now.to_string()),
+            ..Secret::default()
+        }),
+        PrivxAction::Update(_) => {
+            let mut after = current.cloned().unwrap_or_default();
+            after.data = None;
+            after.updated_by = identity.map(String::from);
+            after.updated = Some(now.to_string());
+            Some(after)
+        }
+    }
+}
+
 pub fn privx_status(
     target: &Target,
     plan: &PrivxPlan,

@@ -1,0 +1,275 @@
+//! What starts a reconcile, and what objects keep in the stores.
+//!
+//! [`hash`] covers what a change of which must start a reconcile: the uid (a re-created
+//! object), the generation (spec), labels, annotations, finalizers and deletion. A status
+//! write changes none of them. [`Changes`] remembers the last hash per object, so a re-list
+//! after a watch outage triggers only the objects that changed meanwhile.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::runtime::reflector::ObjectRef;
+
+use crate::crd::VaultSecret;
+
+/// The annotation `kubectl apply` keeps the whole last applied object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// Annotations of Namespaces the operator reads start with this.
+const OPERATOR_PREFIX: &str = "privx-operator.dev/";
+
+/// Drops what no controller reads before the object enters a store.
+pub fn strip(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = &mut meta.annotations {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+/// A Namespace keeps its name, uid, version and the operator's annotations only.
+pub fn strip_namespace(meta: &mut ObjectMeta) {
+    *meta = ObjectMeta {
+        name: meta.name.take(),
+        uid: meta.uid.take(),
+        resource_version: meta.resource_version.take(),
+        deletion_timestamp: meta.deletion_timestamp.take(),
+        annotations: meta.annotations.take().map(|a| {
+            a.into_iter()
+                .filter(|(k, _)| k.starts_with(OPERATOR_PREFIX))
+                .collect()
+        }),
+        ..ObjectMeta::default()
+    };
+}
+
+/// The hash of what must trigger a reconcile when it changes.
+pub fn hash<K: Resource>(obj: &K) -> u64 {
+    let meta = obj.meta();
+    let mut h = DefaultHasher::new();
+    meta.uid.hash(&mut h);
+    meta.generation.hash(&mut h);
+    meta.labels.hash(&mut h);
+    meta.annotations.hash(&mut h);
+    meta.finalizers.hash(&mut h);
+    meta.deletion_timestamp.is_some().hash(&mut h);
+    h.finish()
+}
+
+/// The hash of what the VaultSecrets read of their Namespace.
+pub fn namespace_hash(ns: &PartialObjectMeta<Namespace>) -> u64 {
+    let mut h = DefaultHasher::new();
+    ns.metadata.uid.hash(&mut h);
+    ns.metadata.annotations.hash(&mut h);
+    h.finish()
+}
+
+/// The last trigger hash per object key. Cheap to clone; clones share the map.
+#[derive(Clone, Default)]
+pub struct Changes {
+    seen: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl Changes {
+    /// Records `hash` for `key`; whether it differs from the last one (or is the first).
+    pub fn changed(&self, key: &str, hash: u64) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.insert(key.to_string(), hash) != Some(hash)
+    }
+
+    pub fn forget(&self, key: &str) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+type VsRef = ObjectRef<DeserializeGuard<VaultSecret>>;
+
+#[derive(Default)]
+struct Index {
+    /// (namespace, Secret name) → the VaultSecrets pushing from it, and the Secret's last
+    /// seen resourceVersion.
+    by_source: HashMap<(String, String), (BTreeSet<String>, Option<String>)>,
+    /// VaultSecret → its source.
+    source_of: HashMap<String, (String, String)>,
+    refs: HashMap<String, VsRef>,
+}
+
+/// Which VaultSecrets push from which Secret: maps the events of the metadata-only watch of
+/// all Secrets to reconcile requests without storing any Secret. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct SourceIndex {
+    inner: Arc<Mutex<Index>>,
+}
+
+impl SourceIndex {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the source of `vs` (or that it has none).
+    pub fn set(&self, vs: &VsRef, source: Option<(String, String)>) {
+        let key = vs.to_string();
+        let mut index = self.lock();
+        if index.source_of.get(&key) == source.as_ref() {
+            return;
+        }
+        Self::unlink(&mut index, &key);
+        if let Some(source) = source {
+            index
+                .by_source
+                .entry(source.clone())
+                .or_default()
+                .0
+                .insert(key.clone());
+            index.source_of.insert(key.clone(), source);
+            index.refs.insert(key, vs.clone());
+        }
+    }
+
+    pub fn remove(&self, vs: &VsRef) {
+        Self::unlink(&mut self.lock(), &vs.to_string());
+    }
+
+    fn unlink(index: &mut Index, key: &str) {
+        index.refs.remove(key);
+        if let Some(old) = index.source_of.remove(key)
+            && let Some((referrers, _)) = index.by_source.get_mut(&old)
+        {
+            referrers.remove(key);
+            if referrers.is_empty() {
+                index.by_source.remove(&old);
+            }
+        }
+    }
+
+    /// The VaultSecrets to reconcile for this event of `secret`: those pushing from it, unless
+    /// the event carries the version already seen (a re-list after a watch outage).
+    pub fn referrers_if_changed(&self, secret: &PartialObjectMeta<Secret>) -> Vec<VsRef> {
+        let (Some(ns), Some(name)) = (&secret.metadata.namespace, &secret.metadata.name) else {
+            return Vec::new();
+        };
+        let mut index = self.lock();
+        let Index {
+            by_source, refs, ..
+        } = &mut *index;
+        let Some((referrers, seen)) = by_source.get_mut(&(ns.clone(), name.clone())) else {
+            return Vec::new();
+        };
+        let version = secret.metadata.resource_version.clone();
+        let deleted = secret.metadata.deletion_timestamp.is_some();
+        if !deleted && version.is_some() && *seen == version {
+            return Vec::new();
+        }
+        *seen = version;
+        referrers
+            .iter()
+            .filter_map(|k| refs.get(k).cloned())
+            .collect()
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.lock().source_of.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn meta(annotations: &[(&str, &str)]) -> ObjectMeta {
+        ObjectMeta {
+            name: Some("x".into()),
+            generation: Some(1),
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn strip_drops_managed_fields_and_last_applied_only() {
+        let mut m = meta(&[(LAST_APPLIED, "{...}"), ("keep", "1")]);
+        m.managed_fields = Some(vec![Default::default()]);
+        strip(&mut m);
+        assert_eq!(m.managed_fields, None);
+        assert_eq!(m.annotations.unwrap().keys().collect::<Vec<_>>(), ["keep"]);
+    }
+
+    #[test]
+    fn namespaces_keep_only_the_operator_annotations() {
+        let mut m = meta(&[("privx-operator.dev/allowed-names", "a*"), ("other", "1")]);
+        m.labels = Some([("l".to_string(), "v".to_string())].into());
+        strip_namespace(&mut m);
+        assert_eq!(m.labels, None);
+        assert_eq!(
+            m.annotations.unwrap().keys().collect::<Vec<_>>(),
+            ["privx-operator.dev/allowed-names"]
+        );
+    }
+
+    #[test]
+    fn status_and_resource_version_do_not_change_the_hash_spec_and_finalizers_do() {
+        let mut vs = Secret {
+            metadata: meta(&[]),
+            ..Default::default()
+        };
+        let before = hash(&vs);
+        vs.metadata.resource_version = Some("99".into());
+        vs.data = Some(Default::default());
+        assert_eq!(hash(&vs), before);
+        vs.metadata.finalizers = Some(vec!["f".into()]);
+        assert_ne!(hash(&vs), before);
+        let with_finalizer = hash(&vs);
+        vs.metadata.generation = Some(2);
+        assert_ne!(hash(&vs), with_finalizer);
+        let changes = Changes::default();
+        assert!(changes.changed("k", 1));
+        assert!(!changes.changed("k", 1));
+        assert!(changes.changed("k", 2));
+    }
+
+    #[test]
+    fn the_source_index_maps_a_secret_to_its_referrers_once_per_version() {
+        let index = SourceIndex::default();
+        let vs = ObjectRef::new("db").within("demo");
+        index.set(&vs, Some(("demo".into(), "creds".into())));
+        let secret = |rv: &str| PartialObjectMeta::<Secret> {
+            metadata: ObjectMeta {
+                name: Some("creds".into()),
+                namespace: Some("demo".into()),
+                resource_version: Some(rv.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(index.referrers_if_changed(&secret("1")), vec![vs.clone()]);
+        assert!(
+            index.referrers_if_changed(&secret("1")).is_empty(),
+            "same version"
+        );
+        assert_eq!(index.referrers_if_changed(&secret("2")), vec![vs.clone()]);
+        index.set(&vs, Some(("demo".into(), "other".into())));
+        assert!(
+            index.referrers_if_changed(&secret("3")).is_empty(),
+            "no longer referenced"
+        );
+        index.remove(&vs);
+        assert_eq!(index.len(), 0);
+    }
+}

@@ -11,6 +11,8 @@
 //! a runtime error's detail is dropped when it contains any value of the data.
 //!
 //! This module does no I/O and knows no Kubernetes types; the controller and `check` use it.
+//! (Somewhat over 600 lines: the sandbox, its twelve filters and the offline analysis share the
+//! same environment and limits and are kept in one place on purpose.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

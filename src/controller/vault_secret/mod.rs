@@ -1102,7 +1102,6 @@ impl Reconciler<'_> {
         Ok(read.map(Arc::new))
     }
 
-
     async fn set_finalizer(&self, wanted: bool) -> Result<(), Error> {
         common::set_finalizer(self.ctx, &self.api(), self.vs, wanted).await
     }

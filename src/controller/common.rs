@@ -113,30 +113,33 @@ pub async fn apply_status<K>(api: &Api<K>, obj: &K, status: &impl Serialize) -> 
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let patch = json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::kube(format!(
-        "write status of {} {}",
-        K::kind(&()),
-        obj.name_any()
-    )))?;
-    Ok(())
+    let what = format!("write status of {} {}", K::kind(&()), obj.name_any());
+    patch_status(api, obj, status, what).await.map(drop)
 }
 
-/// [`apply_status`], returning the object as the API holds it afterwards.
+/// [`apply_status`] before a PrivX write (the recorded target), returning the object as the API
+/// holds it afterwards.
 pub async fn apply_status_returning<K>(
     api: &Api<K>,
     obj: &K,
     status: &impl Serialize,
+) -> Result<K, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let what = format!(
+        "record the PrivX target in the status of {} {}",
+        K::kind(&()),
+        obj.name_any()
+    );
+    patch_status(api, obj, status, what).await
+}
+
+async fn patch_status<K>(
+    api: &Api<K>,
+    obj: &K,
+    status: &impl Serialize,
+    what: String,
 ) -> Result<K, Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
@@ -152,11 +155,7 @@ where
         &Patch::Apply(&patch),
     )
     .await
-    .map_err(Error::kube(format!(
-        "record the PrivX target in the status of {} {}",
-        K::kind(&()),
-        obj.name_any()
-    )))
+    .map_err(Error::kube(what))
 }
 
 /// Publishes an event about `obj`; failures are logged, never fatal.

@@ -10,7 +10,11 @@ COMBINATIONS below this does what `helm lint --strict` and `helm template` do, t
   against SERVICE_MONITOR_SCHEMA below, the subset of the Prometheus Operator's CRD the chart
   writes, with its metadata checked as a core ObjectMeta and its selector and port checked
   against the rendered metrics Service;
-- that each combination renders the kinds it switches on, no object twice, and nothing broken.
+- that each combination renders the kinds it switches on, no object twice, and nothing broken;
+- that wherever the operator may reconcile VaultSecrets (the ClusterRole cluster-wide, each
+  listed namespace's Role otherwise) it may also `update` `vaultsecrets/finalizers`: mirrors
+  carry owner references with blockOwnerDeletion, which OwnerReferencesPermissionEnforcement
+  (on in OpenShift) refuses without that right.
 
 Any finding fails the run (exit 1) with every finding listed. Adding a combination is one line.
 """
@@ -142,6 +146,37 @@ def facts(objects: list[dict[str, Any]]) -> set[str]:
     return found
 
 
+def grants(role: dict[str, Any], group: str, resource: str, verb: str) -> bool:
+    return any(
+        group in rule.get("apiGroups", []) and resource in rule.get("resources", []) and verb in rule.get("verbs", [])
+        for rule in role.get("rules") or []
+    )
+
+
+def check_finalizer_rights(what: str, values: dict[str, Any], objects: list[dict[str, Any]]) -> list[str]:
+    """Issue 13 item 11: update on vaultsecrets/finalizers wherever VaultSecrets are reconciled."""
+    if values.get("rbac", {}).get("create", True) is False:
+        return []
+    group = "privx-operator.dev"
+    roles = [o for o in objects if o.get("kind") in ("Role", "ClusterRole")]
+    problems = []
+    namespaces = values.get("namespaces") or []
+    if namespaces:
+        for ns in namespaces:
+            reconciling = [r for r in roles if r["kind"] == "Role" and r["metadata"].get("namespace") == ns and grants(r, group, "vaultsecrets", "watch")]
+            if not reconciling:
+                problems.append(f"{what}: no Role in {ns} lets the operator watch VaultSecrets")
+            elif not any(grants(r, group, "vaultsecrets/finalizers", "update") for r in reconciling):
+                problems.append(f"{what}: the Role in {ns} lacks update on vaultsecrets/finalizers (owner references under OwnerReferencesPermissionEnforcement)")
+    else:
+        cluster = [r for r in roles if r["kind"] == "ClusterRole" and grants(r, group, "vaultsecrets", "watch")]
+        if not cluster:
+            problems.append(f"{what}: no ClusterRole lets the operator watch VaultSecrets")
+        elif not any(grants(r, group, "vaultsecrets/finalizers", "update") for r in cluster):
+            problems.append(f"{what}: the ClusterRole lacks update on vaultsecrets/finalizers (owner references under OwnerReferencesPermissionEnforcement)")
+    return problems
+
+
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
@@ -218,7 +253,11 @@ def self_test() -> list[str]:
         ("a kind no schema knows", {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "x"}}, lambda o: check_objects("self-test", [o])),
         ("a ServiceMonitor with a bad interval", {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "x"}, "spec": {"selector": {}, "endpoints": [{"port": "http", "interval": "30 seconds"}]}}, lambda o: check_objects("self-test", [o])),
     ]
-    return [f"self-test: {name} passed validation" for name, obj, check in broken if not check(obj)]
+    found = [f"self-test: {name} passed validation" for name, obj, check in broken if not check(obj)]
+    no_finalizers = [{"kind": "ClusterRole", "metadata": {"name": "x"}, "rules": [{"apiGroups": ["privx-operator.dev"], "resources": ["vaultsecrets"], "verbs": ["watch"]}]}]
+    if not check_finalizer_rights("self-test", {}, no_finalizers):
+        found.append("self-test: a ClusterRole without update on vaultsecrets/finalizers passed")
+    return found
 
 
 def main() -> int:
@@ -248,6 +287,7 @@ def main() -> int:
             problems += [f"{name}: the render lacks {k}" for k in sorted(expected - shown)]
             problems += [f"{name}: the render has {k}" for k in sorted(must_not & shown)]
             problems += check_objects(name, objects)
+            problems += check_finalizer_rights(name, values, objects)
             objects_checked += len(objects)
             print(f"  ok-so-far {name}: {len(objects)} objects ({', '.join(sorted(kinds))})")
     elapsed = time.monotonic() - started

@@ -733,11 +733,16 @@ fn rbac_grants_only_the_verbs_the_code_uses() {
                         "{name}: delete is for secrets only"
                     );
                 }
-                // Only the Lease is updated; everything else is written by patch.
+                // Only the Lease and the VaultSecrets' finalizers subresource (owner
+                // references with blockOwnerDeletion) are updated; the rest is patched.
                 if verb == "update" {
-                    assert_eq!(
-                        name, "role-operator.yaml",
-                        "{name}: update is for Leases only"
+                    let line = capture.get(0).unwrap().start();
+                    let before = &source[..line];
+                    let rule = &before[before.rfind("- apiGroups").unwrap_or(0)..];
+                    assert!(
+                        (name == "role-operator.yaml" && rule.contains("leases"))
+                            || rule.contains("resources: [\"vaultsecrets/finalizers\"]"),
+                        "{name}: update is for Leases and vaultsecrets/finalizers only"
                     );
                 }
             }
@@ -790,6 +795,50 @@ fn optional_rights_sit_behind_their_switches() {
         "workload rules: one cluster-wide, one per namespace"
     );
     assert!(lease_rules >= 1);
+}
+
+/// Issue 13 item 11: mirrors carry an owner reference with `blockOwnerDeletion: true`, which
+/// the OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift) allows only to
+/// whoever may `update` the owner's `finalizers` subresource. Both RBAC variants grant it, and
+/// only it.
+#[test]
+fn mirrors_owner_references_are_allowed_under_owner_reference_enforcement() {
+    let rule = "  - apiGroups: [\"privx-operator.dev\"]\n    resources: [\"vaultsecrets/finalizers\"]\n    verbs: [\"update\"]\n";
+    for (file, guard) in [
+        ("clusterrole.yaml", "if $clusterWide"),
+        (
+            "role-namespaces.yaml",
+            "range $namespace := .Values.namespaces",
+        ),
+    ] {
+        let source = read(&chart().join("templates").join(file));
+        assert_eq!(
+            source.matches(rule).count(),
+            1,
+            "{file}: one finalizers rule"
+        );
+        assert_eq!(
+            source.matches("vaultsecrets/finalizers").count(),
+            1,
+            "{file}: no other rule names the finalizers subresource"
+        );
+        let (_, enclosing) = parse_template(file, &source)
+            .texts
+            .into_iter()
+            .find(|(text, _)| text.contains(rule))
+            .expect("the rule is in one text piece");
+        assert!(
+            enclosing.iter().any(|a| a.contains(guard)),
+            "{file}: the finalizers rule sits under `{guard}`: {enclosing:?}"
+        );
+        assert!(
+            enclosing.iter().any(|a| a.contains(".Values.rbac.create")),
+            "{file}: behind rbac.create"
+        );
+    }
+    // The code does set blockOwnerDeletion (the reason for the right).
+    let plan = read(&repo().join("src/controller/vault_secret/plan.rs"));
+    assert!(plan.contains("block_owner_deletion: Some(true)"));
 }
 
 // ---------------------------------------------------------------------------------------------

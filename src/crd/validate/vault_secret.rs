@@ -1,50 +1,19 @@
-//! Semantic validation of VaultSecret and PasswordPolicy specs, shared by the controllers'
-//! validate step and `privx-operator check`, so both report the same messages.
-//!
-//! Repeats in code everything the CEL rules check (the API server enforces those, but nothing
-//! here trusts that the object went through it) and adds what CEL cannot express: durations
-//! that parse, defaults taken into account, duplicates, Secret key syntax and collisions.
-//! Pure functions of the spec: no I/O, no lookups of referenced objects. Where a check repeats a
-//! CEL rule, the message is the rule's message.
+//! The semantic checks of a VaultSecret's spec.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::fmt;
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use regex::Regex;
 
-use super::duration::parse_duration;
-use super::password_policy::{DEFAULT_MAX_LENGTH, DEFAULT_MIN_LENGTH, MAX_PASSWORD_LENGTH};
-use super::vault_secret::{MirrorSecretType, MirrorSpec, RoleRef, SecretSource};
-use super::{PasswordPolicySpec, VaultSecretSpec};
-
-/// One problem with one field.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    /// The path of the field at fault, e.g. `spec.source.secretRef.keys[1]`.
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
-/// Shortest and longest `spec.refreshInterval`.
-pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
-pub const MAX_REFRESH_INTERVAL: Duration = Duration::from_secs(168 * 3600);
+use super::names::{
+    is_dns_subdomain, is_label_value, is_qualified_name, is_secret_key, secret_key_message,
+};
+use super::{
+    FieldError, MAX_REFRESH_INTERVAL, MIN_REFRESH_INTERVAL, at_most_items, length_between,
+};
+use crate::crd::VaultSecretSpec;
+use crate::crd::duration::parse_duration;
+use crate::crd::vault_secret::{MirrorSecretType, MirrorSpec, RoleRef, SecretSource};
 
 const REFRESH_INTERVAL_MESSAGE: &str =
     "spec.refreshInterval must be a duration such as 30s, 5m or 1h, from 10s to 168h (7d)";
@@ -53,72 +22,8 @@ const SOURCE_MESSAGE: &str = "spec.source needs exactly one of secretRef or gene
 const MIRROR_NAME_MESSAGE: &str =
     "spec.mirror.secretName must be a valid Secret name (lowercase DNS subdomain)";
 
-static SECRET_KEY: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[-._a-zA-Z0-9]+$").expect("valid regex"));
-static DNS_SUBDOMAIN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-        .expect("valid regex")
-});
 static GO_DURATION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^([0-9]+(ms|s|m|h))+$").expect("valid regex"));
-static LABEL_NAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").expect("valid regex")
-});
-
-/// Is `name` a valid name for a Kubernetes object such as a Secret (a DNS subdomain)?
-pub fn is_dns_subdomain(name: &str) -> bool {
-    name.len() <= 253 && DNS_SUBDOMAIN.is_match(name)
-}
-
-/// Is `key` a valid key of a Kubernetes Secret's data? The API server's rule (IsConfigMapKey):
-/// 1 to 253 of `[-._a-zA-Z0-9]`, not `.`, and not starting with `..`. The one definition the
-/// validation, `check` and the mirror plan share.
-pub fn is_secret_key(key: &str) -> bool {
-    key.len() <= 253 && SECRET_KEY.is_match(key) && key != "." && !key.starts_with("..")
-}
-
-/// Is `key` a valid label or annotation key (`[prefix/]name`)?
-fn is_qualified_name(key: &str) -> bool {
-    let (prefix, name) = match key.split_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    prefix.is_none_or(|p| !p.is_empty() && is_dns_subdomain(p))
-        && name.len() <= 63
-        && LABEL_NAME.is_match(name)
-}
-
-fn is_label_value(value: &str) -> bool {
-    value.is_empty() || (value.len() <= 63 && LABEL_NAME.is_match(value))
-}
-
-fn length_between(field: &str, value: &str, min: usize, max: usize, out: &mut Vec<FieldError>) {
-    let length = value.chars().count();
-    if length < min || length > max {
-        out.push(FieldError::new(
-            field,
-            format!("must be {min} to {max} characters (is {length})"),
-        ));
-    }
-}
-
-fn at_most_items(field: &str, count: usize, max: usize, out: &mut Vec<FieldError>) {
-    if count > max {
-        out.push(FieldError::new(
-            field,
-            format!("must have at most {max} items (has {count})"),
-        ));
-    }
-}
-
-fn within(field: &str, value: u32, min: u32, max: u32, out: &mut Vec<FieldError>) {
-    if value < min || value > max {
-        out.push(FieldError::new(
-            field,
-            format!("must be from {min} to {max} (is {value})"),
-        ));
-    }
-}
 
 /// Problems with a VaultSecret's spec; empty when it is valid.
 pub fn validate_vault_secret(spec: &VaultSecretSpec) -> Vec<FieldError> {
@@ -164,7 +69,7 @@ pub fn validate_vault_secret(spec: &VaultSecretSpec) -> Vec<FieldError> {
     if let Some(mirror) = &spec.mirror {
         validate_mirror(mirror, spec.source.as_ref(), &mut out);
     }
-    super::mirror_rules::validate(spec, &mut out);
+    crate::crd::mirror_rules::validate(spec, &mut out);
 
     if let Some(interval) = &spec.refresh_interval {
         let in_range = GO_DURATION.is_match(interval)
@@ -262,12 +167,6 @@ fn validate_source(source: &SecretSource, out: &mut Vec<FieldError>) {
     }
 }
 
-fn secret_key_message(key: &str) -> String {
-    format!(
-        "{key:?} is not a valid Secret key: use 1 to 253 of the characters a-z, A-Z, 0-9, '-', '_' and '.'"
-    )
-}
-
 /// The data keys PrivX will hold, where the spec alone tells them.
 fn known_source_keys(source: Option<&SecretSource>) -> Option<Vec<String>> {
     let source = source?;
@@ -324,7 +223,7 @@ fn validate_mirror(mirror: &MirrorSpec, source: Option<&SecretSource>, out: &mut
                 .map(|f| f.config_map_ref.key.as_str()),
         )
         .collect();
-    let merge = mirror.merge_policy == Some(super::vault_secret::MergePolicy::Merge);
+    let merge = mirror.merge_policy == Some(crate::crd::vault_secret::MergePolicy::Merge);
     let mirrored: Option<BTreeSet<&str>> = if !templated.is_empty() && !merge {
         Some(templated)
     } else {
@@ -444,100 +343,11 @@ fn check_type_keys(
     }
 }
 
-/// Problems with a PasswordPolicy's spec; empty when it is valid.
-pub fn validate_password_policy(spec: &PasswordPolicySpec) -> Vec<FieldError> {
-    let mut out = Vec::new();
-
-    if let Some(name) = &spec.name {
-        length_between("spec.name", name, 1, 256, &mut out);
-    }
-
-    for (field, value) in [
-        ("rotationInterval", &spec.rotation_interval),
-        ("deleteVersionAfter", &spec.delete_version_after),
-        ("retryInterval", &spec.retry_interval),
-        ("maxCheckoutDuration", &spec.max_checkout_duration),
-    ] {
-        let Some(value) = value else { continue };
-        match parse_duration(value) {
-            Err(_) => out.push(FieldError::new(
-                format!("spec.{field}"),
-                format!("spec.{field} {}", super::duration::DURATION_CEL_MESSAGE),
-            )),
-            Ok(d) if d.is_zero() && field == "rotationInterval" => out.push(FieldError::new(
-                "spec.rotationInterval",
-                "spec.rotationInterval must be longer than zero",
-            )),
-            Ok(_) => {}
-        }
-    }
-
-    for (field, value) in [
-        ("spec.passwordMinLength", spec.password_min_length),
-        ("spec.passwordMaxLength", spec.password_max_length),
-    ] {
-        if let Some(value) = value {
-            within(field, value, 1, MAX_PASSWORD_LENGTH, &mut out);
-        }
-    }
-    match (spec.password_min_length, spec.password_max_length) {
-        (Some(min), Some(max)) if min > max => out.push(FieldError::new(
-            "spec.passwordMinLength",
-            "spec.passwordMinLength must not exceed spec.passwordMaxLength",
-        )),
-        (None, Some(max)) if max < DEFAULT_MIN_LENGTH => out.push(FieldError::new(
-            "spec.passwordMaxLength",
-            format!("spec.passwordMaxLength is below the default minimum length {DEFAULT_MIN_LENGTH}: set spec.passwordMinLength too"),
-        )),
-        (Some(min), None) if min > DEFAULT_MAX_LENGTH => out.push(FieldError::new(
-            "spec.passwordMinLength",
-            format!("spec.passwordMinLength is above the default maximum length {DEFAULT_MAX_LENGTH}: set spec.passwordMaxLength too"),
-        )),
-        _ => {}
-    }
-
-    let classes = [spec.lower(), spec.upper(), spec.numbers(), spec.special()]
-        .into_iter()
-        .filter(|enabled| *enabled)
-        .count() as u32;
-    if classes == 0 {
-        out.push(FieldError::new(
-            "spec",
-            "at least one character class (useLowerCase, useUpperCase, useNumbers, useSpecialCharacters) must be enabled",
-        ));
-    } else if spec.min_length() < classes {
-        out.push(FieldError::new(
-            "spec.passwordMinLength",
-            "spec.passwordMinLength is shorter than the number of enabled character classes",
-        ));
-    }
-
-    within("spec.maxVersions", spec.max_versions, 1, 1000, &mut out);
-    if let Some(retries) = spec.number_of_retries {
-        within("spec.numberOfRetries", retries, 0, 100, &mut out);
-    }
-    if let Some(checkouts) = spec.max_concurrent_checkouts {
-        within(
-            "spec.maxConcurrentCheckouts",
-            checkouts,
-            0,
-            10_000,
-            &mut out,
-        );
-    }
-
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn vault_secret(yaml: &str) -> VaultSecretSpec {
-        serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"))
-    }
-
-    fn policy(yaml: &str) -> PasswordPolicySpec {
         serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"))
     }
 
@@ -707,130 +517,5 @@ mod tests {
                 "spec.mirror.rolloutRestartTargets: must have at most 32 items (has 33)"
             ]
         );
-    }
-
-    #[test]
-    fn password_policy_cases() {
-        let cases: &[(&str, &[(&str, &str)])] = &[
-            ("maxVersions: 5", &[]),
-            (
-                "maxVersions: 5\nrotationInterval: P30D\nretryInterval: 5m\ndeleteVersionAfter: 720h0m0s\nmaxCheckoutDuration: PT8H\npasswordMinLength: 4\npasswordMaxLength: 8\nnumberOfRetries: 3",
-                &[],
-            ),
-            ("maxVersions: 0", &[("spec.maxVersions", "from 1 to 1000")]),
-            (
-                "maxVersions: 1001",
-                &[("spec.maxVersions", "from 1 to 1000")],
-            ),
-            (
-                "maxVersions: 1\nnumberOfRetries: 101",
-                &[("spec.numberOfRetries", "from 0 to 100")],
-            ),
-            (
-                "maxVersions: 1\nmaxConcurrentCheckouts: 10001",
-                &[("spec.maxConcurrentCheckouts", "from 0 to 10000")],
-            ),
-            ("maxVersions: 1\nname: ''", &[("spec.name", "1 to 256")]),
-            (
-                "maxVersions: 1\nrotationInterval: 30 days",
-                &[("spec.rotationInterval", "must be a duration")],
-            ),
-            (
-                "maxVersions: 1\nrotationInterval: 0s",
-                &[("spec.rotationInterval", "longer than zero")],
-            ),
-            (
-                "maxVersions: 1\nretryInterval: P1M",
-                &[("spec.retryInterval", "must be a duration")],
-            ),
-            (
-                "maxVersions: 1\ndeleteVersionAfter: x",
-                &[("spec.deleteVersionAfter", "must be a duration")],
-            ),
-            (
-                "maxVersions: 1\nmaxCheckoutDuration: PT",
-                &[("spec.maxCheckoutDuration", "must be a duration")],
-            ),
-            (
-                "maxVersions: 1\npasswordMinLength: 20\npasswordMaxLength: 10",
-                &[(
-                    "spec.passwordMinLength",
-                    "must not exceed spec.passwordMaxLength",
-                )],
-            ),
-            (
-                "maxVersions: 1\npasswordMaxLength: 10",
-                &[("spec.passwordMaxLength", "default minimum length 16")],
-            ),
-            (
-                "maxVersions: 1\npasswordMinLength: 40",
-                &[("spec.passwordMinLength", "default maximum length 32")],
-            ),
-            ("maxVersions: 1\npasswordMinLength: 32", &[]),
-            (
-                "maxVersions: 1\npasswordMinLength: 0\npasswordMaxLength: 2000",
-                &[
-                    ("spec.passwordMinLength", "from 1 to 1024"),
-                    ("spec.passwordMaxLength", "from 1 to 1024"),
-                    (
-                        "spec.passwordMinLength",
-                        "shorter than the number of enabled character classes",
-                    ),
-                ],
-            ),
-            (
-                "maxVersions: 1\nuseLowerCase: false\nuseUpperCase: false\nuseNumbers: false\nuseSpecialCharacters: false",
-                &[("spec", "at least one character class")],
-            ),
-            (
-                "maxVersions: 1\npasswordMinLength: 3\npasswordMaxLength: 8",
-                &[(
-                    "spec.passwordMinLength",
-                    "shorter than the number of enabled character classes",
-                )],
-            ),
-            (
-                "maxVersions: 1\npasswordMinLength: 3\npasswordMaxLength: 8\nuseSpecialCharacters: false",
-                &[],
-            ),
-        ];
-        for (yaml, expected) in cases {
-            let errors = validate_password_policy(&policy(yaml));
-            assert_eq!(errors.len(), expected.len(), "{yaml}: {errors:#?}");
-            for (error, (field, words)) in errors.iter().zip(expected.iter()) {
-                assert_eq!(error.field, *field, "{yaml}: {errors:#?}");
-                assert!(error.message.contains(words), "{yaml}: {error}");
-            }
-        }
-    }
-
-    #[test]
-    fn policies_the_validator_accepts_can_generate_passwords() {
-        use crate::password::{PasswordRules, generate};
-        for yaml in [
-            "maxVersions: 1",
-            "maxVersions: 1\npasswordMinLength: 1\npasswordMaxLength: 1\nuseLowerCase: false\nuseUpperCase: false\nuseSpecialCharacters: false",
-            "maxVersions: 1\npasswordMaxLength: 1024\npasswordMinLength: 1024",
-            "maxVersions: 1\npasswordMinLength: 4",
-        ] {
-            let spec = policy(yaml);
-            assert!(validate_password_policy(&spec).is_empty(), "{yaml}");
-            assert!(generate(&PasswordRules::from(&spec)).is_ok(), "{yaml}");
-        }
-    }
-
-    #[test]
-    fn name_syntax() {
-        assert!(is_dns_subdomain("app-creds.v2"));
-        assert!(!is_dns_subdomain("App"));
-        assert!(!is_dns_subdomain("-a"));
-        assert!(!is_dns_subdomain(&"a".repeat(254)));
-        assert!(is_secret_key("tls.crt"));
-        assert!(is_secret_key(".dockerconfigjson"));
-        assert!(!is_secret_key("a/b"));
-        assert!(!is_secret_key(""));
-        assert!(is_qualified_name("app.kubernetes.io/name"));
-        assert!(!is_qualified_name("/name"));
-        assert!(!is_qualified_name("a/b/c"));
     }
 }

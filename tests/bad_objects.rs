@@ -142,6 +142,28 @@ async fn a_vault_secret_that_fails_validation_names_the_field() {
     assert!(h.sim.requests().is_empty(), "no PrivX call at all");
 }
 
+/// A value longer than the CRD's maxLength (an object written before the bound existed, or
+/// past an API server that did not check it) is refused naming the field and the bound.
+#[tokio::test]
+async fn a_vault_secret_with_a_too_long_value_names_the_field() {
+    let mut h = Harness::new().await;
+    h.secret(NS, "db-creds", &[("password", "x")]);
+    h.vault_secret(
+        "db",
+        json!({"source": {"secretRef": {"name": "db-creds"}}, "refreshInterval": "1h".repeat(17)}),
+    );
+    h.sim.clear_requests();
+    let action = h.reconcile("db").await.expect("reported, not an error");
+    assert_eq!(action, Action::await_change());
+    let (ready, reason, message) = h.ready_reason("db");
+    assert_eq!((ready.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(
+        message.contains("spec.refreshInterval: must be at most 32 characters (is 34)"),
+        "{message}"
+    );
+    assert!(h.sim.requests().is_empty(), "no PrivX call at all");
+}
+
 #[tokio::test]
 async fn a_password_policy_that_does_not_deserialise_is_reported_once_and_waits() {
     let mut h = Harness::new().await;
@@ -263,6 +285,11 @@ async fn a_password_policy_that_fails_validation_names_the_field() {
         (
             json!({"maxVersions": 3, "passwordMinLength": 40, "passwordMaxLength": 20}),
             "spec.passwordMinLength",
+        ),
+        // Longer than the CRD's maxLength (which the API server would refuse first).
+        (
+            json!({"maxVersions": 3, "rotationInterval": "1h".repeat(17)}),
+            "spec.rotationInterval: must be at most 32 characters (is 34)",
         ),
     ] {
         h.policy("p", spec);

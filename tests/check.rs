@@ -86,6 +86,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
     (
         "role-name-and-id.yaml",
         &[
+            "VaultSecret/roles: spec.readRoles: spec.readRoles and spec.writeRoles need spec.source",
             "VaultSecret/roles: spec.readRoles[0]: a role reference needs exactly one of name or id",
             "VaultSecret/roles: spec.readRoles[2]: duplicate role name \"db-admins\"",
         ],
@@ -247,4 +248,221 @@ proptest! {
         let mutated = format!("{}{}", &example[..start], &example[end..]);
         CHECKER.with(|checker| checker.check_text("x", &mutated, Format::Yaml));
     }
+}
+
+// ---- one rule per check (issue 10 point 6) ---------------------------------------------------
+
+/// A spec violating rules, as the object `check` and the CEL validator see.
+fn object(kind: &str, spec: serde_json::Value) -> serde_json::Value {
+    let mut metadata = serde_json::json!({"name": "x"});
+    if kind == "VaultSecret" {
+        metadata["namespace"] = "demo".into();
+    }
+    serde_json::json!({"apiVersion": "privx-operator.dev/v1alpha1", "kind": kind, "metadata": metadata, "spec": spec})
+}
+
+/// Whether the error list `fields` covers `field` (the same field, or one inside it:
+/// `spec.mirror.template` covers `spec.mirror.template[k]`).
+fn covers(fields: &[String], field: &str) -> bool {
+    fields.iter().any(|f| {
+        f == field || f.starts_with(&format!("{field}[")) || f.starts_with(&format!("{field}."))
+    })
+}
+
+/// Every CEL rule of a schema (message, rule) that needs no old object.
+fn cel_rules(node: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    for rule in node["x-kubernetes-validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let text = rule["rule"].as_str().unwrap_or_default();
+        if !text.contains("oldSelf") {
+            out.push((
+                rule["message"].as_str().unwrap_or_default().to_string(),
+                text.to_string(),
+            ));
+        }
+    }
+    for (_, child) in node["properties"].as_object().into_iter().flatten() {
+        cel_rules(child, out);
+    }
+    for key in ["items", "additionalProperties"] {
+        if node[key].is_object() {
+            cel_rules(&node[key], out);
+        }
+    }
+}
+
+/// The CEL rules (what the API server enforces), `crd::validate` (what the controller enforces
+/// before any I/O) and `check` (what a pipeline runs) agree: on every case, each field CEL
+/// refuses is refused by `validate` too, and `check` reports every field either refuses. Every
+/// CEL rule that needs no old object is broken by some case, so a new rule without its twin in
+/// `validate` fails here.
+#[test]
+fn cel_rules_validate_and_check_agree() {
+    use privx_operator::crd::schema::crd_schema;
+    use privx_operator::crd::validate::{validate_password_policy, validate_vault_secret};
+    use privx_operator::crd::{PasswordPolicySpec, VERSION, VaultSecretSpec, all_crds};
+    use serde_json::json;
+
+    let long = "a".repeat(513);
+    let cases: Vec<(&str, serde_json::Value)> = vec![
+        (
+            "VaultSecret",
+            json!({"refreshInterval": "5m", "refreshPolicy": "OnChange"}),
+        ),
+        ("VaultSecret", json!({"refreshPolicy": "CreatedOnce"})),
+        (
+            "VaultSecret",
+            json!({"readRoles": [{"name": "a"}], "writeRoles": [{"id": "b"}]}),
+        ),
+        ("VaultSecret", json!({"name": ""})),
+        ("VaultSecret", json!({"name": long})),
+        ("VaultSecret", json!({"name": "a\tb"})),
+        ("VaultSecret", json!({"refreshInterval": "5s"})),
+        ("VaultSecret", json!({"refreshInterval": "PT5M"})),
+        ("VaultSecret", json!({"owner": {"userId": ""}})),
+        (
+            "VaultSecret",
+            json!({"source": {"secretRef": {"name": "s"}}, "readRoles": [{"name": "a", "id": "b"}], "writeRoles": [{}]}),
+        ),
+        ("VaultSecret", json!({"source": {}})),
+        (
+            "VaultSecret",
+            json!({"source": {"secretRef": {"name": "s"}, "generate": {"key": "k", "passwordPolicyRef": {"name": "p"}}}}),
+        ),
+        ("VaultSecret", json!({"mirror": {"mergePolicy": "Merge"}})),
+        (
+            "VaultSecret",
+            json!({"mirror": {"secretName": "Not_A_Name"}}),
+        ),
+        (
+            "VaultSecret",
+            json!({"mirror": {"labels": {"kubernetes.io/service-account.name": "x"}, "annotations": {"kubernetes.io/service-account.uid": "y"}}}),
+        ),
+        (
+            "VaultSecret",
+            json!({"mirror": {"template": {".": "x", "..a": "y", "a b": "z"}}}),
+        ),
+        (
+            "VaultSecret",
+            json!({"mirror": {"template": {"big": "x".repeat(65537)}}}),
+        ),
+        (
+            "VaultSecret",
+            json!({"mirror": {"templateFrom": [{"configMapRef": {"name": "Bad_Name", "key": ".."}}]}}),
+        ),
+        (
+            "VaultSecret",
+            json!({"mirror": {"templateFrom": [{"configMapRef": {"name": "ok", "key": "a b"}}]}}),
+        ),
+        (
+            "PasswordPolicy",
+            json!({"maxVersions": 1, "rotationInterval": "30 days", "deleteVersionAfter": "x", "retryInterval": "P", "maxCheckoutDuration": "PT"}),
+        ),
+        (
+            "PasswordPolicy",
+            json!({"maxVersions": 1, "passwordMinLength": 20, "passwordMaxLength": 10}),
+        ),
+        (
+            "PasswordPolicy",
+            json!({"maxVersions": 1, "passwordMaxLength": 10}),
+        ),
+        (
+            "PasswordPolicy",
+            json!({"maxVersions": 1, "passwordMinLength": 40}),
+        ),
+        (
+            "PasswordPolicy",
+            json!({"maxVersions": 1, "passwordMinLength": 3, "passwordMaxLength": 8}),
+        ),
+        (
+            "PasswordPolicy",
+            json!({"maxVersions": 1, "useLowerCase": false, "useUpperCase": false, "useNumbers": false, "useSpecialCharacters": false}),
+        ),
+    ];
+    let checker = Checker::new();
+    let cel = kube::core::cel::Validator::new();
+    let mut rules = Vec::new();
+    let mut compiled = std::collections::BTreeMap::new();
+    for crd in all_crds() {
+        let schema = crd_schema(&crd, VERSION).expect("a schema");
+        cel_rules(&schema, &mut rules);
+        compiled.insert(
+            crd.spec.names.kind.clone(),
+            kube::core::cel::compile_schema(&schema),
+        );
+    }
+    let mut broken: std::collections::BTreeSet<String> = Default::default();
+    for (kind, spec) in cases {
+        let doc = object(kind, spec.clone());
+        let cel_failures: Vec<(String, String)> =
+            match cel.validate_compiled(&compiled[kind], &doc, None) {
+                Ok(()) => Vec::new(),
+                Err(failures) => failures
+                    .iter()
+                    .map(|f| (f.field_path.clone(), f.message.clone()))
+                    .collect(),
+            };
+        let validated: Vec<String> = match kind {
+            "VaultSecret" => validate_vault_secret(
+                &serde_json::from_value::<VaultSecretSpec>(spec.clone()).unwrap(),
+            ),
+            _ => validate_password_policy(
+                &serde_json::from_value::<PasswordPolicySpec>(spec.clone()).unwrap(),
+            ),
+        }
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+        let checked: Vec<String> = checker
+            .check_text("case.json", &doc.to_string(), Format::Json)
+            .problems
+            .into_iter()
+            .map(|p| p.error.field)
+            .collect();
+        assert!(
+            !cel_failures.is_empty(),
+            "{spec}: the case breaks no CEL rule"
+        );
+        for (field, message) in &cel_failures {
+            broken.insert(message.clone());
+            assert!(
+                covers(&validated, field),
+                "{spec}: CEL refuses {field} ({message}) but validate does not: {validated:?}"
+            );
+        }
+        for field in validated.iter().chain(cel_failures.iter().map(|(f, _)| f)) {
+            assert!(
+                covers(&checked, field),
+                "{spec}: check misses {field}: {checked:?}"
+            );
+        }
+    }
+    let unbroken: Vec<&(String, String)> =
+        rules.iter().filter(|(m, _)| !broken.contains(m)).collect();
+    assert!(
+        unbroken.is_empty(),
+        "CEL rules no case breaks: {unbroken:#?}"
+    );
+    assert!(rules.len() >= 20, "found {} rules", rules.len());
+}
+
+/// "Roles need a source" was a runtime refusal only: `check` now reports it, as the API server.
+#[test]
+fn check_reports_roles_without_a_source() {
+    let text = "apiVersion: privx-operator.dev/v1alpha1\nkind: VaultSecret\nmetadata: {name: ro, namespace: demo}\nspec: {readRoles: [{name: app-readers}]}\n";
+    let problems: Vec<String> = Checker::new()
+        .check_text("ro.yaml", text, Format::Yaml)
+        .problems
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "ro.yaml: VaultSecret/ro: spec.readRoles: spec.readRoles and spec.writeRoles need spec.source: without a source the operator only reads the secret"
+        ]
+    );
 }

@@ -12,3 +12,7 @@ pub const DURATION_CEL_RULE: &str = "self.matches('^(([0-9]+(\\\\.[0-9]+)?(ns|us
 /// The message that goes with [`DURATION_CEL_RULE`].
 pub const DURATION_CEL_MESSAGE: &str =
     "must be a duration such as 720h, 720h0m0s, 5m, P30D or PT5M";
+
+/// Longest duration text a CRD field accepts (`maxLength`: bounds the cost of the CEL rule
+/// above; `P30DT12H30M15.5S` and `720h0m0s` are far shorter).
+pub const MAX_DURATION_LENGTH: usize = 32;

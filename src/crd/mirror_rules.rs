@@ -3,7 +3,10 @@
 
 use super::VaultSecretSpec;
 use super::validate::FieldError;
-use super::vault_secret::{RESERVED_KEY_PREFIX, RefreshPolicy};
+use super::vault_secret::{
+    CONFIG_MAP_KEY_MESSAGE, CONFIG_MAP_NAME_MESSAGE, RESERVED_KEY_PREFIX, RefreshPolicy,
+    TEMPLATE_KEY_MESSAGE, TEMPLATE_VALUE_MESSAGE,
+};
 
 /// Problems with `spec.refreshPolicy`, `spec.mirror.template*`, `mergePolicy` and reserved
 /// label/annotation keys.
@@ -60,13 +63,13 @@ pub fn validate(spec: &VaultSecretSpec, out: &mut Vec<FieldError>) {
             if !super::validate::is_secret_key(key) {
                 out.push(FieldError::new(
                     format!("spec.mirror.template[{key}]"),
-                    "spec.mirror.template keys must be valid Secret keys (a-z, A-Z, 0-9, '-', '_', '.')",
+                    TEMPLATE_KEY_MESSAGE,
                 ));
             }
             if text.chars().count() > crate::template::MAX_TEMPLATE_LEN {
                 out.push(FieldError::new(
                     format!("spec.mirror.template[{key}]"),
-                    "spec.mirror.template values must be at most 65536 characters",
+                    TEMPLATE_VALUE_MESSAGE,
                 ));
             }
         }
@@ -81,6 +84,19 @@ pub fn validate(spec: &VaultSecretSpec, out: &mut Vec<FieldError>) {
         let mut seen = std::collections::BTreeSet::new();
         for (i, f) in from.iter().enumerate() {
             let key = &f.config_map_ref.key;
+            if !super::validate::is_dns_subdomain(&f.config_map_ref.name) {
+                out.push(FieldError::new(
+                    format!("spec.mirror.templateFrom[{i}].configMapRef.name"),
+                    CONFIG_MAP_NAME_MESSAGE,
+                ));
+            }
+            if !super::validate::is_secret_key(key) {
+                out.push(FieldError::new(
+                    format!("spec.mirror.templateFrom[{i}].configMapRef.key"),
+                    CONFIG_MAP_KEY_MESSAGE,
+                ));
+                continue;
+            }
             if mirror
                 .template
                 .as_ref()

@@ -58,8 +58,10 @@ pub struct PasswordPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub name: Option<String>,
-    /// How often PrivX rotates passwords under this policy (e.g. 720h or P30D).
+    /// How often PrivX rotates passwords under this policy (e.g. 720h or P30D; at most 32
+    /// characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::duration::MAX_DURATION_LENGTH))]
     #[x_kube(validation = Rule::new(super::duration::DURATION_CEL_RULE).message("spec.rotationInterval must be a duration such as 720h, 720h0m0s, 5m, P30D or PT5M"))]
     pub rotation_interval: Option<String>,
     /// Shortest password (default 16).
@@ -82,8 +84,10 @@ pub struct PasswordPolicySpec {
     /// Include digits (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_numbers: Option<bool>,
-    /// Delete stored password versions older than this (PrivX ≤ 34 only).
+    /// Delete stored password versions older than this (PrivX ≤ 34 only; a duration of at most
+    /// 32 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::duration::MAX_DURATION_LENGTH))]
     #[x_kube(validation = Rule::new(super::duration::DURATION_CEL_RULE).message("spec.deleteVersionAfter must be a duration such as 720h, 720h0m0s, 5m, P30D or PT5M"))]
     pub delete_version_after: Option<String>,
     /// How many past passwords PrivX keeps.
@@ -93,8 +97,9 @@ pub struct PasswordPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub number_of_retries: Option<u32>,
-    /// Wait between rotation retries (e.g. 5m or PT5M).
+    /// Wait between rotation retries (e.g. 5m or PT5M; at most 32 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::duration::MAX_DURATION_LENGTH))]
     #[x_kube(validation = Rule::new(super::duration::DURATION_CEL_RULE).message("spec.retryInterval must be a duration such as 720h, 720h0m0s, 5m, P30D or PT5M"))]
     pub retry_interval: Option<String>,
     /// Fall back to the previous password when rotation fails (PrivX ≤ 34 only).
@@ -104,8 +109,9 @@ pub struct PasswordPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 10000))]
     pub max_concurrent_checkouts: Option<u32>,
-    /// Longest checkout (PrivX ≥ 35 only; e.g. PT8H).
+    /// Longest checkout (PrivX ≥ 35 only; e.g. PT8H; at most 32 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = super::duration::MAX_DURATION_LENGTH))]
     #[x_kube(validation = Rule::new(super::duration::DURATION_CEL_RULE).message("spec.maxCheckoutDuration must be a duration such as 720h, 720h0m0s, 5m, P30D or PT5M"))]
     pub max_checkout_duration: Option<String>,
     /// Rotate the password when a checkout is released (PrivX ≥ 35 only).

@@ -50,12 +50,16 @@ use super::DeletionPolicy;
     validation = Rule::new("!has(self.refreshPolicy) || self.refreshPolicy != 'CreatedOnce' || has(self.mirror)").message("spec.refreshPolicy CreatedOnce needs spec.mirror (it writes the mirror once)").field_path(".refreshPolicy"),
     validation = Rule::new("has(self.name) == has(oldSelf.name)").message("spec.name is immutable: it can be neither added nor removed after creation").field_path(".name"),
     validation = Rule::new("has(self.owner) == has(oldSelf.owner)").message("spec.owner is immutable: a secret cannot move between shared and personal").field_path(".owner"),
+    validation = Rule::new("has(self.source) || !has(self.readRoles) || size(self.readRoles) == 0").message(ROLES_NEED_A_SOURCE).field_path(".readRoles"),
+    validation = Rule::new("has(self.source) || !has(self.writeRoles) || size(self.writeRoles) == 0").message(ROLES_NEED_A_SOURCE).field_path(".writeRoles"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct VaultSecretSpec {
-    /// The secret's name in PrivX. Defaults to the operator's name template
-    /// (`k8s/{namespace}/{name}` unless configured otherwise). Immutable.
+    /// The secret's name in PrivX (1 to 512 characters, no control characters). Defaults to
+    /// the operator's name template (`k8s/{namespace}/{name}` unless configured otherwise).
+    /// Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.name is immutable"))]
     #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 512").message("spec.name must be 1 to 512 characters"))]
     #[x_kube(validation = Rule::new("!self.matches('[\\\\x00-\\\\x1f\\\\x7f]')").message("spec.name must not contain control characters"))]
@@ -66,12 +70,13 @@ pub struct VaultSecretSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.owner is immutable"))]
     pub owner: Option<SecretOwner>,
 
-    /// Roles whose members may read the secret's data in PrivX.
+    /// Roles whose members may read the secret's data in PrivX (needs `source`: without one
+    /// the operator only reads the secret and sets no roles).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub read_roles: Option<Vec<RoleRef>>,
 
-    /// Roles whose members may replace the secret's data in PrivX.
+    /// Roles whose members may replace the secret's data in PrivX (needs `source`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub write_roles: Option<Vec<RoleRef>>,
@@ -85,8 +90,10 @@ pub struct VaultSecretSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<MirrorSpec>,
 
-    /// How often PrivX is read to detect drift and changes (Go duration, 10s to 168h). Default 1h.
+    /// How often PrivX is read to detect drift and changes (Go duration, 10s to 168h, at most
+    /// 32 characters). Default 1h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::crd::duration::MAX_DURATION_LENGTH))]
     #[x_kube(validation = Rule::new("self.matches('^([0-9]+(ms|s|m|h))+$') && duration(self) >= duration('10s') && duration(self) <= duration('168h')").message("spec.refreshInterval must be a duration such as 30s, 5m or 1h, from 10s to 168h (7d)"))]
     pub refresh_interval: Option<String>,
 
@@ -106,6 +113,16 @@ pub struct VaultSecretSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adopt: Option<bool>,
 }
+
+/// The message of the rule that roles need a source (CEL and `validate` share it).
+pub const ROLES_NEED_A_SOURCE: &str = "spec.readRoles and spec.writeRoles need spec.source: without a source the operator only reads the secret";
+
+/// Messages of CEL rules that `crd::validate` repeats in code (one text for both).
+pub const TEMPLATE_KEY_MESSAGE: &str = "spec.mirror.template keys must be valid Secret keys (1 to 253 of a-z, A-Z, 0-9, '-', '_', '.'; not '.', not starting with '..')";
+pub const TEMPLATE_VALUE_MESSAGE: &str =
+    "spec.mirror.template values must be at most 65536 characters";
+pub const CONFIG_MAP_NAME_MESSAGE: &str = "spec.mirror.templateFrom[].configMapRef.name must be a valid ConfigMap name (lowercase DNS subdomain)";
+pub const CONFIG_MAP_KEY_MESSAGE: &str = "spec.mirror.templateFrom[].configMapRef.key must be a valid key (1 to 253 of a-z, A-Z, 0-9, '-', '_', '.'; not '.', not starting with '..')";
 
 /// Annotation whose every new value makes the next reconcile read PrivX and rewrite the mirror,
 /// in every refresh policy; the value handled is recorded in `status.lastForceSync`.
@@ -133,7 +150,8 @@ pub enum RefreshPolicy {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretOwner {
-    /// The PrivX user ID (a UUID) of the owner.
+    /// The PrivX user ID (a UUID) of the owner; 1 to 128 characters.
+    #[schemars(length(max = 128))]
     #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 128").message("spec.owner.userId must be 1 to 128 characters"))]
     pub user_id: String,
 }
@@ -205,8 +223,10 @@ pub struct PolicyRef {
 #[x_kube(validation = Rule::new("!has(self.mergePolicy) || has(self.template) || has(self.templateFrom)").message("spec.mirror.mergePolicy needs spec.mirror.template or spec.mirror.templateFrom").field_path(".mergePolicy"))]
 #[serde(rename_all = "camelCase")]
 pub struct MirrorSpec {
-    /// The Secret's name (default: the VaultSecret's name).
+    /// The Secret's name (default: the VaultSecret's name); a lowercase DNS subdomain of at
+    /// most 253 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') && self.size() <= 253").message("spec.mirror.secretName must be a valid Secret name (lowercase DNS subdomain)"))]
     pub secret_name: Option<String>,
     /// The Secret's type (default Opaque).
@@ -227,11 +247,12 @@ pub struct MirrorSpec {
     /// Templates by Secret key, rendered from the PrivX data: each data field is a variable
     /// (`{{ username }}`), all of them the map `data` (`{{ data["tls.crt"] }}`). Filters:
     /// b64enc, b64dec, urlencode, toJson, toYaml, fromJson, default, required, indent, trim,
-    /// lower, upper. See docs/vaultsecret.md.
+    /// lower, upper. See docs/vaultsecret.md. At most 64 keys (each a Secret key of at most
+    /// 253 characters), each template at most 65536 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 64))]
-    #[x_kube(validation = Rule::new("self.all(k, k.size() <= 253 && k.matches('^[-._a-zA-Z0-9]+$'))").message("spec.mirror.template keys must be valid Secret keys (a-z, A-Z, 0-9, '-', '_', '.')"))]
-    #[x_kube(validation = Rule::new("self.all(k, self[k].size() <= 65536)").message("spec.mirror.template values must be at most 65536 characters"))]
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new("self.all(k, k.size() <= 253 && k != '.' && !k.startsWith('..') && k.matches('^[-._a-zA-Z0-9]+$'))").message(TEMPLATE_KEY_MESSAGE))]
+    #[x_kube(validation = Rule::new("self.all(k, self[k].size() <= 65536)").message(TEMPLATE_VALUE_MESSAGE))]
     pub template: Option<BTreeMap<String, String>>,
     /// Whole-value templates read from ConfigMaps in this namespace (config files); each
     /// renders into the Secret key named like the ConfigMap key.
@@ -261,11 +282,11 @@ pub struct TemplateFrom {
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMapKeyRef {
     #[schemars(length(min = 1, max = 253))]
-    #[x_kube(validation = Rule::new("self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("spec.mirror.templateFrom[].configMapRef.name must be a valid ConfigMap name (lowercase DNS subdomain)"))]
+    #[x_kube(validation = Rule::new("self.size() <= 253 && self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message(CONFIG_MAP_NAME_MESSAGE))]
     pub name: String,
     /// The ConfigMap key holding the template; also the Secret key it renders into.
     #[schemars(length(min = 1, max = 253))]
-    #[x_kube(validation = Rule::new("self.size() <= 253 && self.matches('^[-._a-zA-Z0-9]+$')").message("spec.mirror.templateFrom[].configMapRef.key must be a valid key (a-z, A-Z, 0-9, '-', '_', '.')"))]
+    #[x_kube(validation = Rule::new("self.size() <= 253 && self != '.' && !self.startsWith('..') && self.matches('^[-._a-zA-Z0-9]+$')").message(CONFIG_MAP_KEY_MESSAGE))]
     pub key: String,
 }
 

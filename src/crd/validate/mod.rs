@@ -66,6 +66,17 @@ pub(super) fn length_between(
     }
 }
 
+/// A string bound by a CRD `maxLength` (counted in characters, as the API server does).
+pub(super) fn at_most_chars(field: &str, value: &str, max: usize, out: &mut Vec<FieldError>) {
+    let length = value.chars().count();
+    if length > max {
+        out.push(FieldError::new(
+            field,
+            format!("must be at most {max} characters (is {length})"),
+        ));
+    }
+}
+
 pub(super) fn at_most_items(field: &str, count: usize, max: usize, out: &mut Vec<FieldError>) {
     if count > max {
         out.push(FieldError::new(

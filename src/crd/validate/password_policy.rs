@@ -1,8 +1,8 @@
 //! The semantic checks of a PasswordPolicy's spec.
 
-use super::{FieldError, length_between, within};
+use super::{FieldError, at_most_chars, length_between, within};
 use crate::crd::PasswordPolicySpec;
-use crate::crd::duration::{DURATION_CEL_MESSAGE, parse_duration};
+use crate::crd::duration::{DURATION_CEL_MESSAGE, MAX_DURATION_LENGTH, parse_duration};
 use crate::crd::password_policy::{DEFAULT_MAX_LENGTH, DEFAULT_MIN_LENGTH, MAX_PASSWORD_LENGTH};
 
 /// Problems with a PasswordPolicy's spec; empty when it is valid.
@@ -20,6 +20,15 @@ pub fn validate_password_policy(spec: &PasswordPolicySpec) -> Vec<FieldError> {
         ("maxCheckoutDuration", &spec.max_checkout_duration),
     ] {
         let Some(value) = value else { continue };
+        if value.chars().count() > MAX_DURATION_LENGTH {
+            at_most_chars(
+                &format!("spec.{field}"),
+                value,
+                MAX_DURATION_LENGTH,
+                &mut out,
+            );
+            continue;
+        }
         match parse_duration(value) {
             Err(_) => out.push(FieldError::new(
                 format!("spec.{field}"),
@@ -120,6 +129,10 @@ mod tests {
                 &[("spec.maxConcurrentCheckouts", "from 0 to 10000")],
             ),
             ("maxVersions: 1\nname: ''", &[("spec.name", "1 to 256")]),
+            (
+                "maxVersions: 1\nretryInterval: 1s1s1s1s1s1s1s1s1s1s1s1s1s1s1s1s1s",
+                &[("spec.retryInterval", "at most 32 characters (is 34)")],
+            ),
             (
                 "maxVersions: 1\nrotationInterval: 30 days",
                 &[("spec.rotationInterval", "must be a duration")],

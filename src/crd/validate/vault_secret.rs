@@ -9,11 +9,14 @@ use super::names::{
     is_dns_subdomain, is_label_value, is_qualified_name, is_secret_key, secret_key_message,
 };
 use super::{
-    FieldError, MAX_REFRESH_INTERVAL, MIN_REFRESH_INTERVAL, at_most_items, length_between,
+    FieldError, MAX_REFRESH_INTERVAL, MIN_REFRESH_INTERVAL, at_most_chars, at_most_items,
+    length_between,
 };
 use crate::crd::VaultSecretSpec;
-use crate::crd::duration::parse_duration;
-use crate::crd::vault_secret::{MirrorSecretType, MirrorSpec, RoleRef, SecretSource};
+use crate::crd::duration::{MAX_DURATION_LENGTH, parse_duration};
+use crate::crd::vault_secret::{
+    MirrorSecretType, MirrorSpec, ROLES_NEED_A_SOURCE, RoleRef, SecretSource,
+};
 
 const REFRESH_INTERVAL_MESSAGE: &str =
     "spec.refreshInterval must be a duration such as 30s, 5m or 1h, from 10s to 168h (7d)";
@@ -59,6 +62,10 @@ pub fn validate_vault_secret(spec: &VaultSecretSpec) -> Vec<FieldError> {
     ] {
         if let Some(roles) = roles {
             validate_roles(field, roles, &mut out);
+            // Without a source the operator only reads the secret: it sets no roles.
+            if spec.source.is_none() && !roles.is_empty() {
+                out.push(FieldError::new(field, ROLES_NEED_A_SOURCE));
+            }
         }
     }
 
@@ -72,6 +79,12 @@ pub fn validate_vault_secret(spec: &VaultSecretSpec) -> Vec<FieldError> {
     crate::crd::mirror_rules::validate(spec, &mut out);
 
     if let Some(interval) = &spec.refresh_interval {
+        at_most_chars(
+            "spec.refreshInterval",
+            interval,
+            MAX_DURATION_LENGTH,
+            &mut out,
+        );
         let in_range = GO_DURATION.is_match(interval)
             && parse_duration(interval)
                 .is_ok_and(|d| (MIN_REFRESH_INTERVAL..=MAX_REFRESH_INTERVAL).contains(&d));
@@ -365,7 +378,19 @@ mod tests {
             ("name: \"a\\tb\"", &[("spec.name", "control characters")]),
             ("owner: {userId: ''}", &[("spec.owner.userId", "1 to 128")]),
             (
-                "readRoles: [{name: a, id: b}, {}, {name: a}, {name: a}]",
+                "readRoles: [{name: a}]\nwriteRoles: [{name: b}]",
+                &[
+                    ("spec.readRoles", "need spec.source"),
+                    ("spec.writeRoles", "need spec.source"),
+                ],
+            ),
+            ("readRoles: []\nwriteRoles: []", &[]),
+            (
+                "source: {secretRef: {name: s}}\nreadRoles: [{name: a}]\nwriteRoles: [{id: b}]",
+                &[],
+            ),
+            (
+                "source: {secretRef: {name: s}}\nreadRoles: [{name: a, id: b}, {}, {name: a}, {name: a}]",
                 &[
                     ("spec.readRoles[0]", "exactly one of name or id"),
                     ("spec.readRoles[1]", "exactly one of name or id"),
@@ -373,7 +398,7 @@ mod tests {
                 ],
             ),
             (
-                "writeRoles: [{id: x}, {id: x}]",
+                "source: {secretRef: {name: s}}\nwriteRoles: [{id: x}, {id: x}]",
                 &[("spec.writeRoles[1]", "duplicate")],
             ),
             (
@@ -421,6 +446,10 @@ mod tests {
                 &[("spec.refreshInterval", "such as 30s")],
             ),
             ("refreshInterval: 168h", &[]),
+            (
+                "refreshInterval: 1h1h1h1h1h1h1h1h1h1h1h1h1h1h1h1h1h",
+                &[("spec.refreshInterval", "at most 32 characters (is 34)")],
+            ),
             ("refreshInterval: 10s", &[]),
             (
                 "mirror: {secretName: My_Secret}",
@@ -502,7 +531,7 @@ mod tests {
             .map(|i| format!("{{kind: Deployment, name: d{i}}}"))
             .collect();
         let spec = vault_secret(&format!(
-            "readRoles: [{}]\nmirror: {{rolloutRestartTargets: [{}]}}",
+            "source: {{secretRef: {{name: s}}}}\nreadRoles: [{}]\nmirror: {{rolloutRestartTargets: [{}]}}",
             roles.join(", "),
             targets.join(", ")
         ));

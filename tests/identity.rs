@@ -1,16 +1,14 @@
 //! The operator's PrivX identity: self roles `auto` by default (push + mirror Ready with no
 //! self-roles flag), an explicit list checked against PrivX, the older-PrivX fallback, the
-//! TokenRequest source against a fake Kubernetes API, and per-namespace identity (a cached
-//! client per namespace; a missing ServiceAccount is a clear refusal).
+//! TokenRequest source against the fake Kubernetes API (tests/support/fake_kube/token.rs), and
+//! per-namespace identity (a cached client per namespace; a missing ServiceAccount is a clear
+//! refusal), directly and through the running operator.
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use kube::client::Body;
 use privx_client::{AuthMethod, PrivxClient, PrivxConfig, TokenExchange};
 use privx_operator::controller::identity::{
     IdentityError, NamespaceIdentities, NamespaceIdentityConfig, SelfRolesSetting,
@@ -20,7 +18,8 @@ use privx_operator::runtime::http::Health;
 use privx_operator::runtime::identity::resolve_at_start;
 use privx_sim::{Fault, SeedIssuer, SeedSubject, SimOptions, Simulator, demo, demo_seed};
 use serde_json::{Value, json};
-use support::{Harness, NS};
+use support::fake_kube::token::{TOKEN_ISSUER, token_public_key_pem};
+use support::{FakeKube, Harness, NS};
 use tokio_util::sync::CancellationToken;
 
 fn push_spec() -> Value {
@@ -124,111 +123,34 @@ async fn older_privx_without_users_current_falls_back_and_says_so() {
     }
 }
 
-// ---- a fake Kubernetes API that mints service-account tokens ----
+// ---- service-account tokens from the fake Kubernetes API (TokenRequest) ----
 
-const CLUSTER_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/jwt")
-            .join(name),
-    )
-    .unwrap()
-}
-
-#[derive(Clone, Default)]
-struct TokenApi {
-    /// (namespace, name) of the ServiceAccounts that exist.
-    accounts: Arc<Mutex<Vec<(String, String)>>>,
-    /// (path, audiences, expirationSeconds) of every token request.
-    requests: Arc<Mutex<Vec<(String, Value, Value)>>>,
-}
-
-impl TokenApi {
-    fn client(&self) -> kube::Client {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let api = self.clone();
-        tokio::spawn(async move {
-            while let Some((request, respond)) = handle.next_request().await {
-                let path = request.uri().path().to_string();
-                let method = request.method().clone();
-                let body = request
-                    .into_body()
-                    .collect_bytes()
-                    .await
-                    .unwrap_or_default();
-                let body: Value = serde_json::from_slice(&body).unwrap_or_default();
-                respond.send_response(api.answer(method.as_str(), &path, &body));
-            }
-        });
-        kube::Client::new(service, "default")
+/// The fake API with these (namespace, name) ServiceAccounts.
+fn kube_with_accounts(accounts: &[(&str, &str)]) -> FakeKube {
+    let kube = FakeKube::default();
+    for (ns, name) in accounts {
+        kube.put(
+            &format!("/api/v1/namespaces/{ns}/serviceaccounts/{name}"),
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}}),
+        );
     }
+    kube
+}
 
-    fn answer(&self, method: &str, path: &str, body: &Value) -> Response<Body> {
-        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        // /api/v1/namespaces/{ns}/serviceaccounts/{name}/token
-        let reply = |code: u16, value: Value| {
-            Response::builder()
-                .status(code)
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&value).unwrap()))
-                .unwrap()
-        };
-        match (method, parts.as_slice()) {
+/// (path, audiences, expirationSeconds) of every TokenRequest the fake API received.
+fn token_requests(kube: &FakeKube) -> Vec<(String, Value, Value)> {
+    kube.requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/token"))
+        .map(|r| {
+            let spec = r.body.unwrap_or_default()["spec"].clone();
             (
-                "POST",
-                [
-                    "api",
-                    "v1",
-                    "namespaces",
-                    ns,
-                    "serviceaccounts",
-                    name,
-                    "token",
-                ],
-            ) => {
-                let spec = &body["spec"];
-                self.requests.lock().unwrap().push((
-                    path.to_string(),
-                    spec["audiences"].clone(),
-                    spec["expirationSeconds"].clone(),
-                ));
-                let exists = self
-                    .accounts
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .any(|(n, a)| n == ns && a == name);
-                if !exists {
-                    return reply(
-                        404,
-                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
-                               "message": format!("serviceaccounts \"{name}\" not found")}),
-                    );
-                }
-                let now = jiff::Timestamp::now().as_second();
-                let key = EncodingKey::from_rsa_pem(fixture("rsa-private.pem").as_bytes()).unwrap();
-                let token = jsonwebtoken::encode(
-                    &Header::new(Algorithm::RS256),
-                    &json!({"iss": CLUSTER_ISSUER, "sub": format!("system:serviceaccount:{ns}:{name}"),
-                            "aud": spec["audiences"], "iat": now, "nbf": now,
-                            "exp": now + spec["expirationSeconds"].as_i64().unwrap_or(3600)}),
-                    &key,
-                )
-                .unwrap();
-                reply(
-                    201,
-                    json!({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
-                           "spec": spec, "status": {"token": token, "expirationTimestamp": "2030-01-01T00:00:00Z"}}),
-                )
-            }
-            _ => reply(
-                404,
-                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not served"}),
-            ),
-        }
-    }
+                r.path,
+                spec["audiences"].clone(),
+                spec["expirationSeconds"].clone(),
+            )
+        })
+        .collect()
 }
 
 async fn sim_trusting_the_cluster() -> Simulator {
@@ -239,10 +161,10 @@ async fn sim_trusting_the_cluster() -> Simulator {
         user: user.map(str::to_string),
     };
     seed.trusted_issuers = vec![SeedIssuer {
-        issuer: CLUSTER_ISSUER.into(),
+        issuer: TOKEN_ISSUER.into(),
         audience: "privx".into(),
         jwks: None,
-        public_key_pem: Some(fixture("rsa-public.pem")),
+        public_key_pem: Some(token_public_key_pem()),
         ed_alg_name: None,
         subjects: vec![
             subject(
@@ -264,11 +186,7 @@ async fn sim_trusting_the_cluster() -> Simulator {
 #[tokio::test]
 async fn token_request_source_logs_the_operator_in_as_its_own_service_account() {
     let sim = sim_trusting_the_cluster().await;
-    let api = TokenApi::default();
-    api.accounts
-        .lock()
-        .unwrap()
-        .push(("privx-operator".into(), "privx-operator".into()));
+    let api = kube_with_accounts(&[("privx-operator", "privx-operator")]);
     let source = TokenRequestSource {
         client: api.client(),
         namespace: "privx-operator".into(),
@@ -283,7 +201,7 @@ async fn token_request_source_logs_the_operator_in_as_its_own_service_account() 
     let privx = PrivxClient::new(config).unwrap();
     let me = privx.current_user().await.unwrap().unwrap();
     assert_eq!(me.id, demo::OPERATOR_CLIENT_ID);
-    let requests = api.requests.lock().unwrap().clone();
+    let requests = token_requests(&api);
     assert_eq!(
         requests,
         [(
@@ -308,16 +226,8 @@ async fn token_request_source_logs_the_operator_in_as_its_own_service_account() 
 #[tokio::test]
 async fn per_namespace_identity_caches_a_client_per_namespace_and_refuses_without_the_account() {
     let sim = sim_trusting_the_cluster().await;
-    let api = TokenApi::default();
-    api.accounts
-        .lock()
-        .unwrap()
-        .push(("team-a".into(), "privx".into()));
     // A ServiceAccount of another name in team-b does not count.
-    api.accounts
-        .lock()
-        .unwrap()
-        .push(("team-b".into(), "default".into()));
+    let api = kube_with_accounts(&[("team-a", "privx"), ("team-b", "default")]);
     let template = PrivxConfig::new(
         sim.base_url(),
         privx_client::CredentialSource::Static(privx_client::Credentials {
@@ -350,9 +260,9 @@ async fn per_namespace_identity_caches_a_client_per_namespace_and_refuses_withou
     );
     // alice's roles carry no vault permission in the demo seed: auto picks none.
     assert_eq!(ids.cached_self_roles("team-a"), Some(vec![]));
-    let before = api.requests.lock().unwrap().len();
+    let before = token_requests(&api).len();
     ids.client("team-a").await.unwrap();
-    assert_eq!(api.requests.lock().unwrap().len(), before, "cached");
+    assert_eq!(token_requests(&api).len(), before, "cached");
 
     let error = ids.client("team-b").await.unwrap_err();
     let message = error.to_string();
@@ -365,9 +275,171 @@ async fn per_namespace_identity_caches_a_client_per_namespace_and_refuses_withou
     assert_eq!(refusal.reason, "IdentityNotFound");
     assert_eq!(refusal.message, message, "a stable message");
     // Every token request names the fixed ServiceAccount and audience, whatever the namespace.
-    for (path, audiences, _) in api.requests.lock().unwrap().iter() {
+    for (path, audiences, _) in token_requests(&api).iter() {
         assert!(path.ends_with("/serviceaccounts/privx/token"), "{path}");
         assert_eq!(audiences, &json!(["privx"]));
     }
+    sim.shutdown().await;
+}
+
+// ---- per-namespace identity through the running operator ----
+
+/// Issue 11 §4, through the runner as `privx-operator run` assembles it: with per-namespace
+/// identity on, each namespace's VaultSecrets are reconciled with a token the (fake) Kubernetes
+/// API mints for that namespace's one ServiceAccount `privx` (TokenRequest), exchanged at PrivX
+/// (the simulator trusts the fake API's issuer and key). team-a has the account: Ready.
+/// team-b has only a ServiceAccount of another name: `Ready=False IdentityNotFound` naming the
+/// missing account, and nothing of team-b reaches PrivX's vault.
+#[tokio::test]
+async fn per_namespace_identity_through_the_runner_is_ready_with_the_account_and_refused_without() {
+    use support::running::{
+        Running, eventually, namespace_object, push_mirror_spec, ready_reason, secret_object,
+        vault_secret_object,
+    };
+    use support::{privx_client_for, secret_path, vs_path};
+
+    let mut seed = demo_seed();
+    seed.trusted_issuers = vec![SeedIssuer {
+        issuer: TOKEN_ISSUER.into(),
+        audience: "privx".into(),
+        jwks: None,
+        public_key_pem: Some(token_public_key_pem()),
+        ed_alg_name: None,
+        subjects: vec![SeedSubject {
+            subject: "system:serviceaccount:team-a:privx".into(),
+            api_client: Some(demo::OPERATOR_CLIENT_NAME.into()),
+            user: None,
+        }],
+    }];
+    let sim = Simulator::start(SimOptions {
+        seed,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let kube = FakeKube::default();
+    for ns in ["team-a", "team-b"] {
+        kube.put(
+            &format!("/api/v1/namespaces/{ns}"),
+            namespace_object(ns, json!({})),
+        );
+        kube.put(
+            &secret_path(ns, "db-creds"),
+            secret_object(ns, "db-creds", &[("password", "pa55-value")]),
+        );
+    }
+    let account = |ns: &str, name: &str| json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}});
+    kube.put(
+        "/api/v1/namespaces/team-a/serviceaccounts/privx",
+        account("team-a", "privx"),
+    );
+    kube.put(
+        "/api/v1/namespaces/team-b/serviceaccounts/default",
+        account("team-b", "default"),
+    );
+    // The namespaces' identities need no static credentials: the template's are never used.
+    let template = PrivxConfig::new(
+        sim.base_url(),
+        privx_client::CredentialSource::Static(privx_client::Credentials {
+            oauth_client_id: "unused".into(),
+            oauth_client_secret: "unused".into(),
+            api_client_id: "unused".into(),
+            api_client_secret: "unused".into(),
+        }),
+    );
+    let identities = Arc::new(NamespaceIdentities::new(
+        kube.client(),
+        template,
+        NamespaceIdentityConfig {
+            service_account: "privx".into(),
+            audience: "privx".into(),
+            expiration: Duration::from_secs(600),
+            self_roles: SelfRolesSetting::Auto,
+        },
+        None,
+    ));
+    let running = Running::start_tuned(
+        &kube,
+        &sim,
+        privx_client_for(&sim, sim.credentials()),
+        &[],
+        4,
+        move |settings| settings.namespace_identity = Some(identities),
+    );
+    let limit = Duration::from_secs(10);
+    eventually("watches up", limit, || running.up()).await;
+    sim.clear_requests();
+    for ns in ["team-a", "team-b"] {
+        kube.put(
+            &vs_path(ns, "db"),
+            vault_secret_object(ns, "db", push_mirror_spec("db-creds")),
+        );
+    }
+    eventually("team-a Synced", limit, || {
+        ready_reason(&kube, "team-a", "db") == "Synced"
+    })
+    .await;
+    eventually("team-b IdentityNotFound", limit, || {
+        ready_reason(&kube, "team-b", "db") == "IdentityNotFound"
+    })
+    .await;
+
+    let team_b = kube.get(&vs_path("team-b", "db")).unwrap();
+    let ready = team_b["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["status"], "False");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.contains("namespace team-b has no ServiceAccount \"privx\""),
+        "{message}"
+    );
+    assert!(
+        kube.get(&secret_path("team-a", "db")).is_some(),
+        "team-a's mirror"
+    );
+    assert!(
+        kube.get(&secret_path("team-b", "db")).is_none(),
+        "no team-b mirror"
+    );
+
+    // Token requests: only for the one configured name, in each namespace asked about.
+    let token_paths: Vec<String> = kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/token"))
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        token_paths.contains(&"/api/v1/namespaces/team-a/serviceaccounts/privx/token".to_string())
+    );
+    assert!(
+        token_paths.contains(&"/api/v1/namespaces/team-b/serviceaccounts/privx/token".to_string())
+    );
+    assert!(
+        token_paths
+            .iter()
+            .all(|p| p.ends_with("/serviceaccounts/privx/token")),
+        "{token_paths:?}"
+    );
+    // team-a logged in by token exchange; nothing of team-b reached the vault.
+    let privx = sim.requests();
+    assert!(
+        privx
+            .iter()
+            .any(|r| r.route == "POST /auth/api/v1/token/login" && r.status == 200),
+        "{:?}",
+        privx.iter().map(|r| &r.route).collect::<Vec<_>>()
+    );
+    assert!(
+        !privx.iter().any(|r| r.path.contains("team-b")),
+        "no PrivX call about team-b"
+    );
+    assert!(privx.iter().any(|r| r.path.contains("team-a")));
+    running.stop().await;
     sim.shutdown().await;
 }

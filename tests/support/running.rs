@@ -47,6 +47,19 @@ impl Running {
         namespaces: &[&str],
         concurrency: u16,
     ) -> Self {
+        Self::start_tuned(kube, sim, privx, namespaces, concurrency, |_| {})
+    }
+
+    /// As `start_with`, the controllers' `Settings` changed by `tune` last (e.g. per-namespace
+    /// identity).
+    pub fn start_tuned(
+        kube: &FakeKube,
+        sim: &Simulator,
+        privx: PrivxClient,
+        namespaces: &[&str],
+        concurrency: u16,
+        tune: impl FnOnce(&mut Settings),
+    ) -> Self {
         let metrics = Arc::new(Metrics::new());
         let watches_up = Arc::new(AtomicBool::new(false));
         let stop = CancellationToken::new();
@@ -55,12 +68,13 @@ impl Running {
             let client = kube.client();
             let stop = stop.clone();
             let up = watches_up.clone();
-            let settings = Settings {
+            let mut settings = Settings {
                 self_roles: vec!["privx-operator".to_string()].into(),
                 hmac_key: HmacKey::new(vec![7; 32]),
                 privx_identity: Some(sim.credentials().api_client_id.clone()),
                 ..Settings::default()
             };
+            tune(&mut settings);
             let options = RunOptions {
                 namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
                 concurrency,

@@ -30,6 +30,8 @@
 //!   finalizers it goes at once. Background **garbage collection**: when an object goes, its
 //!   dependents none of whose `ownerReferences` still exist are deleted too
 //!   (`set_garbage_collection(false)` turns it off).
+//! - **TokenRequest** (`serviceaccounts/NAME/token`, see `token.rs`): a JWT of an existing
+//!   ServiceAccount signed by a test key, 404 for a missing one.
 //!
 //! For tests: `put`/`put_as` (write a whole object, status included, as a manager; an
 //! explicitly different `generation` wins), `get`, `list`, `remove` (gone at once, finalizers
@@ -43,6 +45,7 @@
 pub mod apply;
 pub mod path;
 pub mod store;
+pub mod token;
 pub mod watch;
 pub mod write;
 
@@ -270,6 +273,9 @@ impl FakeKube {
         };
         let state = &mut shared.state;
         let (code, value): Answer = match (method.as_str(), target.name.is_some()) {
+            _ if token::is_token_request(&method, &target) => {
+                token::token_request(state, &target, body.as_ref())
+            }
             ("GET", false) if watch => {
                 drop(shared);
                 return self.open_watch(&target, &query, metadata_only);

@@ -9,7 +9,8 @@
 #[path = "e2e/harness.rs"]
 mod harness;
 
-use harness::{E2e, eventually, secret_value};
+use harness::service_account::{self, AUDIENCE, ClusterIssuer, SERVICE_ACCOUNT};
+use harness::{E2e, OperatorAuth, eventually, secret_value};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -197,7 +198,7 @@ async fn the_simulator_process_serves_someone_else_and_logs_requests() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = std::env::temp_dir().join(format!("privx-e2e-sim-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let sim = harness::Simulator::start(&dir.join("simulator.log")).await;
+    let sim = harness::Simulator::start(&dir.join("simulator.log"), None).await;
     let someone_else = sim.someone_else();
     let upstream = someone_else
         .get_secret(&SecretLocation::Shared, demo::SECRET_UPSTREAM)
@@ -230,6 +231,146 @@ async fn the_simulator_process_serves_someone_else_and_logs_requests() {
     assert!(sim.requests().await.is_empty());
     drop(sim);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn jwt_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/jwt")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// The service-account mode's simulator plumbing, without a cluster: the seed the harness
+/// writes (a JWKS as the API server publishes it, the subject of the operator's
+/// ServiceAccount) reaches the simulator process, which then logs a token of that subject in as
+/// the operator's API client.
+#[tokio::test]
+async fn the_service_account_seed_lets_the_simulator_process_trust_the_cluster_issuer() {
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = std::env::temp_dir().join(format!("privx-e2e-sa-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let public = DecodingKey::from_rsa_pem(&jwt_fixture("rsa-public.pem")).unwrap();
+    let mut jwk = Jwk::from_decoding_key(&public, Some(Algorithm::RS256)).unwrap();
+    jwk.common.key_id = Some("cluster-key".into());
+    let issuer = ClusterIssuer {
+        issuer: "https://kubernetes.default.svc.cluster.local".into(),
+        jwks: serde_json::to_value(JwkSet { keys: vec![jwk] }).unwrap(),
+    };
+    let seed = dir.join("seed.json");
+    std::fs::write(
+        &seed,
+        serde_json::to_vec(&service_account::seed_trusting(&issuer, "privx-e2e-x")).unwrap(),
+    )
+    .unwrap();
+    let sim = harness::Simulator::start(&dir.join("simulator.log"), Some(&seed)).await;
+
+    let now = jiff::Timestamp::now().as_second();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("cluster-key".into());
+    let token = |sub: String| {
+        jsonwebtoken::encode(
+            &header,
+            &json!({"iss": issuer.issuer, "sub": sub, "aud": [AUDIENCE], "iat": now, "nbf": now, "exp": now + 600}),
+            &EncodingKey::from_rsa_pem(&jwt_fixture("rsa-private.pem")).unwrap(),
+        )
+        .unwrap()
+    };
+    let http = reqwest::Client::new();
+    let login = |jwt: String| {
+        http.post(format!("{}/auth/api/v1/token/login", sim.base_url))
+            .json(&json!({"token": jwt}))
+            .send()
+    };
+    let answer = login(token(format!(
+        "system:serviceaccount:privx-e2e-x:{SERVICE_ACCOUNT}"
+    )))
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200);
+    let access: Value = answer.json().await.unwrap();
+    let me: Value = http
+        .get(format!("{}/role-store/api/v1/users/current", sim.base_url))
+        .bearer_auth(access["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["id"], demo::OPERATOR_CLIENT_ID);
+    // Another ServiceAccount of the namespace is nobody in PrivX.
+    let other = login(token("system:serviceaccount:privx-e2e-x:default".into()))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 400);
+    drop(sim);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_service_account_kubeconfig_has_only_the_token_user() {
+    let kubeconfig = json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:6443"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "admin"}}],
+        "users": [{"name": "admin", "user": {"client-key-data": "QURNSU4="}}],
+    });
+    let json = service_account::with_token_user(kubeconfig, "sa-token");
+    let parsed: kube::config::Kubeconfig = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(parsed.auth_infos.len(), 1);
+    let user = parsed.auth_infos[0].auth_info.as_ref().unwrap();
+    assert!(user.client_key_data.is_none(), "the admin's key is gone");
+    assert!(user.token.is_some());
+    assert_eq!(
+        parsed.contexts[0].context.as_ref().unwrap().user.as_deref(),
+        Some("admin")
+    );
+    assert!(!json.to_string().contains("QURNSU4="));
+}
+
+// ---- identity without static credentials (issue 11) ---------------------------------------
+
+/// With service-account token exchange only: the operator's Kubernetes identity is a
+/// ServiceAccount with the chart's RBAC (TokenRequest on itself only), PrivX trusts the
+/// cluster's own service-account issuer and keys, and no PrivX credential exists anywhere. A
+/// push + mirror VaultSecret becomes Ready, and every PrivX login was a token exchange.
+#[tokio::test]
+#[ignore = "needs a cluster: set PRIVX_OPERATOR_E2E_CONTEXT (docs/testing.md)"]
+async fn with_service_account_token_exchange_only_push_and_mirror_become_ready() {
+    let e2e = E2e::start_with(OperatorAuth::ServiceAccountToken).await;
+    let value = "sa-exchange-e2e-value";
+    e2e.apply(E2e::secret_manifest("db", &[("password", value)]))
+        .await;
+    e2e.apply(push_manifest("db-sa", json!({}))).await;
+    e2e.wait_synced("db-sa").await;
+    wait_secret_value(&e2e, "db-sa", "password", value).await;
+    wait_privx_value(&e2e, &e2e.privx_name("db-sa"), "password", value).await;
+
+    let log = e2e.sim.requests().await;
+    let logins: Vec<(&str, u16)> = log
+        .iter()
+        .filter(|r| r.route.contains("/auth/api/v1/"))
+        .map(|r| (r.route.as_str(), r.status))
+        .collect();
+    assert!(
+        logins.contains(&("POST /auth/api/v1/token/login", 200)),
+        "{logins:?}"
+    );
+    let operator_grants = log
+        .iter()
+        .filter(|r| r.route.contains("/oauth/token"))
+        .filter(|r| r.client_id.as_deref() == Some(demo::OPERATOR_CLIENT_ID))
+        .count();
+    assert_eq!(operator_grants, 0, "no password grant: {logins:?}");
+    assert!(
+        !e2e.sim.operator_writes().await.is_empty(),
+        "the exchanged identity is the operator's API client"
+    );
 }
 
 // ---- VaultSecret behaviours ---------------------------------------------------------------

@@ -6,6 +6,10 @@
 //! simulator and operator processes, and the cleanup of everything it created (also when a test
 //! fails). Must not assert behaviour itself: the tests in `tests/e2e.rs` do.
 //!
+//! With [`OperatorAuth::ServiceAccountToken`] the operator has no static credentials at all:
+//! `service_account.rs` gives it a ServiceAccount with the chart's RBAC and a simulator that
+//! trusts the cluster's service-account issuer.
+//!
 //! Tests run one at a time (a process-wide lock): PasswordPolicies are cluster-scoped, and every
 //! test's operator watches all of them, so two operators at once would fight over them.
 
@@ -37,6 +41,21 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+#[path = "service_account.rs"]
+pub mod service_account;
+
+/// How the operator process authenticates, to Kubernetes and to PrivX.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperatorAuth {
+    /// The suite's kubeconfig user; PrivX's password grant with the API client's four
+    /// credentials, `--privx-self-roles privx-operator`.
+    Password,
+    /// A ServiceAccount of the test's namespace with the chart's RBAC (its token in the
+    /// kubeconfig); PrivX by token exchange of a TokenRequest token of that ServiceAccount;
+    /// self roles `auto`. No PrivX credential anywhere.
+    ServiceAccountToken,
+}
 
 /// Names the kube context the suite runs against.
 pub const CONTEXT_VAR: &str = "PRIVX_OPERATOR_E2E_CONTEXT";
@@ -191,9 +210,15 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    pub async fn start(log: &Path) -> Self {
+    /// Starts `privx-operator sim`, with the seed file `seed` (the demo seed when `None`).
+    pub async fn start(log: &Path, seed: Option<&Path>) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_privx-operator"))
             .args(["sim", "--listen", "127.0.0.1:0"])
+            .args(
+                seed.map(|s| [OsString::from("--seed"), s.into()])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file(log))
@@ -282,6 +307,7 @@ struct Operator {
     privx_env: BTreeMap<String, String>,
     http_port: u16,
     http: reqwest::Client,
+    auth: OperatorAuth,
 }
 
 impl Operator {
@@ -296,7 +322,6 @@ impl Operator {
             .args(["--operator-namespace", &self.namespace])
             .args(["--namespaces", &self.namespace])
             .args(["--http-addr", &format!("127.0.0.1:{}", self.http_port)])
-            .args(["--privx-self-roles", "privx-operator"])
             .args(["--log-level", "info,privx_operator=debug"])
             .stdin(Stdio::null())
             .stdout(log_file(&self.log))
@@ -310,11 +335,23 @@ impl Operator {
             }
         }
         command.env("KUBECONFIG", &self.kubeconfig);
-        command.envs(
-            self.privx_env
-                .iter()
-                .filter(|(k, _)| k.starts_with("PRIVX_API_")),
-        );
+        match self.auth {
+            OperatorAuth::Password => {
+                command.args(["--privx-self-roles", "privx-operator"]);
+                command.envs(
+                    self.privx_env
+                        .iter()
+                        .filter(|(k, _)| k.starts_with("PRIVX_API_")),
+                );
+            }
+            // TokenRequest for its own ServiceAccount; self roles auto; no PRIVX_API_*.
+            OperatorAuth::ServiceAccountToken => {
+                command
+                    .args(["--privx-auth-mode", "service-account-token"])
+                    .args(["--service-account", service_account::SERVICE_ACCOUNT])
+                    .args(["--privx-token-audience", service_account::AUDIENCE]);
+            }
+        }
         self.child = Some(command.spawn().expect("starting `privx-operator run`"));
         self.wait_ready().await;
     }
@@ -387,6 +424,11 @@ pub struct E2e {
 impl E2e {
     /// Sets everything up; panics with a clear message when the cluster is not configured.
     pub async fn start() -> Self {
+        Self::start_with(OperatorAuth::Password).await
+    }
+
+    /// As [`E2e::start`], the operator authenticating as `auth` says.
+    pub async fn start_with(auth: OperatorAuth) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let context = required_context().unwrap_or_else(|e| panic!("{e}"));
         let serial = SERIAL.lock().await;
@@ -414,11 +456,28 @@ impl E2e {
         let workdir = std::env::temp_dir().join(&ns);
         std::fs::create_dir_all(&workdir).expect("creating the test's work directory");
         let kubeconfig = workdir.join("kubeconfig");
-        write_kubeconfig(&kubeconfig, &context);
-        let sim = Simulator::start(&workdir.join("simulator.log")).await;
+        let seed = match auth {
+            OperatorAuth::Password => None,
+            OperatorAuth::ServiceAccountToken => {
+                let issuer = service_account::cluster_issuer(&client).await;
+                let path = workdir.join("seed.json");
+                let seed = service_account::seed_trusting(&issuer, &ns);
+                std::fs::write(&path, serde_json::to_vec(&seed).expect("seed JSON"))
+                    .expect("writing the simulator's seed");
+                Some(path)
+            }
+        };
+        let sim = Simulator::start(&workdir.join("simulator.log"), seed.as_deref()).await;
         let someone_else = sim.someone_else();
         // Last before `Self` exists: from here on, `Drop` cleans up.
         create_namespace(&client, &ns).await;
+        let token = match auth {
+            OperatorAuth::Password => None,
+            OperatorAuth::ServiceAccountToken => {
+                Some(service_account::create_identity(&client, &ns, E2E_LABEL).await)
+            }
+        };
+        write_kubeconfig(&kubeconfig, &context, token.as_deref());
         let operator = Operator {
             child: None,
             kubeconfig,
@@ -428,6 +487,7 @@ impl E2e {
             privx_env: sim.env.clone(),
             http_port: 0,
             http: reqwest::Client::new(),
+            auth,
         };
         let mut e2e = Self {
             ns,
@@ -776,9 +836,11 @@ impl Drop for E2e {
 }
 
 /// With the operator gone, nothing would release finalizers: strip them, then delete the
-/// test's PasswordPolicies and its namespace (which takes everything namespaced with it).
+/// test's PasswordPolicies, its cluster-scoped RBAC (service-account mode) and its namespace
+/// (which takes everything namespaced with it).
 async fn cleanup(config: Config, ns: String) -> Result<(), String> {
     let client = Client::try_from(config).map_err(|e| e.to_string())?;
+    let rbac = service_account::cleanup(&client, &ns, E2E_LABEL).await;
     let no_finalizers = Patch::Merge(json!({"metadata": {"finalizers": null}}));
     let vault_secrets: Api<VaultSecret> = Api::namespaced(client.clone(), &ns);
     for vs in vault_secrets
@@ -808,8 +870,8 @@ async fn cleanup(config: Config, ns: String) -> Result<(), String> {
         .delete(&ns, &DeleteParams::background())
         .await
     {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        Ok(_) => rbac,
+        Err(kube::Error::Api(status)) if status.is_not_found() => rbac,
         Err(e) => Err(format!("deleting namespace {ns}: {e}")),
     }
 }
@@ -869,8 +931,9 @@ async fn create_namespace(client: &Client, ns: &str) {
         .unwrap_or_else(|e| panic!("creating namespace {ns}: {e}"));
 }
 
-/// Writes the one-context kubeconfig the operator process reads (owner-only: it holds credentials).
-fn write_kubeconfig(path: &Path, context: &str) {
+/// Writes the one-context kubeconfig the operator process reads (owner-only: it holds
+/// credentials); with `token`, its user is that bearer token instead of the context's user.
+fn write_kubeconfig(path: &Path, context: &str, token: Option<&str>) {
     use std::os::unix::fs::OpenOptionsExt as _;
     let full = Kubeconfig::read().unwrap_or_else(|source| {
         panic!(
@@ -883,7 +946,11 @@ fn write_kubeconfig(path: &Path, context: &str) {
     });
     let one = kubeconfig_for_context(&full, context).unwrap_or_else(|e| panic!("{e}"));
     // JSON is YAML: no second serialiser needed.
-    let text = serde_json::to_vec(&one).expect("a kubeconfig serialises");
+    let mut json = serde_json::to_value(&one).expect("a kubeconfig serialises");
+    if let Some(token) = token {
+        json = service_account::with_token_user(json, token);
+    }
+    let text = serde_json::to_vec(&json).expect("a kubeconfig serialises");
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

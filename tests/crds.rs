@@ -126,10 +126,7 @@ fn unbounded_patterns(node: &Value, path: &str, missing: &mut Vec<String>) -> us
                 r"(self(?:\.[A-Za-z0-9_]+)*)\.(?:all|exists|exists_one|map|filter)\(\s*{receiver}\s*,"
             ))
             .unwrap();
-            let Some(collection) = binding
-                .captures(text)
-                .and_then(|c| resolve(node, &c[1].to_string()))
-            else {
+            let Some(collection) = binding.captures(text).and_then(|c| resolve(node, &c[1])) else {
                 missing.push(format!(
                     "{path}: cannot tell what {receiver} is in `{text}`"
                 ));

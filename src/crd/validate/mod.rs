@@ -7,10 +7,11 @@
 //! Pure functions of the spec: no I/O, no lookups of referenced objects. Where a check repeats a
 //! CEL rule, the message is the rule's message.
 //!
-//! - [`names`]: the syntax of Kubernetes names and keys (one definition for validation, `check`,
-//!   the mirror plan and the CEL rules' patterns);
-//! - [`vault_secret`]: [`validate_vault_secret`];
-//! - [`password_policy`]: [`validate_password_policy`].
+//! - `names`: the syntax of Kubernetes names and keys (one definition for validation, `check`
+//!   and the mirror plan);
+//! - `vault_secret`: [`validate_vault_secret`] (its CEL-twin messages are constants of
+//!   `crd::vault_secret`, used by the rules and here);
+//! - `password_policy`: [`validate_password_policy`].
 
 mod names;
 mod password_policy;

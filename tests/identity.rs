@@ -153,6 +153,31 @@ fn token_requests(kube: &FakeKube) -> Vec<(String, Value, Value)> {
         .collect()
 }
 
+/// Per-namespace identities (ServiceAccount `privx`, audience `privx`, self roles auto) over
+/// the fake API's TokenRequest; the template's static credentials are never used.
+fn namespace_identities(sim: &Simulator, kube: &FakeKube) -> NamespaceIdentities {
+    let template = PrivxConfig::new(
+        sim.base_url(),
+        privx_client::CredentialSource::Static(privx_client::Credentials {
+            oauth_client_id: "unused".into(),
+            oauth_client_secret: "unused".into(),
+            api_client_id: "unused".into(),
+            api_client_secret: "unused".into(),
+        }),
+    );
+    NamespaceIdentities::new(
+        kube.client(),
+        template,
+        NamespaceIdentityConfig {
+            service_account: "privx".into(),
+            audience: "privx".into(),
+            expiration: Duration::from_secs(600),
+            self_roles: SelfRolesSetting::Auto,
+        },
+        None,
+    )
+}
+
 async fn sim_trusting_the_cluster() -> Simulator {
     let mut seed = demo_seed();
     let subject = |sub: &str, api_client: Option<&str>, user: Option<&str>| SeedSubject {
@@ -228,26 +253,7 @@ async fn per_namespace_identity_caches_a_client_per_namespace_and_refuses_withou
     let sim = sim_trusting_the_cluster().await;
     // A ServiceAccount of another name in team-b does not count.
     let api = kube_with_accounts(&[("team-a", "privx"), ("team-b", "default")]);
-    let template = PrivxConfig::new(
-        sim.base_url(),
-        privx_client::CredentialSource::Static(privx_client::Credentials {
-            oauth_client_id: "unused".into(),
-            oauth_client_secret: "unused".into(),
-            api_client_id: "unused".into(),
-            api_client_secret: "unused".into(),
-        }),
-    );
-    let ids = NamespaceIdentities::new(
-        api.client(),
-        template,
-        NamespaceIdentityConfig {
-            service_account: "privx".into(),
-            audience: "privx".into(),
-            expiration: Duration::from_secs(600),
-            self_roles: SelfRolesSetting::Auto,
-        },
-        None,
-    );
+    let ids = namespace_identities(&sim, &api);
     let team_a = ids
         .client("team-a")
         .await
@@ -337,27 +343,7 @@ async fn per_namespace_identity_through_the_runner_is_ready_with_the_account_and
         "/api/v1/namespaces/team-b/serviceaccounts/default",
         account("team-b", "default"),
     );
-    // The namespaces' identities need no static credentials: the template's are never used.
-    let template = PrivxConfig::new(
-        sim.base_url(),
-        privx_client::CredentialSource::Static(privx_client::Credentials {
-            oauth_client_id: "unused".into(),
-            oauth_client_secret: "unused".into(),
-            api_client_id: "unused".into(),
-            api_client_secret: "unused".into(),
-        }),
-    );
-    let identities = Arc::new(NamespaceIdentities::new(
-        kube.client(),
-        template,
-        NamespaceIdentityConfig {
-            service_account: "privx".into(),
-            audience: "privx".into(),
-            expiration: Duration::from_secs(600),
-            self_roles: SelfRolesSetting::Auto,
-        },
-        None,
-    ));
+    let identities = Arc::new(namespace_identities(&sim, &kube));
     let running = Running::start_tuned(
         &kube,
         &sim,

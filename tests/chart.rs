@@ -874,3 +874,59 @@ fn dockerfile_builds_locked_and_runs_distroless_as_non_root() {
         assert!(!ignored.contains(needed), ".dockerignore drops {needed}");
     }
 }
+
+/// The e2e suite's service-account mode (tests/e2e/service_account.rs) runs the operator with
+/// RBAC written out by hand, to be the chart's for listed namespaces: each of its rules must be
+/// one the chart grants (same group, resource and verbs), or the e2e test proves nothing about
+/// the chart.
+#[test]
+fn the_e2e_service_account_rbac_is_the_charts() {
+    let harness = read(&repo().join("tests/e2e/service_account.rs"));
+    let call =
+        regex::Regex::new(r"rule\(\s*&\[([^\]]*)\],\s*&\[([^\]]*)\],\s*&\[([^\]]*)\]").unwrap();
+    let list = |text: &str| -> Vec<String> {
+        text.split(',')
+            .map(|s| s.trim().trim_matches('"').to_string())
+            .filter(|s| !s.is_empty() || text.trim() == "\"\"")
+            .collect()
+    };
+    let chart_rules: Vec<String> = ["clusterrole.yaml", "role-namespaces.yaml"]
+        .iter()
+        .flat_map(|f| {
+            read(&chart().join("templates").join(f))
+                .split("  - apiGroups:")
+                .skip(1)
+                .map(|b| format!("apiGroups:{b}"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut checked = 0;
+    for c in call.captures_iter(&harness) {
+        let (groups, resources, verbs) = (list(&c[1]), list(&c[2]), list(&c[3]));
+        let verbs_line = format!(
+            "verbs: [{}]",
+            verbs
+                .iter()
+                .map(|v| format!("\"{v}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for group in &groups {
+            for resource in &resources {
+                checked += 1;
+                let granted = chart_rules.iter().any(|rule| {
+                    let first_line = rule.lines().next().unwrap_or_default();
+                    first_line.contains(&format!("\"{group}\""))
+                        && (rule.contains(&format!("\"{resource}\""))
+                            || rule.contains(&format!("- {resource}\n")))
+                        && rule.contains(&verbs_line)
+                });
+                assert!(
+                    granted,
+                    "the e2e harness grants {group:?}/{resource} {verbs_line}, the chart does not"
+                );
+            }
+        }
+    }
+    assert!(checked >= 14, "found only {checked} harness rules");
+}

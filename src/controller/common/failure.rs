@@ -16,6 +16,7 @@ pub fn short_kube_error(e: &kube::Error) -> String {
 }
 
 /// How a reconcile that stopped early continues.
+#[derive(Debug)]
 pub enum Next {
     /// Wait for a change of the object (or of something watched).
     AwaitChange,
@@ -75,22 +76,27 @@ pub fn error_stop(e: Error) -> Stop {
 /// Finishes a reconcile: success, or a reported refusal. A refusal reported in status ends a
 /// failure streak like a success does (the next failure starts at 1 s again); only `Fail`
 /// goes to the error policy's backoff.
+/// `base`: the status a refusal is reported on (see [`report_refusal`]).
 pub async fn finish<K: Reported>(
     ctx: &Context,
     api: &Api<K>,
     obj: &K,
-    controller: &'static str,
-    key: &str,
-    backoff_key: &str,
+    base: Option<K::Status>,
+    keys: &ObjectKeys<'_>,
     result: Result<Action, Stop>,
 ) -> Result<Action, Error> {
+    let ObjectKeys {
+        controller,
+        key,
+        backoff_key,
+    } = *keys;
     match result {
         Ok(action) => {
             ctx.backoff.reset(backoff_key);
             Ok(action)
         }
         Err((refusal, next)) => {
-            report_refusal(ctx, api, obj, controller, key, &refusal).await?;
+            report_refusal(ctx, api, obj, base, controller, key, &refusal).await?;
             match next {
                 Next::Fail(e) => Err(*e),
                 Next::AwaitChange => {
@@ -139,6 +145,14 @@ pub fn record(
         started.elapsed(),
         result.as_ref().err().map(|e| e.label()),
     );
+}
+
+/// How an object is named: its controller, its key in metrics, its key in the backoff map.
+#[derive(Clone, Copy, Debug)]
+pub struct ObjectKeys<'a> {
+    pub controller: &'static str,
+    pub key: &'a str,
+    pub backoff_key: &'a str,
 }
 
 /// The error policy of both controllers: per-object exponential backoff with jitter.

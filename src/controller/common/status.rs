@@ -249,10 +249,13 @@ pub async fn write_status<K: Reported>(
 
 /// Reports a refusal: both conditions false with its reason (keeping what status knew of
 /// PrivX), the object-condition metric, and a warning event when the reason is new.
+/// `base`: the status to report on instead of the object's (e.g. one naming the PrivX target a
+/// failed write concerned).
 pub async fn report_refusal<K: Reported>(
     ctx: &Context,
     api: &Api<K>,
     obj: &K,
+    base: Option<K::Status>,
     controller: &'static str,
     key: &str,
     refusal: &crate::controller::outcome::Refusal,
@@ -261,7 +264,7 @@ pub async fn report_refusal<K: Reported>(
         .status()
         .and_then(|s| condition::find(K::conditions(s), condition::READY))
         .map(|c| c.reason.clone());
-    let status = obj.status().cloned().unwrap_or_default();
+    let status = base.unwrap_or_else(|| obj.status().cloned().unwrap_or_default());
     write_status(
         api,
         obj,

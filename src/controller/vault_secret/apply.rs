@@ -1,146 +1,141 @@
-//! The apply step: finalizer, mirror, rollout restarts, events and status writes.
+//! The apply step: executes a [`Plan`] in the safe order — finalizer and cleanup target before
+//! the PrivX write (so a crash after it still cleans up), PrivX, the mirror, rollout restarts,
+//! events, status. Decides nothing.
 
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
-use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
 use serde_json::json;
+use tracing::info;
 
-use super::plan::{self, Target, reason};
+use super::plan::{MirrorAction, Plan, PrivxAction, Target, reason};
 use super::{CONTROLLER, Reconciler};
+use crate::controller::FIELD_MANAGER;
+use crate::controller::backoff::jittered_refresh;
 use crate::controller::common::{self, Stop};
-use crate::controller::restart::{self, Requester, Workload};
-use crate::controller::{Error, FIELD_MANAGER, FORCE_SYNC_ANNOTATION};
-use crate::crd::VaultSecretStatus;
-use crate::crd::condition::{self, DesiredCondition};
-use crate::crd::vault_secret::{RefreshPolicy, RolloutTarget};
+use crate::controller::restart::{Requester, Workload};
+use privx_client::PrivxClient;
 
 impl Reconciler<'_> {
-    /// The policy says PrivX is not read now: status keeps what the last sync recorded and
-    /// says why; the next reconcile comes with a change.
-    pub(super) async fn report_not_read(&self, target: &Target) -> Result<Action, Stop> {
-        let policy = self.vs.spec.refresh_policy();
-        let message = match policy {
-            RefreshPolicy::CreatedOnce => format!(
-                "mirror of PrivX secret {} written once (refreshPolicy CreatedOnce); change the {FORCE_SYNC_ANNOTATION} annotation to rewrite it",
-                target.describe()
-            ),
-            _ => format!(
-                "PrivX secret {} synced; nothing changed since (refreshPolicy {policy:?})",
-                target.describe()
-            ),
-        };
-        let mut status = self.vs.status.clone().unwrap_or_default();
-        status.observed_generation = self.vs.metadata.generation;
-        let mut conditions = vec![
-            DesiredCondition::new(condition::READY, true, reason::SYNCED, message.clone()),
-            DesiredCondition::new(condition::SYNCED, true, reason::SYNCED, message),
-        ];
-        // Keep what was last known of the restart targets.
-        if let Some(c) = condition::find(
-            self.vs
-                .status
-                .iter()
-                .flat_map(|s| s.conditions.iter())
-                .cloned()
-                .collect::<Vec<_>>()
-                .as_slice(),
-            restart::CONDITION,
-        ) {
-            conditions.push(DesiredCondition::new(
-                restart::CONDITION,
-                c.status == "True",
-                restart::reason_of(&c.reason),
-                c.message.clone(),
-            ));
-        }
-        self.write_status(status, &conditions)
+    /// Applies `plan`. `privx`: the client to write PrivX with (`None` when PrivX was not read,
+    /// and the plan writes nothing there).
+    pub(super) async fn apply(
+        &self,
+        plan: Plan,
+        target: &Target,
+        privx: Option<&PrivxClient>,
+    ) -> Result<Action, Stop> {
+        let ctx = self.ctx;
+        *self.failure_status.lock().expect("not poisoned") = plan.failure_status.clone();
+        common::set_metadata(ctx, &self.api(), self.vs, &plan.metadata)
             .await
             .map_err(common::error_stop)?;
-        self.ctx
-            .metrics
-            .object_condition(CONTROLLER, &self.key(), true, reason::SYNCED);
-        Ok(Action::await_change())
-    }
 
-    /// Checks every restart target (it exists and may be read) and, when the data changed,
-    /// asks the shared restart queue to restart it (debounced). A target that cannot be
-    /// restarted is reported in the `RestartTargets` condition and an event; the data sync
-    /// itself does not fail.
-    pub(super) async fn restart_targets(
-        &self,
-        targets: &[RolloutTarget],
-        restart: bool,
-        token: &str,
-    ) -> DesiredCondition {
-        let namespace = self.namespace();
-        let mut problems = Vec::new();
-        let mut reason_code = restart::AVAILABLE;
-        for t in targets {
-            let api = restart::workload_api(self.ctx.client.clone(), &namespace, t.kind);
-            match api.get(&t.name).await {
-                Ok(_) => {
-                    if restart {
-                        self.ctx
-                            .mirror_state
-                            .restarts
-                            .request(
-                                &self.ctx.client,
-                                &self.ctx.recorder,
-                                self.ctx.settings.restart_debounce,
-                                Workload {
-                                    namespace: namespace.clone(),
-                                    kind: t.kind,
-                                    name: t.name.clone(),
-                                },
-                                token,
-                                Requester {
-                                    namespace: namespace.clone(),
-                                    name: self.vs.name_any(),
-                                    uid: self.vs.uid().unwrap_or_default(),
-                                },
-                            )
-                            .await;
-                    }
-                }
-                Err(e) => {
-                    let (code, what) = restart::unavailable_reason(&e);
-                    reason_code = code;
-                    problems.push(format!("{} {} {what}", t.kind.as_str(), t.name));
-                }
+        if let (Some(privx), PrivxAction::Create(_) | PrivxAction::Update(_)) = (privx, &plan.privx)
+        {
+            let written = match &plan.privx {
+                PrivxAction::Create(body) => privx
+                    .create_secret(&target.location, &target.name, body)
+                    .await
+                    .map_err(|e| ("create", e)),
+                PrivxAction::Update(body) => privx
+                    .update_secret(&target.location, &target.name, body)
+                    .await
+                    .map_err(|e| ("update", e)),
+                PrivxAction::None => Ok(()),
+            };
+            written.map_err(|(verb, e)| {
+                common::privx_stop(e, &format!("{verb} secret {}", target.describe()))
+            })?;
+            // Nobody may read the old data from a listing taken before this write.
+            ctx.mirror_state.list_pages.invalidate().await;
+            info!(privx_name = %target.name, "PrivX secret written");
+        }
+
+        match &plan.mirror {
+            MirrorAction::NotDeclared | MirrorAction::InSync => {}
+            MirrorAction::Apply(secret) => {
+                self.apply_mirror(secret).await?;
+                self.remove_stray_keys(secret, &plan.stray_keys).await?;
+            }
+            MirrorAction::Replace(secret) => {
+                let name = secret.metadata.name.clone().unwrap_or_default();
+                self.secrets()
+                    .delete(&name, &DeleteParams::default())
+                    .await
+                    .map_err(|e| {
+                        common::kube_stop("delete mirrored Secret to change its type", e)
+                    })?;
+                self.apply_mirror(secret).await?;
             }
         }
-        if problems.is_empty() {
-            return DesiredCondition::new(
-                restart::CONDITION,
-                true,
-                restart::AVAILABLE,
-                "every restart target exists and can be restarted",
-            );
+
+        for t in &plan.restarts {
+            let namespace = self.namespace();
+            ctx.mirror_state
+                .restarts
+                .request(
+                    &ctx.client,
+                    &ctx.recorder,
+                    ctx.settings.restart_debounce,
+                    Workload {
+                        namespace: namespace.clone(),
+                        kind: t.kind,
+                        name: t.name.clone(),
+                    },
+                    &plan.restart_token,
+                    Requester {
+                        namespace,
+                        name: self.vs.name_any(),
+                        uid: self.vs.uid().unwrap_or_default(),
+                    },
+                )
+                .await;
         }
-        let message = format!(
-            "restart target(s) not restarted: {} (the data is synced)",
-            problems.join("; ")
-        );
-        let previous = self
-            .vs
-            .status
-            .as_ref()
-            .and_then(|s| condition::find(&s.conditions, restart::CONDITION))
-            .map(|c| c.message.clone());
-        if previous.as_deref() != Some(message.as_str()) {
-            self.event(
-                EventType::Warning,
-                "RolloutTargetUnavailable",
-                message.clone(),
-            )
-            .await;
+        for e in plan.events {
+            common::publish(&ctx.recorder, self.vs, e.type_, e.reason, e.note).await;
         }
-        DesiredCondition::new(restart::CONDITION, false, reason_code, message)
+        common::write_status(&self.api(), self.vs, plan.status, &plan.conditions)
+            .await
+            .map_err(common::error_stop)?;
+        ctx.metrics
+            .object_condition(CONTROLLER, &self.key(), true, reason::SYNCED);
+        Ok(match plan.requeue {
+            Some(every) => Action::requeue(jittered_refresh(every)),
+            None => Action::await_change(),
+        })
     }
 
-    pub(super) async fn apply_mirror(&self, secret: &KubeSecret) -> Result<(), Stop> {
+    /// Keys added to the mirror by hand: server-side apply cannot remove fields another manager
+    /// owns, so they are removed by a merge patch.
+    async fn remove_stray_keys(&self, secret: &KubeSecret, strays: &[String]) -> Result<(), Stop> {
+        if strays.is_empty() {
+            return Ok(());
+        }
+        let nulls: serde_json::Map<String, serde_json::Value> = strays
+            .iter()
+            .map(|k| (k.clone(), serde_json::Value::Null))
+            .collect();
+        let name = secret.metadata.name.as_deref().unwrap_or_default();
+        let namespace = self.namespace();
+        self.ctx.own_writes.begin("Secret", Some(&namespace), name);
+        let patched = self
+            .secrets()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"data": nulls})),
+            )
+            .await;
+        self.ctx
+            .own_writes
+            .finish("Secret", Some(&namespace), name, patched.as_ref().ok());
+        patched.map_err(|e| common::kube_stop("remove keys added to the mirrored Secret", e))?;
+        Ok(())
+    }
+
+    async fn apply_mirror(&self, secret: &KubeSecret) -> Result<(), Stop> {
         let name = secret.metadata.name.clone().unwrap_or_default();
         let mut value = serde_json::to_value(secret).expect("a Secret serializes");
         value["apiVersion"] = json!("v1");
@@ -160,40 +155,5 @@ impl Reconciler<'_> {
             .finish("Secret", Some(&namespace), &name, written.as_ref().ok());
         written.map_err(|e| common::kube_stop("write mirrored Secret", e))?;
         Ok(())
-    }
-
-    pub(super) async fn set_finalizer(&self, wanted: bool) -> Result<(), Error> {
-        common::set_finalizer(self.ctx, &self.api(), self.vs, wanted).await
-    }
-
-    /// Records the PrivX target in status before writing to PrivX (intent: name and owner,
-    /// no ownership yet), so that a crash or a failed status write after the PrivX write still
-    /// leaves cleanup something to find. Only cleanup reads it, so only objects with the
-    /// finalizer write it; skipped when status already names this target.
-    pub(super) async fn record_target(&self, target: &Target) -> Result<(), Stop> {
-        let current = self.vs.status.clone().unwrap_or_default();
-        if let Some(intent) = plan::intent_status(current.privx.as_ref(), target) {
-            let status = VaultSecretStatus {
-                privx: Some(intent),
-                ..current
-            };
-            let updated = common::apply_status_returning(&self.api(), self.vs, &status)
-                .await
-                .map_err(common::error_stop)?;
-            *self.recorded.lock().expect("not poisoned") = Some(updated);
-        }
-        Ok(())
-    }
-
-    pub(super) async fn write_status(
-        &self,
-        status: VaultSecretStatus,
-        conditions: &[DesiredCondition],
-    ) -> Result<(), Error> {
-        common::write_status(&self.api(), self.vs, status, conditions).await
-    }
-
-    pub(super) async fn event(&self, type_: EventType, reason: &str, note: String) {
-        common::publish(&self.ctx.recorder, self.vs, type_, reason, note).await
     }
 }

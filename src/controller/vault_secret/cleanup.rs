@@ -2,25 +2,28 @@
 //! with it (after the re-checks); then the finalizer is released.
 
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
-use tracing::warn;
 
 use super::plan::{self, Target};
 use super::{CONTROLLER, object_key};
-use crate::controller::common::{self};
-use crate::controller::deletion::{Deleted, namespace_policy};
+use crate::controller::common::{self, Next};
+use crate::controller::deletion::{CleanupTarget, Deleted, namespace_policy};
 use crate::controller::{Context, Error};
 use crate::crd::VaultSecretStatus;
+use crate::crd::vault_secret::PrivxSecretStatus;
 use privx_client::PrivxError;
 
 /// Deletion. With `deletionPolicy: Delete`, the PrivX secret status records is deleted only
 /// after a re-check: its name and owner must be reachable from the namespace (the tenancy rule
 /// of creation) and PrivX's author must confirm the claim (status is writable by tenants). A
-/// status without a record (a crash before it was written) falls back to the intent or the
-/// computed target, deleted only when PrivX names the operator as its author. A refused claim
+/// status without a record (a crash before it was written) falls back to the target recorded with
+/// the finalizer ([`CLEANUP_TARGET_ANNOTATION`](crate::controller::deletion::CLEANUP_TARGET_ANNOTATION))
+/// or the computed target, deleted only when PrivX names the operator as its author. A refused claim
 /// keeps the finalizer (a person removes it to let go) and says why; everything else releases
 /// it. Works from status alone, so objects whose spec no longer deserialises clean up too
 /// (`computed` is then `None`).
+/// What cleanup deletes, in logs.
+const PRIVX_SECRET: &str = "PrivX secret";
+
 pub(super) async fn cleanup(
     ctx: &Context,
     deleted: &Deleted,
@@ -36,8 +39,18 @@ pub(super) async fn cleanup(
     if !deleted.has_finalizer() {
         return Ok(Action::await_change());
     }
+    // What status records, else the target recorded with the finalizer (before the PrivX
+    // write), else the computed one: all re-checked below.
     let status: Option<VaultSecretStatus> = deleted.typed_status();
-    let recorded = status.as_ref().and_then(|s| s.privx.as_ref());
+    let annotated = CleanupTarget::of(&deleted.meta).map(|t| PrivxSecretStatus {
+        name: t.name,
+        owner_id: t.owner_id,
+        ..Default::default()
+    });
+    let recorded = status
+        .as_ref()
+        .and_then(|s| s.privx.as_ref())
+        .or(annotated.as_ref());
     let policy = namespace_policy(ctx, &namespace);
     let adopt = deleted.adopt();
     let candidate = cleanup_candidate(&CleanupInput {
@@ -57,15 +70,20 @@ pub(super) async fn cleanup(
             ctx.backoff.reset(&key);
             return Ok(Action::await_change());
         }
-        Err(refusal) => {
-            warn!(
-                reason = refusal.reason,
-                "deletion of the PrivX secret refused"
-            );
+        Err(refusal) => return deleted.refuse(ctx, &refusal, PRIVX_SECRET).await,
+    };
+    // With per-namespace identity, the namespace reads and deletes as itself, as sync writes.
+    let privx = match crate::controller::identity::privx_for(ctx, &namespace).await {
+        Ok(privx) => privx,
+        Err((refusal, next)) => {
             deleted
                 .report(ctx, refusal.reason, &refusal.message)
                 .await?;
-            return Ok(Action::await_change());
+            return match next {
+                Next::Fail(e) => Err(*e),
+                Next::After(d) => Ok(Action::requeue(d)),
+                Next::AwaitChange => Ok(Action::await_change()),
+            };
         }
     };
     let target = &candidate.target;
@@ -76,8 +94,7 @@ pub(super) async fn cleanup(
             .await;
         Err(Error::privx(action)(e))
     };
-    let current = match ctx
-        .privx
+    let current = match privx
         .get_secret_metadata(&target.location, &target.name)
         .await
     {
@@ -99,39 +116,25 @@ pub(super) async fn cleanup(
     ) {
         CleanupDecision::Release => {}
         CleanupDecision::Refuse(refusal) => {
-            warn!(
-                reason = refusal.reason,
-                "deletion of the PrivX secret refused"
-            );
-            deleted
-                .report(ctx, refusal.reason, &refusal.message)
-                .await?;
-            return Ok(Action::await_change());
+            return deleted.refuse(ctx, &refusal, PRIVX_SECRET).await;
         }
-        CleanupDecision::Delete => match ctx
-            .privx
-            .delete_secret(&target.location, &target.name)
-            .await
-        {
-            Ok(()) => {
-                deleted
-                    .event(
-                        ctx,
-                        EventType::Normal,
-                        "Deleted",
-                        format!("deleted PrivX secret {}", target.describe()),
+        CleanupDecision::Delete => {
+            match privx.delete_secret(&target.location, &target.name).await {
+                Ok(()) => {
+                    deleted
+                        .deleted_in_privx(ctx, format!("PrivX secret {}", target.describe()))
+                        .await
+                }
+                Err(PrivxError::NotFound { .. }) => {}
+                Err(e) => {
+                    return fail(
+                        e,
+                        format!("cannot delete PrivX secret {}", target.describe()),
                     )
-                    .await
+                    .await;
+                }
             }
-            Err(PrivxError::NotFound { .. }) => {}
-            Err(e) => {
-                return fail(
-                    e,
-                    format!("cannot delete PrivX secret {}", target.describe()),
-                )
-                .await;
-            }
-        },
+        }
     }
     deleted.release_finalizer().await?;
     ctx.backoff.reset(&key);

@@ -3,22 +3,173 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret};
 use kube::ResourceExt;
 use kube::api::Api;
 
-use super::plan::{self, Refusal, SourceInput, Target, reason};
+use super::plan::{self, Refusal, SourceInput, Target, TargetCheck, reason};
 use super::{Reconciler, SOURCE_RETRY, object_key, target_of};
 use crate::controller::common::{self, Next, Stop};
-use crate::controller::refresh;
+use crate::controller::refresh::{self, RefreshDecision, RefreshInput};
+use crate::controller::restart;
+use crate::controller::{FORCE_SYNC_ANNOTATION, REGENERATE_ANNOTATION};
 use crate::crd::VaultSecret;
-use privx_client::SecretData;
+use crate::crd::vault_secret::RolloutTarget;
+use crate::template::Template;
+use privx_client::{PrivxClient, PrivxError, Secret, SecretData, SecretLocation};
+
+/// What the Kubernetes part of the fetch found.
+pub(super) struct KubeFetched {
+    pub source: SourceInput,
+    pub templates: Vec<Template>,
+    pub existing_mirror: Option<Arc<KubeSecret>>,
+    pub inputs_hash: String,
+}
+
+/// What the PrivX part of the fetch found (and the claimants from the store).
+pub(super) struct PrivxFetched {
+    /// The client this namespace writes PrivX with (its own identity, if that mode is on).
+    pub privx: PrivxClient,
+    pub current: Option<Secret>,
+    pub self_roles: Vec<String>,
+    pub resolved_roles: BTreeMap<String, Option<String>>,
+    pub me: plan::Candidate,
+    pub others: Vec<plan::Candidate>,
+}
 
 impl Reconciler<'_> {
+    /// Source, template ConfigMaps (compiled), the mirror, and the inputs hash.
+    pub(super) async fn fetch_kube(&self) -> Result<KubeFetched, Stop> {
+        let source = self.fetch_source().await?;
+        let mirror_spec = self.vs.spec.mirror.as_ref();
+        let texts = self.fetch_templates().await?;
+        let templates = match mirror_spec {
+            Some(m) => plan::mirror_templates(m, &texts)
+                .map_err(|r| (r, Next::After(SOURCE_RETRY.min(self.refresh()))))?,
+            None => Vec::new(),
+        };
+        let vs_name = self.vs.name_any();
+        let existing_mirror = match mirror_spec {
+            Some(m) => self.existing_mirror(plan::mirror_name(m, &vs_name)).await?,
+            None => None,
+        };
+        let inputs_hash = self.inputs_hash(&source, &texts);
+        Ok(KubeFetched {
+            source,
+            templates,
+            existing_mirror,
+            inputs_hash,
+        })
+    }
+
+    /// What the refresh decision looks at.
+    pub(super) fn refresh_input<'k>(
+        &'k self,
+        target: &Target,
+        kube: &'k KubeFetched,
+    ) -> RefreshInput<'k> {
+        let status = self.vs.status.as_ref();
+        let annotation = |name: &str| self.vs.annotations().get(name).map(String::as_str);
+        let regenerate = annotation(REGENERATE_ANNOTATION);
+        RefreshInput {
+            policy: self.vs.spec.refresh_policy(),
+            interval: self.refresh(),
+            force_sync: annotation(FORCE_SYNC_ANNOTATION),
+            last_force_sync: status.and_then(|s| s.last_force_sync.as_deref()),
+            synced_before: plan::synced_before(status, target),
+            inputs_changed: status.and_then(|s| s.inputs_hash.as_deref())
+                != Some(kube.inputs_hash.as_str()),
+            mirror_missing: self.vs.spec.mirror.is_some() && kube.existing_mirror.is_none(),
+            regenerate_pending: matches!(kube.source, SourceInput::Generate { .. })
+                && regenerate.is_some()
+                && regenerate != status.and_then(|s| s.regenerate_token.as_deref()),
+        }
+    }
+
+    /// Roles, the PrivX secret and the claimants. A routine refresh of a read-only shared
+    /// mirror reads the shared list pages, which are read as the operator: never with
+    /// per-namespace identity, where each namespace must read as itself.
+    pub(super) async fn fetch_privx(
+        &self,
+        target: &Target,
+        source: &SourceInput,
+        decision: &RefreshDecision,
+    ) -> Result<PrivxFetched, Stop> {
+        let ctx = self.ctx;
+        let privx = crate::controller::identity::privx_for(ctx, &self.namespace()).await?;
+        let (self_roles, resolved_roles) = self.resolve_roles(source).await?;
+        let from_listing = if decision.routine
+            && ctx.settings.namespace_identity.is_none()
+            && matches!(source, SourceInput::ReadOnly)
+            && target.location == SecretLocation::Shared
+        {
+            ctx.mirror_state
+                .list_pages
+                .get(
+                    &ctx.privx,
+                    &target.name,
+                    refresh::listing_max_age(self.refresh()),
+                )
+                .await
+                .map_err(|e| common::privx_stop(e, "list shared secrets"))?
+        } else {
+            None
+        };
+        let current = match from_listing {
+            Some(secret) => Some(secret),
+            None => match privx.get_secret(&target.location, &target.name).await {
+                Ok(secret) => Some(secret),
+                Err(PrivxError::NotFound { .. }) => None,
+                Err(e) => {
+                    return Err(common::privx_stop(
+                        e,
+                        &format!("read secret {}", target.describe()),
+                    ));
+                }
+            },
+        };
+        let (me, others) = self.claimants(target);
+        Ok(PrivxFetched {
+            privx,
+            current,
+            self_roles,
+            resolved_roles,
+            me,
+            others,
+        })
+    }
+
+    /// Every declared restart target (when restarts are on): does it exist, may it be read.
+    pub(super) async fn check_restart_targets(&self) -> Vec<(RolloutTarget, TargetCheck)> {
+        let targets = self
+            .vs
+            .spec
+            .mirror
+            .as_ref()
+            .and_then(|m| m.rollout_restart_targets.clone())
+            .unwrap_or_default();
+        if !self.ctx.settings.rollout_restart {
+            return Vec::new();
+        }
+        let namespace = self.namespace();
+        let mut out = Vec::new();
+        for t in targets {
+            let api = restart::workload_api(self.ctx.client.clone(), &namespace, t.kind);
+            let check = match api.get(&t.name).await {
+                Ok(_) => TargetCheck::Available,
+                Err(e) => {
+                    let (code, what) = restart::unavailable_reason(&e);
+                    TargetCheck::Unavailable { code, what }
+                }
+            };
+            out.push((t, check));
+        }
+        out
+    }
+
     /// The keyed hash of what this sync reads besides PrivX (see `status.inputsHash`).
-    pub(super) fn inputs_hash(&self, source: &SourceInput, templates: &[Option<String>]) -> String {
+    fn inputs_hash(&self, source: &SourceInput, templates: &[Option<String>]) -> String {
         let source_bytes = match source {
             SourceInput::ReadOnly => Vec::new(),
             SourceInput::Secret(data) => serde_json::to_vec(&data.0).unwrap_or_default(),
@@ -50,7 +201,7 @@ impl Reconciler<'_> {
     }
 
     /// The texts of `spec.mirror.templateFrom`, in order (`None`: ConfigMap or key missing).
-    pub(super) async fn fetch_templates(&self) -> Result<Vec<Option<String>>, Stop> {
+    async fn fetch_templates(&self) -> Result<Vec<Option<String>>, Stop> {
         let Some(from) = self
             .vs
             .spec
@@ -75,21 +226,16 @@ impl Reconciler<'_> {
         Ok(out)
     }
 
-    /// Another VaultSecret that has the claim on the same PrivX secret (see
-    /// [`plan::claimant`]): its key, or `None` when this object is the claimant.
-    pub(super) fn other_claimant(
-        &self,
-        target: &Target,
-        current: Option<&privx_client::Secret>,
-    ) -> Option<String> {
+    /// This object and the other live VaultSecrets naming `target`, as the claimant order sees
+    /// them (from the store).
+    fn claimants(&self, target: &Target) -> (plan::Candidate, Vec<plan::Candidate>) {
         let candidate = |vs: &VaultSecret| plan::Candidate {
             key: object_key(vs.namespace().as_deref(), &vs.name_any()),
             created: vs.metadata.creation_timestamp.as_ref().map(|t| t.0),
             uid: vs.uid().unwrap_or_default(),
             records_ownership: plan::records_ownership(vs.status.as_ref(), target),
         };
-        let me = candidate(self.vs);
-        let others: Vec<plan::Candidate> = self
+        let others = self
             .ctx
             .every_vault_secret()
             .iter()
@@ -100,16 +246,10 @@ impl Reconciler<'_> {
             .filter(|other| &target_of(other, &self.ctx.settings.name_template) == target)
             .map(candidate)
             .collect();
-        let author_is_operator = current.is_some_and(|c| {
-            crate::controller::may_be_ours(
-                c.author.as_deref(),
-                self.ctx.settings.privx_identity.as_deref(),
-            )
-        });
-        plan::claimant(&me, &others, author_is_operator)
+        (candidate(self.vs), others)
     }
 
-    pub(super) async fn fetch_source(&self) -> Result<SourceInput, Stop> {
+    async fn fetch_source(&self) -> Result<SourceInput, Stop> {
         let Some(source) = &self.vs.spec.source else {
             return Ok(SourceInput::ReadOnly);
         };
@@ -222,31 +362,18 @@ impl Reconciler<'_> {
         })
     }
 
-    pub(super) async fn resolve_roles(
+    /// The operator's own roles and the IDs of every role name the spec uses (a read-only
+    /// object writes no roles and resolves none).
+    async fn resolve_roles(
         &self,
         source: &SourceInput,
-    ) -> Result<(Vec<String>, Vec<String>), Stop> {
-        let spec = &self.vs.spec;
+    ) -> Result<(Vec<String>, BTreeMap<String, Option<String>>), Stop> {
         if matches!(source, SourceInput::ReadOnly) {
-            if spec.read_roles.as_ref().is_some_and(|r| !r.is_empty())
-                || spec.write_roles.as_ref().is_some_and(|r| !r.is_empty())
-            {
-                return Err((
-                    Refusal::new(
-                        reason::INVALID_SPEC,
-                        "spec.readRoles and spec.writeRoles need spec.source: without a source the operator only reads the secret",
-                    ),
-                    Next::AwaitChange,
-                ));
-            }
-            return Ok((Vec::new(), Vec::new()));
+            return Ok((Vec::new(), BTreeMap::new()));
         }
         let self_roles = crate::controller::identity::self_roles_for(self.ctx, &self.namespace())
             .map_err(|refusal| (refusal, Next::After(self.refresh())))?;
-        let mut names: Vec<String> = self_roles.clone();
-        for list in [&spec.read_roles, &spec.write_roles].into_iter().flatten() {
-            names.extend(list.iter().filter_map(|r| r.name.clone()));
-        }
+        let names = plan::roles::names_to_resolve(&self.vs.spec, &self_roles);
         let resolved = if names.is_empty() {
             BTreeMap::new()
         } else {
@@ -256,61 +383,13 @@ impl Reconciler<'_> {
                 .await
                 .map_err(|e| common::privx_stop(e, "resolve role names"))?
         };
-        let lookup = |field: &str,
-                      i: usize,
-                      r: &crate::crd::vault_secret::RoleRef|
-         -> Result<String, Stop> {
-            if let Some(id) = &r.id {
-                return Ok(id.clone());
-            }
-            let name = r.name.clone().unwrap_or_default();
-            resolved.get(&name).cloned().flatten().ok_or_else(|| {
-                (
-                    Refusal::new(
-                        reason::INVALID_SPEC,
-                        format!("{field}[{i}]: role {name:?} does not exist in PrivX"),
-                    ),
-                    Next::After(self.refresh().min(Duration::from_secs(300))),
-                )
-            })
-        };
-        let mut out = Vec::new();
-        for (field, list) in [
-            ("spec.readRoles", &spec.read_roles),
-            ("spec.writeRoles", &spec.write_roles),
-        ] {
-            let mut ids = Vec::new();
-            for (i, r) in list.iter().flatten().enumerate() {
-                ids.push(lookup(field, i, r)?);
-            }
-            for name in &self_roles {
-                let id = resolved.get(name).cloned().flatten().ok_or_else(|| {
-                    (
-                        Refusal::new(
-                            reason::INVALID_SPEC,
-                            format!("the operator's own role {name:?} (--privx-self-roles) does not exist in PrivX"),
-                        ),
-                        Next::After(self.refresh().min(Duration::from_secs(300))),
-                    )
-                })?;
-                ids.push(id);
-            }
-            ids.sort();
-            ids.dedup();
-            out.push(ids);
-        }
-        let write = out.pop().unwrap_or_default();
-        let read = out.pop().unwrap_or_default();
-        Ok((read, write))
+        Ok((self_roles, resolved))
     }
 
     /// The mirrored Secret as the store holds it; a Secret not in the store (not labelled as
     /// ours, or not seen yet) is read, so that a foreign Secret of that name is refused, never
     /// overwritten.
-    pub(super) async fn existing_mirror(
-        &self,
-        name: &str,
-    ) -> Result<Option<Arc<KubeSecret>>, Stop> {
+    async fn existing_mirror(&self, name: &str) -> Result<Option<Arc<KubeSecret>>, Stop> {
         if let Some(mirror) = self.ctx.mirror(&self.namespace(), name) {
             return Ok(Some(mirror));
         }

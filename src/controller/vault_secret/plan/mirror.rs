@@ -41,11 +41,6 @@ pub fn data_bytes(
     Ok(out)
 }
 
-/// Whether `key` is a valid Secret data key (the one rule, shared with validation).
-pub fn valid_secret_key(key: &str) -> bool {
-    crate::crd::validate::is_secret_key(key)
-}
-
 /// What to do with the mirrored Secret.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MirrorAction {
@@ -204,7 +199,10 @@ pub fn plan_mirror_bytes(
         return Ok(MirrorAction::NotDeclared);
     };
     let name = mirror_name(mirror, owner.name);
-    if let Some(bad) = bytes.keys().find(|k| !valid_secret_key(k)) {
+    if let Some(bad) = bytes
+        .keys()
+        .find(|k| !crate::crd::validate::is_secret_key(k))
+    {
         return Err(Refusal::new(
             reason::INVALID_SPEC,
             format!(
@@ -378,11 +376,4 @@ fn check_type_keys(
             ),
         ))
     }
-}
-
-/// Whether listed workloads must be restarted: only when the mirrored data changed from a
-/// previously synced value (never on the first sync, never when unchanged, so never at
-/// operator restart and never in a loop).
-pub fn needs_rollout(previous_hash: Option<&str>, new_hash: &str, targets_declared: bool) -> bool {
-    targets_declared && previous_hash.is_some_and(|p| p != new_hash)
 }

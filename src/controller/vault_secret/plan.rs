@@ -354,4 +354,6 @@ pub fn not_read(vs: &VaultSecret, target: &Target) -> Plan {
 #[cfg(test)]
 mod mirror_tests;
 #[cfg(test)]
+mod pipeline_tests;
+#[cfg(test)]
 mod tests;

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tracing::warn;
 
-use super::common::{failure_conditions, now, truncate};
+use super::common::{failure_conditions, now, publish_to};
 use super::{Context, Error, FIELD_MANAGER, FINALIZER};
 use crate::crd::DeletionPolicy;
 use crate::crd::condition;
@@ -159,13 +159,11 @@ impl Deleted {
         let event = Event {
             type_,
             reason: reason.to_string(),
-            note: Some(truncate(&note, 1000)),
+            note: None,
             action: "Delete".into(),
             secondary: None,
         };
-        if let Err(e) = ctx.recorder.publish(&event, &self.reference()).await {
-            warn!(error = %e, "could not publish event");
-        }
+        publish_to(&ctx.recorder, &self.reference(), event, &note).await
     }
 
     /// Says that the PrivX object `what` was deleted (a normal event).

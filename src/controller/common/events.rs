@@ -15,11 +15,22 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
     let event = Event {
         type_,
         reason: reason.to_string(),
-        note: Some(truncate(&note, 1000)),
+        note: None,
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = recorder.publish(&event, &obj.object_ref(&())).await {
+    publish_to(recorder, &obj.object_ref(&()), event, &note).await
+}
+
+/// Publishes `event` with `note` (cut to size) about `reference`; failures are logged.
+pub async fn publish_to(
+    recorder: &Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    mut event: Event,
+    note: &str,
+) {
+    event.note = Some(truncate(note, 1000));
+    if let Err(e) = recorder.publish(&event, reference).await {
         warn!(error = %e, "could not publish event");
     }
 }

@@ -8,7 +8,7 @@ mod finalizers;
 mod status;
 
 pub use entry::reconcile_guarded;
-pub use events::{publish, truncate};
+pub use events::{publish, publish_to, truncate};
 pub use failure::{
     Next, ObjectKeys, Stop, error_stop, finish, invalid_spec, kube_stop, privx_reason, privx_stop,
     record, requeue_after_failure, short_kube_error,

@@ -8,7 +8,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret};
 use kube::ResourceExt;
 use kube::api::Api;
 
-use super::plan::{self, Refusal, SourceInput, Target, TargetCheck, reason};
+use super::plan::source::PolicyLookup;
+use super::plan::{self, SourceInput, Target, TargetCheck};
 use super::{Reconciler, SOURCE_RETRY, object_key, target_of};
 use crate::controller::common::{self, Next, Stop};
 use crate::controller::refresh::{self, RefreshDecision, RefreshInput};
@@ -17,7 +18,7 @@ use crate::controller::{FORCE_SYNC_ANNOTATION, REGENERATE_ANNOTATION};
 use crate::crd::VaultSecret;
 use crate::crd::vault_secret::RolloutTarget;
 use crate::template::Template;
-use privx_client::{PrivxClient, PrivxError, Secret, SecretData, SecretLocation};
+use privx_client::{PrivxClient, PrivxError, Secret, SecretLocation};
 
 /// What the Kubernetes part of the fetch found.
 pub(super) struct KubeFetched {
@@ -249,6 +250,8 @@ impl Reconciler<'_> {
         (candidate(self.vs), others)
     }
 
+    /// The source Secret (read) or the PasswordPolicy (store), turned into the source by the
+    /// plan.
     async fn fetch_source(&self) -> Result<SourceInput, Stop> {
         let Some(source) = &self.vs.spec.source else {
             return Ok(SourceInput::ReadOnly);
@@ -258,108 +261,38 @@ impl Reconciler<'_> {
                 .secrets()
                 .get_opt(&secret_ref.name)
                 .await
-                .map_err(|e| common::kube_stop("read source Secret", e))?
-                .ok_or_else(|| {
-                    (
-                        Refusal::new(
-                            reason::SOURCE_NOT_FOUND,
-                            format!(
-                                "source Secret {}/{} not found",
-                                self.namespace(),
-                                secret_ref.name
-                            ),
-                        ),
-                        Next::After(SOURCE_RETRY.min(self.refresh())),
-                    )
-                })?;
-            let all = secret.data.unwrap_or_default();
-            let wanted: Vec<String> = match &secret_ref.keys {
-                Some(keys) => keys.clone(),
-                None => all.keys().cloned().collect(),
-            };
-            let missing: Vec<&str> = wanted
-                .iter()
-                .filter(|k| !all.contains_key(*k))
-                .map(String::as_str)
-                .collect();
-            if !missing.is_empty() {
-                return Err((
-                    Refusal::new(
-                        reason::SOURCE_NOT_FOUND,
-                        format!(
-                            "source Secret {}/{} has no key(s) {}",
-                            self.namespace(),
-                            secret_ref.name,
-                            missing.join(", ")
-                        ),
-                    ),
-                    Next::After(SOURCE_RETRY.min(self.refresh())),
-                ));
-            }
-            let mut data = BTreeMap::new();
-            for key in wanted {
-                let bytes = &all[&key].0;
-                let text = String::from_utf8(bytes.clone()).map_err(|_| {
-                    (
-                        Refusal::new(
-                            reason::INVALID_SPEC,
-                            format!(
-                                "source Secret {}/{} key {key:?} is not UTF-8 text; PrivX stores text",
-                                self.namespace(),
-                                secret_ref.name
-                            ),
-                        ),
-                        Next::AwaitChange,
-                    )
-                })?;
-                data.insert(key, serde_json::Value::String(text));
-            }
-            return Ok(SourceInput::Secret(SecretData(data)));
+                .map_err(|e| common::kube_stop("read source Secret", e))?;
+            let data = secret.map(|s| s.data.unwrap_or_default());
+            return plan::source::from_secret(
+                &self.namespace(),
+                secret_ref,
+                data.as_ref(),
+                SOURCE_RETRY.min(self.refresh()),
+            );
         }
         let generate = source
             .generate
             .as_ref()
             .expect("validated: exactly one source");
         let policy_name = &generate.password_policy_ref.name;
-        let policy = self
+        let found = self
             .ctx
             .policies
             .state()
             .into_iter()
             .find(|p| p.name_any() == *policy_name);
-        let not_found = || {
-            (
-                Refusal::new(
-                    reason::POLICY_NOT_FOUND,
-                    format!("PasswordPolicy {policy_name} not found"),
-                ),
-                Next::After(self.refresh()),
-            )
+        let lookup = match found.as_deref().map(|guard| &guard.0) {
+            None => PolicyLookup::Missing,
+            Some(Err(invalid)) => PolicyLookup::Invalid(&invalid.error),
+            Some(Ok(policy)) => PolicyLookup::Found(&policy.spec),
         };
-        let policy = policy.ok_or_else(not_found)?;
-        let policy = policy.0.as_ref().map_err(|e| {
-            (
-                Refusal::new(
-                    reason::POLICY_NOT_FOUND,
-                    format!("PasswordPolicy {policy_name} is invalid: {}", e.error),
-                ),
-                Next::AwaitChange,
-            )
-        })?;
-        let rules = crate::password::PasswordRules::from(&policy.spec);
-        let candidate = crate::password::generate(&rules).map_err(|e| {
-            (
-                Refusal::new(
-                    reason::INVALID_SPEC,
-                    format!("PasswordPolicy {policy_name} cannot generate a password: {e}"),
-                ),
-                Next::AwaitChange,
-            )
-        })?;
-        Ok(SourceInput::Generate {
-            key: generate.key.clone(),
-            candidate,
-        })
+        plan::source::from_policy(
+            policy_name,
+            &generate.key,
+            lookup,
+            self.refresh(),
+            crate::password::generate,
+        )
     }
 
     /// The operator's own roles and the IDs of every role name the spec uses (a read-only

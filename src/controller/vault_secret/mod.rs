@@ -1,9 +1,9 @@
 //! The VaultSecret controller: push declared data to PrivX, mirror PrivX data into a Kubernetes
 //! Secret, correct drift, report honestly.
 //!
-//! `sync` is a short driver: validate and fetch ([`fetch`]), plan ([`plan`], pure: it decides
-//! every write, refusal, event, restart and the status), apply ([`apply`], the I/O in a safe
-//! order). Deletion is [`cleanup`]. Nothing here decides what the plan can.
+//! `sync` is a short driver: validate and fetch (module `fetch`), plan ([`plan`], pure: it
+//! decides every write, refusal, event, restart and the status), apply (module `apply`, the I/O
+//! in a safe order). Deletion is module `cleanup`. Nothing here decides what the plan can.
 
 mod apply;
 mod cleanup;

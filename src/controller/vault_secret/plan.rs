@@ -27,6 +27,7 @@ pub mod ownership;
 mod privx;
 pub mod restarts;
 pub mod roles;
+pub mod source;
 pub mod status;
 
 pub use claim::*;

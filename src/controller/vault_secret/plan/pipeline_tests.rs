@@ -249,7 +249,7 @@ fn restarts_follow_the_data_not_the_key() {
     changed.current = r.current.clone();
     changed.source = SourceInput::Secret(data(&[("password", "v2")]));
     let p = changed.plan().unwrap();
-    assert_eq!(p.restarts, [web.clone()]);
+    assert_eq!(p.restarts, std::slice::from_ref(&web));
     assert_eq!(Some(&p.restart_token), p.status.data_hash.as_ref());
 
     // A new key with the same data: hashes rewritten, no restart.

@@ -298,8 +298,9 @@ fn is_drift(input: &PrivxInput<'_>, desired: &SecretData) -> bool {
     }
 }
 
-/// The status record of the target to write before the PrivX write, unless status already
-/// names exactly this target (then its ownership, if any, is kept as it is).
+/// The status record of the target a PrivX write concerns, for a failure reported before the
+/// final status (the finalizer's cleanup-target annotation records it for cleanup), unless
+/// status already names exactly this target (then its ownership, if any, is kept as it is).
 pub fn intent_status(
     recorded: Option<&PrivxSecretStatus>,
     target: &Target,

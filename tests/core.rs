@@ -45,10 +45,17 @@ fn reconciles(running: &Running) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Points 2 and 3: our own status and mirror writes do not start another reconcile, and a new
-/// object costs one PrivX read, one PrivX write, two Kubernetes writes and one event.
-#[tokio::test]
-async fn a_new_object_costs_one_privx_read_and_write_and_our_writes_do_not_retrigger() {
+/// What a new object cost: reconciles, PrivX secret calls, Kubernetes writes (events aside),
+/// event reasons — and the object as it ended up.
+struct Cost {
+    reconciles: f64,
+    privx: Vec<String>,
+    writes: Vec<String>,
+    events: Vec<String>,
+    object: serde_json::Value,
+}
+
+async fn cost_of_a_new_object(spec: serde_json::Value) -> Cost {
     let (kube, sim) = setup().await;
     kube.put(
         &secret_path(NS, "db-creds"),
@@ -59,41 +66,85 @@ async fn a_new_object_costs_one_privx_read_and_write_and_our_writes_do_not_retri
     sim.clear_requests();
     kube.clear_requests();
 
-    kube.put(
-        &vs_path(NS, "db"),
-        vault_secret_object(NS, "db", push_mirror_spec("db-creds")),
-    );
+    kube.put(&vs_path(NS, "db"), vault_secret_object(NS, "db", spec));
     eventually("Synced", SECS, || ready_reason(&kube, NS, "db") == "Synced").await;
     // Room for any echo of our writes to come back and (wrongly) trigger.
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cost = Cost {
+        reconciles: reconciles(&running),
+        privx: privx_secret_calls(&sim),
+        writes: kube
+            .writes()
+            .iter()
+            .filter(|r| !r.path.contains("/events"))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect(),
+        events: kube.event_reasons(),
+        object: kube.get(&vs_path(NS, "db")).unwrap(),
+    };
+    running.stop().await;
+    cost
+}
 
+/// Points 2 and 3: our own status and mirror writes do not start another reconcile, and a new
+/// object costs one PrivX read, one PrivX write, two Kubernetes writes and one event.
+#[tokio::test]
+async fn a_new_object_costs_one_privx_read_and_write_and_our_writes_do_not_retrigger() {
+    let cost = cost_of_a_new_object(push_mirror_spec("db-creds")).await;
+    assert_eq!(cost.reconciles, 1.0, "one reconcile for one new object");
     assert_eq!(
-        reconciles(&running),
-        1.0,
-        "one reconcile for one new object"
-    );
-    assert_eq!(
-        privx_secret_calls(&sim),
+        cost.privx,
         [
             "GET /vault/api/v1/secrets/{name}",
             "POST /vault/api/v1/secrets"
         ]
     );
-    let writes: Vec<String> = kube
-        .writes()
-        .iter()
-        .filter(|r| !r.path.contains("/events"))
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
     assert_eq!(
-        writes,
+        cost.writes,
         [
             format!("PATCH {}", secret_path(NS, "db")),
             format!("PATCH {}/status", vs_path(NS, "db")),
         ]
     );
-    assert_eq!(kube.event_reasons(), ["Created"]);
-    running.stop().await;
+    assert_eq!(cost.events, ["Created"]);
+}
+
+/// Point 3 with `deletionPolicy: Delete`: the finalizer and the cleanup target go in one
+/// metadata patch before the PrivX write, then the mirror and the status — three Kubernetes
+/// writes and one event, one reconcile, one PrivX read and one write.
+#[tokio::test]
+async fn a_new_delete_object_costs_at_most_three_kubernetes_writes_and_one_event() {
+    let mut spec = push_mirror_spec("db-creds");
+    spec["deletionPolicy"] = json!("Delete");
+    let cost = cost_of_a_new_object(spec).await;
+    assert_eq!(cost.reconciles, 1.0, "one reconcile for one new object");
+    assert_eq!(
+        cost.privx,
+        [
+            "GET /vault/api/v1/secrets/{name}",
+            "POST /vault/api/v1/secrets"
+        ]
+    );
+    assert_eq!(
+        cost.writes,
+        [
+            format!("PATCH {}", vs_path(NS, "db")),
+            format!("PATCH {}", secret_path(NS, "db")),
+            format!("PATCH {}/status", vs_path(NS, "db")),
+        ],
+        "finalizer + cleanup target, mirror, status"
+    );
+    assert_eq!(cost.events, ["Created"]);
+    let metadata = &cost.object["metadata"];
+    assert_eq!(
+        metadata["finalizers"],
+        json!(["privx-operator.dev/cleanup"])
+    );
+    assert_eq!(
+        metadata["annotations"]["privx-operator.dev/cleanup-target"],
+        r#"{"name":"k8s/demo/db"}"#
+    );
+    assert_eq!(cost.object["status"]["privx"]["ownership"], "Created");
 }
 
 /// Point 2: a change of what the operator reads (spec) triggers; a status write by someone

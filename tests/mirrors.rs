@@ -514,6 +514,92 @@ async fn a_missing_restart_target_is_reported_without_failing_the_sync() {
     h.reconcile("app").await.unwrap();
     assert_eq!(patches_of(&h, "/deployments/web").len(), 1);
     assert_eq!(h.secret_data(NS, "db-mirror").unwrap()["password"], "v2");
+    let id = h.ctx.settings.hmac_key.id();
+    let hash = h.get_vs("app").status.unwrap().data_hash.unwrap();
+    assert!(hash.starts_with(&format!("hmac-sha256:{id}:")), "{hash}");
+}
+
+/// Replaces the operator's HMAC key (a new key Secret, a renamed release), as a restart with
+/// another key would.
+fn with_key(mut h: Harness, key: u8) -> Harness {
+    let mut ctx = Arc::try_unwrap(h.ctx)
+        .ok()
+        .expect("no other user of the context");
+    ctx.settings.hmac_key = privx_operator::controller::hashing::HmacKey::new(vec![key; 32]);
+    h.ctx = Arc::new(ctx);
+    h
+}
+
+/// A synced VaultSecret `app` mirroring source `db` with `web` as restart target.
+async fn synced_with_restart_target(h: &mut Harness) {
+    deployment(h, "web");
+    h.secret(NS, "db", &[("password", "v1")]);
+    let mut spec = push_spec("db");
+    spec["mirror"]["rolloutRestartTargets"] = json!([{"kind": "Deployment", "name": "web"}]);
+    h.vault_secret("app", spec);
+    h.reconcile("app").await.unwrap();
+}
+
+fn mirror_hash(h: &Harness) -> String {
+    h.kube.get(&secret_path(NS, "db-mirror")).unwrap()["metadata"]["annotations"]
+        ["privx-operator.dev/data-hash"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Issue 13 item 9: a new HMAC key with unchanged data re-hashes without restarting.
+#[tokio::test]
+async fn a_new_hmac_key_rehashes_without_restarting_when_the_data_is_unchanged() {
+    let mut h = Harness::new().await;
+    synced_with_restart_target(&mut h).await;
+    let old_status = h.get_vs("app").status.unwrap();
+    let old_mirror_hash = mirror_hash(&h);
+
+    let mut h = with_key(h, 99);
+    let new_id = h.ctx.settings.hmac_key.id();
+    h.kube.clear_requests();
+    h.reconcile("app").await.unwrap();
+    assert!(
+        patches_of(&h, "/deployments/web").is_empty(),
+        "no restart for a new key alone"
+    );
+    assert!(
+        !h.kube
+            .event_reasons()
+            .iter()
+            .any(|r| r == "RolloutRestarted"),
+        "{:?}",
+        h.kube.event_reasons()
+    );
+    let status = h.get_vs("app").status.unwrap();
+    let (data_hash, inputs_hash) = (status.data_hash.unwrap(), status.inputs_hash.unwrap());
+    assert_ne!(Some(&data_hash), old_status.data_hash.as_ref());
+    assert_ne!(Some(&inputs_hash), old_status.inputs_hash.as_ref());
+    for hash in [&data_hash, &inputs_hash, &mirror_hash(&h)] {
+        assert!(
+            hash.starts_with(&format!("hmac-sha256:{new_id}:")),
+            "rewritten with the new key: {hash}"
+        );
+    }
+    assert_ne!(mirror_hash(&h), old_mirror_hash);
+    assert_eq!(h.secret_data(NS, "db-mirror").unwrap()["password"], "v1");
+}
+
+/// Issue 13 item 9: a new HMAC key together with a real change still restarts.
+#[tokio::test]
+async fn a_new_hmac_key_with_changed_data_restarts() {
+    let mut h = Harness::new().await;
+    synced_with_restart_target(&mut h).await;
+    let mut h = with_key(h, 99);
+    h.secret(NS, "db", &[("password", "v2")]);
+    h.kube.clear_requests();
+    h.reconcile("app").await.unwrap();
+    assert_eq!(patches_of(&h, "/deployments/web").len(), 1);
+    assert_eq!(h.secret_data(NS, "db-mirror").unwrap()["password"], "v2");
+    let id = h.ctx.settings.hmac_key.id();
+    let hash = h.get_vs("app").status.unwrap().data_hash.unwrap();
+    assert!(hash.starts_with(&format!("hmac-sha256:{id}:")), "{hash}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -514,18 +514,21 @@ async fn delete_removes_the_privx_policy_then_the_finalizer() {
         s["deletionPolicy"] = json!("Delete");
         h.policy("p", s);
         h.reconcile_policy("p").await.unwrap();
-        // The finalizer is in place, and the PrivX name recorded, before the PrivX create;
-        // the id is recorded after it.
+        // The finalizer is in place, and the PrivX name recorded (in the same metadata patch),
+        // before the PrivX create; the id is recorded after it.
         let writes = h.kube_writes();
         assert_eq!(
             writes,
             [
                 format!("PATCH {}", policy_path("p")),
                 format!("PATCH {}/status", policy_path("p")),
-                format!("PATCH {}/status", policy_path("p")),
             ]
         );
         assert_eq!(finalizers(&h, "p"), json!(["privx-operator.dev/cleanup"]));
+        assert_eq!(
+            h.kube.get(&policy_path("p")).unwrap()["metadata"]["annotations"]["privx-operator.dev/cleanup-target"],
+            r#"{"name":"p"}"#
+        );
         let id = recorded_id(&h, "p");
 
         h.delete(&policy_path("p"));

@@ -448,3 +448,112 @@ async fn privx_fields_that_are_not_secret_keys_are_mirrored_through_key_mapping(
     assert_eq!(data["a_b"], "1");
     assert_eq!(data["u"], "2");
 }
+
+/// Issue 11 in deletion: with per-namespace identity on, cleanup reads and deletes as the
+/// namespace's identity, never as the operator's. Here the namespace has no usable identity:
+/// nothing is deleted (today's cleanup deleted with the operator's own client), the finalizer
+/// stays and status says why.
+#[tokio::test]
+async fn with_per_namespace_identity_cleanup_never_deletes_as_the_operator() {
+    use privx_operator::controller::identity::{
+        NamespaceIdentities, NamespaceIdentityConfig, SelfRolesSetting,
+    };
+    let mut h = Harness::new().await;
+    h.secret(NS, "db-creds", &[("password", "x")]);
+    h.vault_secret("db", delete_spec());
+    h.reconcile("db").await.unwrap();
+    assert!(exists(&h, PRIVX_NAME).await);
+
+    // The operator restarts with per-namespace identity; the namespace's ServiceAccount token
+    // cannot be had from this API.
+    let template = privx_client::PrivxConfig::new(
+        h.sim.base_url(),
+        privx_client::CredentialSource::Static(privx_client::Credentials {
+            oauth_client_id: "unused".into(),
+            oauth_client_secret: "unused".into(),
+            api_client_id: "unused".into(),
+            api_client_secret: "unused".into(),
+        }),
+    );
+    let identities = NamespaceIdentities::new(
+        h.kube.client(),
+        template,
+        NamespaceIdentityConfig {
+            service_account: "privx".into(),
+            audience: "privx".into(),
+            expiration: std::time::Duration::from_secs(600),
+            self_roles: SelfRolesSetting::Auto,
+        },
+        None,
+    );
+    let mut ctx = Arc::try_unwrap(h.ctx)
+        .ok()
+        .expect("no other user of the context");
+    ctx.settings.namespace_identity = Some(Arc::new(identities));
+    h.ctx = Arc::new(ctx);
+
+    let path = vs_path(NS, "db");
+    h.delete(&path);
+    let _ = h.reconcile("db").await;
+    assert!(
+        exists(&h, PRIVX_NAME).await,
+        "not deleted with the operator's identity"
+    );
+    assert!(h.kube.get(&path).is_some(), "finalizer kept");
+    let (_, reason, message) = h.ready_reason("db");
+    assert_eq!(reason, "IdentityNotFound", "{message}");
+}
+
+const CLEANUP_TARGET: &str = "privx-operator.dev/cleanup-target";
+
+/// Issue 13 item 4 with the intent in the finalizer's patch: a crash after the PrivX write and
+/// before any status write, then a spec that no longer deserialises — cleanup still finds the
+/// PrivX secret through the annotation recorded with the finalizer.
+#[tokio::test]
+async fn without_status_or_spec_the_cleanup_target_annotation_still_cleans_up() {
+    let mut h = Harness::new().await;
+    h.secret(NS, "db-creds", &[("password", "x")]);
+    let mut spec = delete_spec();
+    spec["name"] = json!("k8s/demo/explicit");
+    h.vault_secret("db", spec);
+    h.reconcile("db").await.unwrap();
+    assert!(exists(&h, "k8s/demo/explicit").await);
+    let path = vs_path(NS, "db");
+    assert_eq!(
+        h.kube.get(&path).unwrap()["metadata"]["annotations"][CLEANUP_TARGET],
+        r#"{"name":"k8s/demo/explicit"}"#
+    );
+    edit(&h, &path, |o| {
+        o["status"] = Value::Null;
+        o["spec"]["refreshInterval"] = json!(5);
+    });
+    h.delete(&path);
+    let guard = Arc::new(guard_of(h.kube.get(&path).unwrap()));
+    assert!(guard.0.is_err(), "the object no longer deserialises");
+    vault_secret::reconcile(guard, h.ctx.clone()).await.unwrap();
+    assert!(
+        !exists(&h, "k8s/demo/explicit").await,
+        "deleted from the annotation"
+    );
+    assert!(h.kube.get(&path).is_none(), "finalizer released");
+}
+
+/// The annotation is user-writable like status: a forged one gets the same re-checks.
+#[tokio::test]
+async fn a_forged_cleanup_target_annotation_cannot_aim_a_delete_outside_the_namespace() {
+    let mut h = Harness::new().await;
+    someone_elses_secret(&h, "legacy/payroll-db", "legacy-value").await;
+    h.secret(NS, "db-creds", &[("password", "x")]);
+    h.vault_secret("db", delete_spec());
+    h.reconcile("db").await.unwrap();
+    let path = vs_path(NS, "db");
+    edit(&h, &path, |o| {
+        o["status"] = Value::Null;
+        o["metadata"]["annotations"][CLEANUP_TARGET] = json!(r#"{"name":"legacy/payroll-db"}"#);
+    });
+    h.delete(&path);
+    h.reconcile("db").await.unwrap();
+    assert!(exists(&h, "legacy/payroll-db").await, "not deleted");
+    assert!(h.kube.get(&path).is_some(), "finalizer kept");
+    assert_eq!(h.ready_reason("db").1, "NotAllowed");
+}

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tracing::warn;
 
-use super::common::{failure_conditions, now, truncate};
+use super::common::{failure_conditions, now, publish_to};
 use super::{Context, Error, FIELD_MANAGER, FINALIZER};
 use crate::crd::DeletionPolicy;
 use crate::crd::condition;
@@ -159,13 +159,30 @@ impl Deleted {
         let event = Event {
             type_,
             reason: reason.to_string(),
-            note: Some(truncate(&note, 1000)),
+            note: None,
             action: "Delete".into(),
             secondary: None,
         };
-        if let Err(e) = ctx.recorder.publish(&event, &self.reference()).await {
-            warn!(error = %e, "could not publish event");
-        }
+        publish_to(&ctx.recorder, &self.reference(), event, &note).await
+    }
+
+    /// Says that the PrivX object `what` was deleted (a normal event).
+    pub async fn deleted_in_privx(&self, ctx: &Context, what: String) {
+        self.event(ctx, EventType::Normal, "Deleted", format!("deleted {what}"))
+            .await
+    }
+
+    /// A refused deletion of the PrivX object (`what`, for the log): nothing is deleted, the
+    /// finalizer stays, status and an event say why; the next step comes with a change.
+    pub async fn refuse(
+        &self,
+        ctx: &Context,
+        refusal: &super::outcome::Refusal,
+        what: &str,
+    ) -> Result<kube::runtime::controller::Action, Error> {
+        warn!(reason = refusal.reason, "deletion of the {what} refused");
+        self.report(ctx, refusal.reason, &refusal.message).await?;
+        Ok(kube::runtime::controller::Action::await_change())
     }
 
     /// Reports a failed or refused cleanup: `Ready`/`Synced` false with `reason` (keeping the
@@ -219,4 +236,121 @@ pub fn namespace_policy(ctx: &Context, namespace: &str) -> super::tenancy::Names
             .as_ref()
             .and_then(|n| n.metadata.annotations.as_ref()),
     )
+}
+
+/// Annotation recording, before the first PrivX write, what cleanup would delete (the PrivX
+/// name, and the personal owner): written in the same metadata patch that adds the finalizer,
+/// so that a crash or a failed status write after the PrivX write still leaves cleanup a target.
+/// Cleanup reads status first, then this, then the computed target — with the same re-checks
+/// (tenancy rule, PrivX author), since annotations are user-writable like status. The operator
+/// owns it through its field manager; a GitOps tool applying the user's manifest, which does
+/// not name it, leaves it alone.
+pub const CLEANUP_TARGET_ANNOTATION: &str = "privx-operator.dev/cleanup-target";
+
+/// The value of [`CLEANUP_TARGET_ANNOTATION`] (JSON): a PrivX name and, for a personal secret,
+/// its owner.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CleanupTarget {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+}
+
+impl CleanupTarget {
+    pub fn to_annotation(&self) -> String {
+        serde_json::to_string(self).expect("a cleanup target serializes")
+    }
+
+    /// The target recorded on `meta`, if the annotation is there and readable.
+    pub fn of(meta: &ObjectMeta) -> Option<Self> {
+        let value = meta.annotations.as_ref()?.get(CLEANUP_TARGET_ANNOTATION)?;
+        serde_json::from_str(value).ok()
+    }
+}
+
+/// The metadata a sync changes before writing to PrivX, in one patch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetadataChange {
+    /// Add (`Some(true)`) or remove (`Some(false)`) our finalizer.
+    pub finalizer: Option<bool>,
+    /// Set (`Some(Some(value))`) or remove (`Some(None)`) [`CLEANUP_TARGET_ANNOTATION`].
+    pub cleanup_target: Option<Option<String>>,
+}
+
+impl MetadataChange {
+    pub fn is_empty(&self) -> bool {
+        self.finalizer.is_none() && self.cleanup_target.is_none()
+    }
+}
+
+/// What the metadata of `meta` must become (pure): our finalizer exactly when the object guards
+/// a PrivX object (`wants_finalizer`), and with it the target the coming PrivX write concerns
+/// (`intent`; `None` when nothing is written). Without the finalizer the annotation goes too.
+pub fn plan_metadata(
+    meta: &ObjectMeta,
+    wants_finalizer: bool,
+    intent: Option<&CleanupTarget>,
+) -> MetadataChange {
+    let has = meta.finalizers.iter().flatten().any(|f| f == FINALIZER);
+    let current = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CLEANUP_TARGET_ANNOTATION));
+    let cleanup_target = if wants_finalizer {
+        intent
+            .map(CleanupTarget::to_annotation)
+            .filter(|value| Some(value) != current)
+            .map(Some)
+    } else {
+        current.is_some().then_some(None)
+    };
+    MetadataChange {
+        finalizer: (has != wants_finalizer).then_some(wants_finalizer),
+        cleanup_target,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(name: &str) -> CleanupTarget {
+        CleanupTarget {
+            name: name.into(),
+            owner_id: None,
+        }
+    }
+
+    #[test]
+    fn the_intent_rides_on_the_finalizer_patch_and_leaves_with_it() {
+        let new = ObjectMeta::default();
+        let change = plan_metadata(&new, true, Some(&target("k8s/ns/a")));
+        assert_eq!(change.finalizer, Some(true));
+        assert_eq!(
+            change.cleanup_target,
+            Some(Some(r#"{"name":"k8s/ns/a"}"#.to_string()))
+        );
+        let mut guarded = ObjectMeta {
+            finalizers: Some(vec![FINALIZER.into()]),
+            ..Default::default()
+        };
+        guarded.annotations = Some(
+            [(
+                CLEANUP_TARGET_ANNOTATION.to_string(),
+                target("k8s/ns/a").to_annotation(),
+            )]
+            .into(),
+        );
+        assert_eq!(CleanupTarget::of(&guarded), Some(target("k8s/ns/a")));
+        assert!(plan_metadata(&guarded, true, Some(&target("k8s/ns/a"))).is_empty());
+        assert!(plan_metadata(&guarded, true, None).is_empty());
+        let moved = plan_metadata(&guarded, true, Some(&target("k8s/ns/b")));
+        assert_eq!(moved.finalizer, None);
+        assert!(moved.cleanup_target.is_some_and(|v| v.is_some()));
+        let retained = plan_metadata(&guarded, false, None);
+        assert_eq!(retained.finalizer, Some(false));
+        assert_eq!(retained.cleanup_target, Some(None));
+        assert!(plan_metadata(&new, false, None).is_empty());
+    }
 }

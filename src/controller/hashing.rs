@@ -1,6 +1,12 @@
 //! The keyed hash of synced data (HMAC-SHA256 with a key the operator keeps in a Secret in its
 //! own namespace). The hash shows that data changed without revealing it; the key prevents
 //! guessing low-entropy values from the hash.
+//!
+//! Every hash names the key it was made with: `hmac-sha256:<key id>:<hex>`, the key id being the
+//! first 8 hex digits of a SHA-256 of the key under a fixed label (it identifies the key without
+//! revealing anything usable about it). A hash made with another key, or an old one without a
+//! key id, says nothing about the data: callers compare the data itself before acting on it (see
+//! `vault_secret::plan::restarts`), so a new key is never a restart storm.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +31,13 @@ impl std::fmt::Debug for HmacKey {
 
 const KEY_FIELD: &str = "key";
 
+/// The key id a recorded hash names; `None` for old hashes made before hashes carried one.
+pub fn key_id_of(hash: &str) -> Option<&str> {
+    let rest = hash.strip_prefix("hmac-sha256:")?;
+    let (id, hex) = rest.split_once(':')?;
+    (id.len() == 8 && !hex.is_empty()).then_some(id)
+}
+
 impl HmacKey {
     pub fn new(bytes: Vec<u8>) -> Self {
         Self(bytes)
@@ -38,7 +51,26 @@ impl HmacKey {
         Self(bytes)
     }
 
-    /// `hmac-sha256:<hex>` of a canonical encoding of the data (sorted keys, length-prefixed).
+    /// The key id: 8 hex digits of SHA-256(label || key). Never the key, nor a MAC made with it.
+    pub fn id(&self) -> String {
+        use sha2::Digest;
+        let mut digest = Sha256::new();
+        digest.update(b"privx-operator hmac key id\0");
+        digest.update(&self.0);
+        digest.finalize()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Whether `hash` was made with this key (it names this key's id). Old hashes without a
+    /// key id count as made with another key.
+    pub fn made(&self, hash: &str) -> bool {
+        key_id_of(hash) == Some(self.id().as_str())
+    }
+
+    /// `hmac-sha256:<key id>:<hex>` of a canonical encoding of the data (sorted keys,
+    /// length-prefixed).
     pub fn hash(&self, data: &BTreeMap<String, Vec<u8>>) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         for (k, v) in data {
@@ -49,7 +81,7 @@ impl HmacKey {
         }
         let digest = mac.finalize().into_bytes();
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("hmac-sha256:{hex}")
+        format!("hmac-sha256:{}:{hex}", self.id())
     }
 
     /// Reads the key from `namespace/name`, creating the Secret with a random key when absent.
@@ -137,5 +169,24 @@ mod tests {
         assert!(k1.hash(&data).starts_with("hmac-sha256:"));
         assert!(!k1.hash(&data).contains('x'));
         assert_eq!(format!("{k1:?}"), "HmacKey(<redacted>)");
+    }
+
+    #[test]
+    fn every_hash_names_its_key_without_revealing_it() {
+        let data = BTreeMap::from([("a".to_string(), b"x".to_vec())]);
+        let k1 = HmacKey::new(vec![1; 32]);
+        let k2 = HmacKey::new(vec![2; 32]);
+        let h1 = k1.hash(&data);
+        assert_eq!(key_id_of(&h1), Some(k1.id().as_str()));
+        assert_eq!(k1.id().len(), 8);
+        assert_ne!(k1.id(), k2.id());
+        assert!(k1.made(&h1) && !k2.made(&h1));
+        // The id is not the start of the key's bytes in hex, nor of the MAC.
+        assert!(!k1.id().starts_with("0101"));
+        assert!(!h1.ends_with(&k1.id()));
+        // Old, unprefixed hashes name no key.
+        let legacy = format!("hmac-sha256:{}", "ab".repeat(32));
+        assert_eq!(key_id_of(&legacy), None);
+        assert!(!k1.made(&legacy));
     }
 }

@@ -5,23 +5,22 @@
 
 pub mod ownership;
 pub mod plan;
+pub mod report;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use tracing::{info, instrument};
 
-use self::plan::{Found, PolicyAction, PolicyCause, reason};
+use self::plan::{Found, PolicyAction, reason};
 use super::backoff::jittered_refresh;
 use super::common::{self, Next, Stop};
-use super::deletion::Deleted;
+use super::deletion::{CleanupTarget, Deleted};
 use super::{Context, Error};
-use crate::crd::condition::{self, DesiredCondition};
 use crate::crd::{DeletionPolicy, PasswordPolicy, PasswordPolicyStatus};
 use privx_client::PrivxError;
 
@@ -36,37 +35,24 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<PasswordPolicy>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    ctx.synced.wait().await;
-    let started = Instant::now();
-    let result = match &guard.0 {
-        Ok(policy) => {
+    let key = guard.name_any();
+    common::reconcile_guarded(
+        &guard,
+        &ctx,
+        CONTROLLER,
+        &key,
+        async |policy| {
             Reconciler {
                 policy,
                 ctx: &ctx,
-                recorded: Default::default(),
+                failure_status: Mutex::new(None),
             }
             .run()
             .await
-        }
-        Err(invalid) if invalid.metadata.deletion_timestamp.is_some() => {
-            match Deleted::fetch::<PasswordPolicy>(&ctx, invalid).await {
-                Ok(Some(deleted)) => cleanup(&ctx, &deleted, None).await,
-                Ok(None) => Ok(Action::await_change()),
-                Err(e) => Err(e),
-            }
-        }
-        Err(invalid) => {
-            common::report_invalid_object::<PasswordPolicy>(
-                invalid,
-                &ctx,
-                CONTROLLER,
-                &invalid.metadata.name.clone().unwrap_or_default(),
-            )
-            .await
-        }
-    };
-    common::record(&ctx, CONTROLLER, started, &result);
-    result
+        },
+        async |deleted| cleanup(&ctx, &deleted, None).await,
+    )
+    .await
 }
 
 /// Deletion. With `deletionPolicy: Delete`, the policy status records is deleted once PrivX
@@ -118,9 +104,11 @@ async fn cleanup(
         };
         ownership::recorded_cleanup(ownership, current.as_ref(), identity)
     } else {
+        // Status, else the name recorded with the finalizer, else the computed one.
         let name = status
             .as_ref()
             .and_then(|s| s.name.clone())
+            .or_else(|| CleanupTarget::of(&deleted.meta).map(|t| t.name))
             .or(computed)
             .or_else(|| {
                 deleted
@@ -138,24 +126,12 @@ async fn cleanup(
     match decision {
         CleanupDecision::Release => {}
         CleanupDecision::Refuse(refusal) => {
-            tracing::warn!(
-                reason = refusal.reason,
-                "deletion of the PrivX password policy refused"
-            );
-            deleted
-                .report(ctx, refusal.reason, &refusal.message)
-                .await?;
-            return Ok(Action::await_change());
+            return deleted.refuse(ctx, &refusal, "PrivX password policy").await;
         }
         CleanupDecision::Delete(id) => match ctx.privx.delete_policy(&id).await {
             Ok(()) => {
                 deleted
-                    .event(
-                        ctx,
-                        EventType::Normal,
-                        "Deleted",
-                        format!("deleted PrivX password policy {id}"),
-                    )
+                    .deleted_in_privx(ctx, format!("PrivX password policy {id}"))
                     .await
             }
             Err(PrivxError::NotFound { .. }) => {}
@@ -189,9 +165,9 @@ pub fn forget(ctx: &Context, name: &str) {
 struct Reconciler<'a> {
     policy: &'a PasswordPolicy,
     ctx: &'a Context,
-    /// The object as the API returned it after this reconcile recorded the PrivX name
-    /// (status written before the create); later status writes start from it.
-    recorded: std::sync::Mutex<Option<PasswordPolicy>>,
+    /// The status a failure after planning is reported on (it names the policy a failed
+    /// create concerned); `None`: the object's status.
+    failure_status: Mutex<Option<PasswordPolicyStatus>>,
 }
 
 impl Reconciler<'_> {
@@ -212,17 +188,14 @@ impl Reconciler<'_> {
             return self.cleanup().await;
         }
         let result = self.sync().await;
-        let latest = self.recorded.lock().expect("not poisoned").take();
-        common::finish(
-            self.ctx,
-            &self.api(),
-            latest.as_ref().unwrap_or(self.policy),
-            CONTROLLER,
-            &self.key(),
-            &self.backoff_key(),
-            result,
-        )
-        .await
+        let base = self.failure_status.lock().expect("not poisoned").take();
+        let (key, backoff_key) = (self.key(), self.backoff_key());
+        let keys = common::ObjectKeys {
+            controller: CONTROLLER,
+            key: &key,
+            backoff_key: &backoff_key,
+        };
+        common::finish(self.ctx, &self.api(), self.policy, base, &keys, result).await
     }
 
     async fn sync(&self) -> Result<Action, Stop> {
@@ -277,19 +250,15 @@ impl Reconciler<'_> {
         )
         .map_err(|r| (r, Next::After(REFRESH)))?;
 
-        // Apply: finalizer before any create, then PrivX.
-        let wants_finalizer = spec.deletion_policy() == DeletionPolicy::Delete;
-        common::set_finalizer(self.ctx, &self.api(), self.policy, wants_finalizer)
+        // Apply: finalizer (and the name, before a create) first, then PrivX, events, status.
+        let before = report::before_write(self.policy, &name, &policy_plan);
+        *self.failure_status.lock().expect("not poisoned") = before.failure_status;
+        common::set_metadata(ctx, &self.api(), self.policy, &before.metadata)
             .await
             .map_err(common::error_stop)?;
         let id = match &policy_plan.action {
             PolicyAction::None => policy_plan.id.clone().unwrap_or_default(),
-            PolicyAction::Create(p) => {
-                if wants_finalizer {
-                    self.record_name(&name).await?;
-                }
-                self.create(p).await?
-            }
+            PolicyAction::Create(p) => self.create(p).await?,
             PolicyAction::Update { id, policy } => {
                 ctx.privx.update_policy(id, policy).await.map_err(|e| {
                     common::privx_stop(e, &format!("update password policy {name:?}"))
@@ -302,84 +271,31 @@ impl Reconciler<'_> {
         } else {
             ctx.privx.get_policy(&id).await.ok()
         };
-
-        if let Some(cause) = policy_plan.cause {
-            let (event_reason, note) = match cause {
-                PolicyCause::Created => (
-                    "Created",
-                    format!("created PrivX password policy {name:?} (id {id})"),
-                ),
-                PolicyCause::Updated => {
-                    ("Updated", format!("updated PrivX password policy {name:?}"))
-                }
-                PolicyCause::DriftCorrected => (
-                    "DriftCorrected",
-                    format!(
-                        "PrivX password policy {name:?} was changed outside Kubernetes; the declared settings were put back"
-                    ),
-                ),
-                PolicyCause::Adopted => (
-                    "Adopted",
-                    format!("adopted PrivX password policy {name:?} (id {id})"),
-                ),
-            };
-            info!(privx_policy = %name, reason = event_reason, "PrivX password policy written");
+        let report = report::report(
+            self.policy,
+            &name,
+            &id,
+            &policy_plan,
+            &unsupported,
+            generation,
+            current.as_ref(),
+        );
+        if let Some(event) = report.event {
+            info!(privx_policy = %name, reason = event.reason, "PrivX password policy written");
             common::publish(
                 &ctx.recorder,
                 self.policy,
-                EventType::Normal,
-                event_reason,
-                note,
+                event.type_,
+                event.reason,
+                event.note,
             )
             .await;
         }
-
-        let synced_message =
-            format!("PrivX password policy {name:?} (id {id}) matches the declared settings");
-        let conditions = if unsupported.is_empty() {
-            vec![
-                DesiredCondition::new(
-                    condition::READY,
-                    true,
-                    reason::SYNCED,
-                    synced_message.clone(),
-                ),
-                DesiredCondition::new(condition::SYNCED, true, reason::SYNCED, synced_message),
-            ]
-        } else {
-            let message = format!(
-                "PrivX speaks the {generation:?} password-policy API, which has no {}; those fields were not sent (remove them, or upgrade PrivX)",
-                unsupported.join(", ")
-            );
-            vec![
-                DesiredCondition::new(
-                    condition::READY,
-                    true,
-                    reason::UNSUPPORTED_FIELD,
-                    message.clone(),
-                ),
-                DesiredCondition::new(condition::SYNCED, false, reason::UNSUPPORTED_FIELD, message),
-            ]
-        };
-        let new_status = PasswordPolicyStatus {
-            id: Some(id),
-            name: Some(name),
-            ownership: Some(policy_plan.ownership),
-            created: current.as_ref().and_then(|c| c.created.clone()),
-            updated: current.as_ref().and_then(|c| c.updated.clone()),
-            conditions: Vec::new(),
-            observed_generation: self.policy.metadata.generation,
-        };
-        self.write_status(new_status, &conditions)
+        common::write_status(&self.api(), self.policy, report.status, &report.conditions)
             .await
             .map_err(common::error_stop)?;
-        let ready_reason = if unsupported.is_empty() {
-            reason::SYNCED
-        } else {
-            reason::UNSUPPORTED_FIELD
-        };
         ctx.metrics
-            .object_condition(CONTROLLER, &self.key(), true, ready_reason);
+            .object_condition(CONTROLLER, &self.key(), true, report.ready_reason);
         Ok(Action::requeue(jittered_refresh(REFRESH)))
     }
 
@@ -387,24 +303,6 @@ impl Reconciler<'_> {
         let deleted = Deleted::of(self.ctx, self.policy);
         let computed = plan::privx_name(&self.policy.spec, &self.policy.name_any());
         cleanup(self.ctx, &deleted, Some(computed)).await
-    }
-
-    /// Records the PrivX name in status before the create (id still unknown), so a crash or
-    /// a lost answer after the create leaves cleanup and the next reconcile a name to look for.
-    async fn record_name(&self, name: &str) -> Result<(), Stop> {
-        let current = self.policy.status.clone().unwrap_or_default();
-        if current.name.as_deref() == Some(name) {
-            return Ok(());
-        }
-        let status = PasswordPolicyStatus {
-            name: Some(name.to_string()),
-            ..current
-        };
-        let updated = common::apply_status_returning(&self.api(), self.policy, &status)
-            .await
-            .map_err(common::error_stop)?;
-        *self.recorded.lock().expect("not poisoned") = Some(updated);
-        Ok(())
     }
 
     /// Creates the policy once. The client never repeats a create; when the outcome is unknown
@@ -431,13 +329,5 @@ impl Reconciler<'_> {
             }
             None => Err(common::privx_stop(error, &action)),
         }
-    }
-
-    async fn write_status(
-        &self,
-        status: PasswordPolicyStatus,
-        conditions: &[DesiredCondition],
-    ) -> Result<(), Error> {
-        common::write_status(&self.api(), self.policy, status, conditions).await
     }
 }

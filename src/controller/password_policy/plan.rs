@@ -404,27 +404,14 @@ mod identity_tests {
         let (desired, _) = desired_policy(&spec, "p", PolicyGeneration::V34).unwrap();
         let mut theirs = desired.clone();
         theirs.id = Some("id-7".into());
+        let plan_as_me = |p: &PasswordPolicy| {
+            plan_policy(&desired, Found::ByName(p), None, false, false, Some("me"))
+        };
         theirs.created_by = Some("a-human".into());
-        let e = plan_policy(
-            &desired,
-            Found::ByName(&theirs),
-            None,
-            false,
-            false,
-            Some("me"),
-        )
-        .unwrap_err();
+        let e = plan_as_me(&theirs).unwrap_err();
         assert_eq!(e.reason, reason::CONFLICT);
         theirs.created_by = Some("me".into());
-        let plan = plan_policy(
-            &desired,
-            Found::ByName(&theirs),
-            None,
-            false,
-            false,
-            Some("me"),
-        )
-        .unwrap();
+        let plan = plan_as_me(&theirs).unwrap();
         assert_eq!(plan.action, PolicyAction::None);
         assert_eq!(plan.ownership, Ownership::Created);
     }

@@ -4,9 +4,10 @@
 //! claim, not a proof. Before the operator updates or deletes a PrivX secret that status names,
 //! the claim is checked twice: the name (and personal owner) must be reachable from the object's
 //! namespace by the same tenancy rule that guards creation, and PrivX must not name another
-//! author. Cleanup without a record (a crash between the PrivX write and the status write) falls
-//! back to the target the object would have written, deleted only when PrivX names the operator
-//! as its author.
+//! author. Cleanup without an ownership record (a crash between the PrivX write and the status
+//! write) falls back to the target recorded with the finalizer (the cleanup-target annotation,
+//! re-checked the same way) or the one the object would have written, deleted only when PrivX
+//! names the operator as its author.
 
 use privx_client::{Secret, SecretLocation};
 
@@ -61,7 +62,8 @@ pub struct CleanupInput<'a> {
     pub adopt: bool,
     /// Whether the object writes PrivX (has a source); read-only mirrors never delete.
     pub writes: bool,
-    /// What status records (possibly only the intent written before the PrivX write).
+    /// What status records, else the cleanup-target annotation written with the finalizer
+    /// before the PrivX write (no ownership).
     pub recorded: Option<&'a PrivxSecretStatus>,
     /// The target the spec computes; `None` when the spec cannot be read.
     pub computed: Option<Target>,

@@ -1,112 +1,21 @@
-//! Small I/O helpers both controllers share: finalizers, status apply, events.
+//! Status writes of both kinds: server-side apply with our field manager, skipped when nothing
+//! but timestamps would change; refusals and objects that do not deserialise are reported here.
 
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, error_boundary::InvalidObject};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tracing::warn;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::DynamicObject;
-use kube::core::{ApiResource, error_boundary::InvalidObject};
-use kube::runtime::controller::Action;
-
-use super::outcome::reason::INVALID_SPEC;
-use super::{Context, Error, FIELD_MANAGER, FINALIZER};
+use super::events::publish;
+use crate::controller::outcome::reason::INVALID_SPEC;
+use crate::controller::{Context, Error, FIELD_MANAGER, FINALIZER};
 use crate::crd::condition;
 use crate::crd::schema::{served_schema, validate_structure};
-
-/// Whether `obj` carries our finalizer.
-pub fn has_finalizer<K: Resource>(obj: &K) -> bool {
-    obj.finalizers().iter().any(|f| f == FINALIZER)
-}
-
-/// Adds or removes our finalizer. The resourceVersion in the merge patch makes it a
-/// compare-and-set, so another controller's finalizer is never lost. A conflict (our cache was
-/// a little behind) is retried at once on a fresh read, quietly; only a repeated conflict is an
-/// error. The written version is recorded, so its watch event does not trigger again.
-pub async fn set_finalizer<K>(
-    ctx: &Context,
-    api: &Api<K>,
-    obj: &K,
-    wanted: bool,
-) -> Result<(), Error>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    if has_finalizer(obj) == wanted {
-        return Ok(());
-    }
-    let action = || format!("update finalizers of {}", obj.name_any());
-    let (kind, namespace, name) = (K::kind(&()), obj.namespace(), obj.name_any());
-    ctx.own_writes.begin(&kind, namespace.as_deref(), &name);
-    let result = finalizer_patch_with_retry(api, obj, wanted, action).await;
-    ctx.own_writes.finish(
-        &kind,
-        namespace.as_deref(),
-        &name,
-        result.as_ref().ok().and_then(Option::as_ref),
-    );
-    result.map(drop)
-}
-
-/// The patch, and on a conflict one more on a fresh read; `None` when the fresh read already
-/// had the wanted state.
-async fn finalizer_patch_with_retry<K>(
-    api: &Api<K>,
-    obj: &K,
-    wanted: bool,
-    action: impl Fn() -> String,
-) -> Result<Option<K>, Error>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    let written = match patch_finalizers(api, obj, wanted).await {
-        Ok(written) => written,
-        Err(e) if is_conflict(&e) => {
-            tracing::debug!(name = %obj.name_any(), "finalizer patch conflicted; retrying on a fresh read");
-            let fresh = api
-                .get(&obj.name_any())
-                .await
-                .map_err(Error::kube(action()))?;
-            if has_finalizer(&fresh) == wanted {
-                return Ok(None);
-            }
-            patch_finalizers(api, &fresh, wanted)
-                .await
-                .map_err(Error::kube(action()))?
-        }
-        Err(e) => return Err(Error::kube(action())(e)),
-    };
-    Ok(Some(written))
-}
-
-async fn patch_finalizers<K>(api: &Api<K>, obj: &K, wanted: bool) -> Result<K, kube::Error>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    let mut finalizers: Vec<String> = obj.finalizers().to_vec();
-    if wanted {
-        finalizers.push(FINALIZER.to_string());
-    } else {
-        finalizers.retain(|f| f != FINALIZER);
-    }
-    let patch =
-        json!({"metadata": {"resourceVersion": obj.resource_version(), "finalizers": finalizers}});
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-}
-
-/// Whether the API refused a write because the object changed since it was read (409).
-pub fn is_conflict(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409)
-}
 
 /// Server-side applies `status` on the status subresource with our field manager.
 pub async fn apply_status<K>(api: &Api<K>, obj: &K, status: &impl Serialize) -> Result<(), Error>
@@ -158,38 +67,6 @@ where
     .map_err(Error::kube(what))
 }
 
-/// Publishes an event about `obj`; failures are logged, never fatal.
-pub async fn publish<K: Resource<DynamicType = ()>>(
-    recorder: &Recorder,
-    obj: &K,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(truncate(&note, 1000)),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, &obj.object_ref(&())).await {
-        warn!(error = %e, "could not publish event");
-    }
-}
-
-/// Cuts `s` to at most `max` bytes on a character boundary.
-pub fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
 /// "now" as PrivX writes its timestamps (RFC 3339, UTC).
 pub fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
@@ -210,14 +87,6 @@ pub fn failure_conditions(
         DesiredCondition::new(READY, false, reason, message),
         DesiredCondition::new(SYNCED, false, reason, message),
     ]
-}
-
-/// A short text of a Kubernetes error for messages.
-pub fn short_kube_error(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
-        other => other.to_string(),
-    }
 }
 
 /// An object that does not even deserialise: say why in status (keeping what status recorded
@@ -322,60 +191,6 @@ fn schema_problems<K: kube::CustomResourceExt>(object: &DynamicObject) -> Option
     })
 }
 
-/// How a reconcile that stopped early continues.
-pub enum Next {
-    /// Wait for a change of the object (or of something watched).
-    AwaitChange,
-    /// Look again after this long.
-    After(std::time::Duration),
-    /// Fail: the error policy backs off.
-    Fail(Box<Error>),
-}
-
-/// Why a reconcile stopped (reported in status) and how it continues.
-pub type Stop = (super::outcome::Refusal, Next);
-
-/// The condition reason for a PrivX failure.
-pub fn privx_reason(e: &privx_client::PrivxError) -> &'static str {
-    use super::outcome::reason;
-    use privx_client::PrivxError;
-    match e {
-        PrivxError::PermissionDenied { .. } => reason::PERMISSION_DENIED,
-        PrivxError::InvalidRequest { .. } | PrivxError::Unsupported { .. } => reason::INVALID_SPEC,
-        // Reported as what it is, never as an outage.
-        PrivxError::AlreadyExists { .. } => reason::CONFLICT,
-        _ => reason::PRIVX_UNAVAILABLE,
-    }
-}
-
-/// A failed PrivX call: reported with its reason, then backed off.
-pub fn privx_stop(e: privx_client::PrivxError, action: &str) -> Stop {
-    let refusal = super::outcome::Refusal::new(privx_reason(&e), format!("{action}: {e}"));
-    (
-        refusal,
-        Next::Fail(Box::new(Error::privx(action.to_string())(e))),
-    )
-}
-
-/// A failed Kubernetes call: reported, then backed off.
-pub fn kube_stop(action: &str, e: kube::Error) -> Stop {
-    let refusal = super::outcome::Refusal::new(
-        super::outcome::reason::KUBERNETES_ERROR,
-        format!("{action}: {}", short_kube_error(&e)),
-    );
-    (
-        refusal,
-        Next::Fail(Box::new(Error::kube(action.to_string())(e))),
-    )
-}
-
-/// An error already wrapped (e.g. from a helper): reported, then backed off.
-pub fn error_stop(e: Error) -> Stop {
-    let refusal =
-        super::outcome::Refusal::new(super::outcome::reason::KUBERNETES_ERROR, e.to_string());
-    (refusal, Next::Fail(Box::new(e)))
-}
-
 /// A custom resource whose status carries conditions and an observed generation.
 pub trait Reported:
     Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug
@@ -434,19 +249,22 @@ pub async fn write_status<K: Reported>(
 
 /// Reports a refusal: both conditions false with its reason (keeping what status knew of
 /// PrivX), the object-condition metric, and a warning event when the reason is new.
+/// `base`: the status to report on instead of the object's (e.g. one naming the PrivX target a
+/// failed write concerned).
 pub async fn report_refusal<K: Reported>(
     ctx: &Context,
     api: &Api<K>,
     obj: &K,
+    base: Option<K::Status>,
     controller: &'static str,
     key: &str,
-    refusal: &super::outcome::Refusal,
+    refusal: &crate::controller::outcome::Refusal,
 ) -> Result<(), Error> {
     let previous = obj
         .status()
         .and_then(|s| condition::find(K::conditions(s), condition::READY))
         .map(|c| c.reason.clone());
-    let status = obj.status().cloned().unwrap_or_default();
+    let status = base.unwrap_or_else(|| obj.status().cloned().unwrap_or_default());
     write_status(
         api,
         obj,
@@ -467,75 +285,4 @@ pub async fn report_refusal<K: Reported>(
         .await;
     }
     Ok(())
-}
-
-/// Finishes a reconcile: success, or a reported refusal. A refusal reported in status ends a
-/// failure streak like a success does (the next failure starts at 1 s again); only `Fail`
-/// goes to the error policy's backoff.
-pub async fn finish<K: Reported>(
-    ctx: &Context,
-    api: &Api<K>,
-    obj: &K,
-    controller: &'static str,
-    key: &str,
-    backoff_key: &str,
-    result: Result<Action, Stop>,
-) -> Result<Action, Error> {
-    match result {
-        Ok(action) => {
-            ctx.backoff.reset(backoff_key);
-            Ok(action)
-        }
-        Err((refusal, next)) => {
-            report_refusal(ctx, api, obj, controller, key, &refusal).await?;
-            match next {
-                Next::Fail(e) => Err(*e),
-                Next::AwaitChange => {
-                    ctx.backoff.reset(backoff_key);
-                    Ok(Action::await_change())
-                }
-                Next::After(d) => {
-                    ctx.backoff.reset(backoff_key);
-                    Ok(Action::requeue(super::backoff::jittered_refresh(d)))
-                }
-            }
-        }
-    }
-}
-
-/// Stops on validation errors: `InvalidSpec` naming every field, waiting for a change.
-pub fn invalid_spec(errors: &[crate::crd::validate::FieldError]) -> Result<(), Stop> {
-    if errors.is_empty() {
-        return Ok(());
-    }
-    let message = errors
-        .iter()
-        .map(|e| format!("{}: {}", e.field, e.message))
-        .collect::<Vec<_>>()
-        .join("; ");
-    Err((
-        super::outcome::Refusal::new(super::outcome::reason::INVALID_SPEC, message),
-        Next::AwaitChange,
-    ))
-}
-
-/// Records a finished reconcile in the metrics (duration, and the error label on failure).
-pub fn record(
-    ctx: &Context,
-    controller: &'static str,
-    started: std::time::Instant,
-    result: &Result<Action, Error>,
-) {
-    ctx.metrics.reconciled(
-        controller,
-        started.elapsed(),
-        result.as_ref().err().map(|e| e.label()),
-    );
-}
-
-/// The error policy of both controllers: per-object exponential backoff with jitter.
-pub fn requeue_after_failure(ctx: &Context, key: &str, error: &Error) -> Action {
-    let delay = ctx.backoff.next_delay(key);
-    tracing::warn!(%key, error = %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
 }

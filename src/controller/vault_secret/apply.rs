@@ -1,0 +1,159 @@
+//! The apply step: executes a [`Plan`] in the safe order — finalizer and cleanup target before
+//! the PrivX write (so a crash after it still cleans up), PrivX, the mirror, rollout restarts,
+//! events, status. Decides nothing.
+
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use serde_json::json;
+use tracing::info;
+
+use super::plan::{MirrorAction, Plan, PrivxAction, Target, reason};
+use super::{CONTROLLER, Reconciler};
+use crate::controller::FIELD_MANAGER;
+use crate::controller::backoff::jittered_refresh;
+use crate::controller::common::{self, Stop};
+use crate::controller::restart::{Requester, Workload};
+use privx_client::PrivxClient;
+
+impl Reconciler<'_> {
+    /// Applies `plan`. `privx`: the client to write PrivX with (`None` when PrivX was not read,
+    /// and the plan writes nothing there).
+    pub(super) async fn apply(
+        &self,
+        plan: Plan,
+        target: &Target,
+        privx: Option<&PrivxClient>,
+    ) -> Result<Action, Stop> {
+        let ctx = self.ctx;
+        *self.failure_status.lock().expect("not poisoned") = plan.failure_status.clone();
+        common::set_metadata(ctx, &self.api(), self.vs, &plan.metadata)
+            .await
+            .map_err(common::error_stop)?;
+
+        if let (Some(privx), PrivxAction::Create(_) | PrivxAction::Update(_)) = (privx, &plan.privx)
+        {
+            let written = match &plan.privx {
+                PrivxAction::Create(body) => privx
+                    .create_secret(&target.location, &target.name, body)
+                    .await
+                    .map_err(|e| ("create", e)),
+                PrivxAction::Update(body) => privx
+                    .update_secret(&target.location, &target.name, body)
+                    .await
+                    .map_err(|e| ("update", e)),
+                PrivxAction::None => Ok(()),
+            };
+            written.map_err(|(verb, e)| {
+                common::privx_stop(e, &format!("{verb} secret {}", target.describe()))
+            })?;
+            // Nobody may read the old data from a listing taken before this write.
+            ctx.mirror_state.list_pages.invalidate().await;
+            info!(privx_name = %target.name, "PrivX secret written");
+        }
+
+        match &plan.mirror {
+            MirrorAction::NotDeclared | MirrorAction::InSync => {}
+            MirrorAction::Apply(secret) => {
+                self.apply_mirror(secret).await?;
+                self.remove_stray_keys(secret, &plan.stray_keys).await?;
+            }
+            MirrorAction::Replace(secret) => {
+                let name = secret.metadata.name.clone().unwrap_or_default();
+                self.secrets()
+                    .delete(&name, &DeleteParams::default())
+                    .await
+                    .map_err(|e| {
+                        common::kube_stop("delete mirrored Secret to change its type", e)
+                    })?;
+                self.apply_mirror(secret).await?;
+            }
+        }
+
+        for t in &plan.restarts {
+            let namespace = self.namespace();
+            ctx.mirror_state
+                .restarts
+                .request(
+                    &ctx.client,
+                    &ctx.recorder,
+                    ctx.settings.restart_debounce,
+                    Workload {
+                        namespace: namespace.clone(),
+                        kind: t.kind,
+                        name: t.name.clone(),
+                    },
+                    &plan.restart_token,
+                    Requester {
+                        namespace,
+                        name: self.vs.name_any(),
+                        uid: self.vs.uid().unwrap_or_default(),
+                    },
+                )
+                .await;
+        }
+        for e in plan.events {
+            common::publish(&ctx.recorder, self.vs, e.type_, e.reason, e.note).await;
+        }
+        common::write_status(&self.api(), self.vs, plan.status, &plan.conditions)
+            .await
+            .map_err(common::error_stop)?;
+        ctx.metrics
+            .object_condition(CONTROLLER, &self.key(), true, reason::SYNCED);
+        Ok(match plan.requeue {
+            Some(every) => Action::requeue(jittered_refresh(every)),
+            None => Action::await_change(),
+        })
+    }
+
+    /// Keys added to the mirror by hand: server-side apply cannot remove fields another manager
+    /// owns, so they are removed by a merge patch.
+    async fn remove_stray_keys(&self, secret: &KubeSecret, strays: &[String]) -> Result<(), Stop> {
+        if strays.is_empty() {
+            return Ok(());
+        }
+        let nulls: serde_json::Map<String, serde_json::Value> = strays
+            .iter()
+            .map(|k| (k.clone(), serde_json::Value::Null))
+            .collect();
+        let name = secret.metadata.name.as_deref().unwrap_or_default();
+        let namespace = self.namespace();
+        self.ctx.own_writes.begin("Secret", Some(&namespace), name);
+        let patched = self
+            .secrets()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"data": nulls})),
+            )
+            .await;
+        self.ctx
+            .own_writes
+            .finish("Secret", Some(&namespace), name, patched.as_ref().ok());
+        patched.map_err(|e| common::kube_stop("remove keys added to the mirrored Secret", e))?;
+        Ok(())
+    }
+
+    async fn apply_mirror(&self, secret: &KubeSecret) -> Result<(), Stop> {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let mut value = serde_json::to_value(secret).expect("a Secret serializes");
+        value["apiVersion"] = json!("v1");
+        value["kind"] = json!("Secret");
+        let namespace = self.namespace();
+        self.ctx.own_writes.begin("Secret", Some(&namespace), &name);
+        let written = self
+            .secrets()
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&value),
+            )
+            .await;
+        self.ctx
+            .own_writes
+            .finish("Secret", Some(&namespace), &name, written.as_ref().ok());
+        written.map_err(|e| common::kube_stop("write mirrored Secret", e))?;
+        Ok(())
+    }
+}

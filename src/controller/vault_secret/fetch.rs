@@ -1,0 +1,336 @@
+//! The fetch step: what Kubernetes (source Secret, template ConfigMaps, the mirror, the other
+//! VaultSecrets) and PrivX (role names) hold for this object.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret};
+use kube::ResourceExt;
+use kube::api::Api;
+
+use super::plan::source::PolicyLookup;
+use super::plan::{self, SourceInput, Target, TargetCheck};
+use super::{Reconciler, SOURCE_RETRY, object_key, target_of};
+use crate::controller::common::{self, Next, Stop};
+use crate::controller::refresh::{self, RefreshDecision, RefreshInput};
+use crate::controller::restart;
+use crate::controller::{FORCE_SYNC_ANNOTATION, REGENERATE_ANNOTATION};
+use crate::crd::VaultSecret;
+use crate::crd::vault_secret::RolloutTarget;
+use crate::template::Template;
+use privx_client::{PrivxClient, PrivxError, Secret, SecretLocation};
+
+/// What the Kubernetes part of the fetch found.
+pub(super) struct KubeFetched {
+    pub source: SourceInput,
+    pub templates: Vec<Template>,
+    pub existing_mirror: Option<Arc<KubeSecret>>,
+    pub inputs_hash: String,
+}
+
+/// What the PrivX part of the fetch found (and the claimants from the store).
+pub(super) struct PrivxFetched {
+    /// The client this namespace writes PrivX with (its own identity, if that mode is on).
+    pub privx: PrivxClient,
+    pub current: Option<Secret>,
+    pub self_roles: Vec<String>,
+    pub resolved_roles: BTreeMap<String, Option<String>>,
+    pub me: plan::Candidate,
+    pub others: Vec<plan::Candidate>,
+}
+
+impl Reconciler<'_> {
+    /// Source, template ConfigMaps (compiled), the mirror, and the inputs hash.
+    pub(super) async fn fetch_kube(&self) -> Result<KubeFetched, Stop> {
+        let source = self.fetch_source().await?;
+        let mirror_spec = self.vs.spec.mirror.as_ref();
+        let texts = self.fetch_templates().await?;
+        let templates = match mirror_spec {
+            Some(m) => plan::mirror_templates(m, &texts)
+                .map_err(|r| (r, Next::After(SOURCE_RETRY.min(self.refresh()))))?,
+            None => Vec::new(),
+        };
+        let vs_name = self.vs.name_any();
+        let existing_mirror = match mirror_spec {
+            Some(m) => self.existing_mirror(plan::mirror_name(m, &vs_name)).await?,
+            None => None,
+        };
+        let inputs_hash = self.inputs_hash(&source, &texts);
+        Ok(KubeFetched {
+            source,
+            templates,
+            existing_mirror,
+            inputs_hash,
+        })
+    }
+
+    /// What the refresh decision looks at.
+    pub(super) fn refresh_input<'k>(
+        &'k self,
+        target: &Target,
+        kube: &'k KubeFetched,
+    ) -> RefreshInput<'k> {
+        let status = self.vs.status.as_ref();
+        let annotation = |name: &str| self.vs.annotations().get(name).map(String::as_str);
+        let regenerate = annotation(REGENERATE_ANNOTATION);
+        RefreshInput {
+            policy: self.vs.spec.refresh_policy(),
+            interval: self.refresh(),
+            force_sync: annotation(FORCE_SYNC_ANNOTATION),
+            last_force_sync: status.and_then(|s| s.last_force_sync.as_deref()),
+            synced_before: plan::synced_before(status, target),
+            inputs_changed: status.and_then(|s| s.inputs_hash.as_deref())
+                != Some(kube.inputs_hash.as_str()),
+            mirror_missing: self.vs.spec.mirror.is_some() && kube.existing_mirror.is_none(),
+            regenerate_pending: matches!(kube.source, SourceInput::Generate { .. })
+                && regenerate.is_some()
+                && regenerate != status.and_then(|s| s.regenerate_token.as_deref()),
+        }
+    }
+
+    /// Roles, the PrivX secret and the claimants. A routine refresh of a read-only shared
+    /// mirror reads the shared list pages, which are read as the operator: never with
+    /// per-namespace identity, where each namespace must read as itself.
+    pub(super) async fn fetch_privx(
+        &self,
+        target: &Target,
+        source: &SourceInput,
+        decision: &RefreshDecision,
+    ) -> Result<PrivxFetched, Stop> {
+        let ctx = self.ctx;
+        let privx = crate::controller::identity::privx_for(ctx, &self.namespace()).await?;
+        let (self_roles, resolved_roles) = self.resolve_roles(source).await?;
+        let from_listing = if decision.routine
+            && ctx.settings.namespace_identity.is_none()
+            && matches!(source, SourceInput::ReadOnly)
+            && target.location == SecretLocation::Shared
+        {
+            ctx.mirror_state
+                .list_pages
+                .get(
+                    &ctx.privx,
+                    &target.name,
+                    refresh::listing_max_age(self.refresh()),
+                )
+                .await
+                .map_err(|e| common::privx_stop(e, "list shared secrets"))?
+        } else {
+            None
+        };
+        let current = match from_listing {
+            Some(secret) => Some(secret),
+            None => match privx.get_secret(&target.location, &target.name).await {
+                Ok(secret) => Some(secret),
+                Err(PrivxError::NotFound { .. }) => None,
+                Err(e) => {
+                    return Err(common::privx_stop(
+                        e,
+                        &format!("read secret {}", target.describe()),
+                    ));
+                }
+            },
+        };
+        let (me, others) = self.claimants(target);
+        Ok(PrivxFetched {
+            privx,
+            current,
+            self_roles,
+            resolved_roles,
+            me,
+            others,
+        })
+    }
+
+    /// Every declared restart target (when restarts are on): does it exist, may it be read.
+    pub(super) async fn check_restart_targets(&self) -> Vec<(RolloutTarget, TargetCheck)> {
+        let targets = self
+            .vs
+            .spec
+            .mirror
+            .as_ref()
+            .and_then(|m| m.rollout_restart_targets.clone())
+            .unwrap_or_default();
+        if !self.ctx.settings.rollout_restart {
+            return Vec::new();
+        }
+        let namespace = self.namespace();
+        let mut out = Vec::new();
+        for t in targets {
+            let api = restart::workload_api(self.ctx.client.clone(), &namespace, t.kind);
+            let check = match api.get(&t.name).await {
+                Ok(_) => TargetCheck::Available,
+                Err(e) => {
+                    let (code, what) = restart::unavailable_reason(&e);
+                    TargetCheck::Unavailable { code, what }
+                }
+            };
+            out.push((t, check));
+        }
+        out
+    }
+
+    /// The keyed hash of what this sync reads besides PrivX (see `status.inputsHash`).
+    fn inputs_hash(&self, source: &SourceInput, templates: &[Option<String>]) -> String {
+        let source_bytes = match source {
+            SourceInput::ReadOnly => Vec::new(),
+            SourceInput::Secret(data) => serde_json::to_vec(&data.0).unwrap_or_default(),
+            SourceInput::Generate { .. } => {
+                let name = self
+                    .vs
+                    .spec
+                    .source
+                    .as_ref()
+                    .and_then(|s| s.generate.as_ref())
+                    .map(|g| g.password_policy_ref.name.clone())
+                    .unwrap_or_default();
+                self.ctx
+                    .policies
+                    .state()
+                    .iter()
+                    .find(|p| p.name_any() == name)
+                    .and_then(|p| p.0.as_ref().ok())
+                    .map(|p| serde_json::to_vec(&p.spec).unwrap_or_default())
+                    .unwrap_or_default()
+            }
+        };
+        let template_bytes = serde_json::to_vec(templates).unwrap_or_default();
+        refresh::inputs_hash(
+            &self.ctx.settings.hmac_key,
+            self.vs.metadata.generation,
+            &[("source", &source_bytes), ("templates", &template_bytes)],
+        )
+    }
+
+    /// The texts of `spec.mirror.templateFrom`, in order (`None`: ConfigMap or key missing).
+    async fn fetch_templates(&self) -> Result<Vec<Option<String>>, Stop> {
+        let Some(from) = self
+            .vs
+            .spec
+            .mirror
+            .as_ref()
+            .and_then(|m| m.template_from.as_ref())
+        else {
+            return Ok(Vec::new());
+        };
+        let api: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), &self.namespace());
+        let mut out = Vec::new();
+        for f in from {
+            let cm = api
+                .get_opt(&f.config_map_ref.name)
+                .await
+                .map_err(|e| common::kube_stop("read template ConfigMap", e))?;
+            out.push(
+                cm.and_then(|c| c.data)
+                    .and_then(|d| d.get(&f.config_map_ref.key).cloned()),
+            );
+        }
+        Ok(out)
+    }
+
+    /// This object and the other live VaultSecrets naming `target`, as the claimant order sees
+    /// them (from the store).
+    fn claimants(&self, target: &Target) -> (plan::Candidate, Vec<plan::Candidate>) {
+        let candidate = |vs: &VaultSecret| plan::Candidate {
+            key: object_key(vs.namespace().as_deref(), &vs.name_any()),
+            created: vs.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            uid: vs.uid().unwrap_or_default(),
+            records_ownership: plan::records_ownership(vs.status.as_ref(), target),
+        };
+        let others = self
+            .ctx
+            .every_vault_secret()
+            .iter()
+            .filter_map(|g| g.0.as_ref().ok())
+            .filter(|other| {
+                other.uid() != self.vs.uid() && other.metadata.deletion_timestamp.is_none()
+            })
+            .filter(|other| &target_of(other, &self.ctx.settings.name_template) == target)
+            .map(candidate)
+            .collect();
+        (candidate(self.vs), others)
+    }
+
+    /// The source Secret (read) or the PasswordPolicy (store), turned into the source by the
+    /// plan.
+    async fn fetch_source(&self) -> Result<SourceInput, Stop> {
+        let Some(source) = &self.vs.spec.source else {
+            return Ok(SourceInput::ReadOnly);
+        };
+        if let Some(secret_ref) = &source.secret_ref {
+            let secret = self
+                .secrets()
+                .get_opt(&secret_ref.name)
+                .await
+                .map_err(|e| common::kube_stop("read source Secret", e))?;
+            let data = secret.map(|s| s.data.unwrap_or_default());
+            return plan::source::from_secret(
+                &self.namespace(),
+                secret_ref,
+                data.as_ref(),
+                SOURCE_RETRY.min(self.refresh()),
+            );
+        }
+        let generate = source
+            .generate
+            .as_ref()
+            .expect("validated: exactly one source");
+        let policy_name = &generate.password_policy_ref.name;
+        let found = self
+            .ctx
+            .policies
+            .state()
+            .into_iter()
+            .find(|p| p.name_any() == *policy_name);
+        let lookup = match found.as_deref().map(|guard| &guard.0) {
+            None => PolicyLookup::Missing,
+            Some(Err(invalid)) => PolicyLookup::Invalid(&invalid.error),
+            Some(Ok(policy)) => PolicyLookup::Found(&policy.spec),
+        };
+        plan::source::from_policy(
+            policy_name,
+            &generate.key,
+            lookup,
+            self.refresh(),
+            crate::password::generate,
+        )
+    }
+
+    /// The operator's own roles and the IDs of every role name the spec uses (a read-only
+    /// object writes no roles and resolves none).
+    async fn resolve_roles(
+        &self,
+        source: &SourceInput,
+    ) -> Result<(Vec<String>, BTreeMap<String, Option<String>>), Stop> {
+        if matches!(source, SourceInput::ReadOnly) {
+            return Ok((Vec::new(), BTreeMap::new()));
+        }
+        let self_roles = crate::controller::identity::self_roles_for(self.ctx, &self.namespace())
+            .map_err(|refusal| (refusal, Next::After(self.refresh())))?;
+        let names = plan::roles::names_to_resolve(&self.vs.spec, &self_roles);
+        let resolved = if names.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.ctx
+                .roles
+                .resolve(&self.ctx.privx, &names)
+                .await
+                .map_err(|e| common::privx_stop(e, "resolve role names"))?
+        };
+        Ok((self_roles, resolved))
+    }
+
+    /// The mirrored Secret as the store holds it; a Secret not in the store (not labelled as
+    /// ours, or not seen yet) is read, so that a foreign Secret of that name is refused, never
+    /// overwritten.
+    async fn existing_mirror(&self, name: &str) -> Result<Option<Arc<KubeSecret>>, Stop> {
+        if let Some(mirror) = self.ctx.mirror(&self.namespace(), name) {
+            return Ok(Some(mirror));
+        }
+        let read = self
+            .secrets()
+            .get_opt(name)
+            .await
+            .map_err(|e| common::kube_stop("read mirrored Secret", e))?;
+        Ok(read.map(Arc::new))
+    }
+}

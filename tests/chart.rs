@@ -837,7 +837,7 @@ fn mirrors_owner_references_are_allowed_under_owner_reference_enforcement() {
         );
     }
     // The code does set blockOwnerDeletion (the reason for the right).
-    let plan = read(&repo().join("src/controller/vault_secret/plan.rs"));
+    let plan = read(&repo().join("src/controller/vault_secret/plan/mirror.rs"));
     assert!(plan.contains("block_owner_deletion: Some(true)"));
 }
 

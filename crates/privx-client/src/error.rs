@@ -1,6 +1,14 @@
 //! Typed PrivX errors. The HTTP status decides the variant; PrivX's error body only explains.
 //! No variant ever carries secret data: messages come from PrivX's error bodies (which echo
 //! field names, not values) and are truncated.
+//!
+//! Outages (and unexpected answers) are described by fixed text only — `HTTP 503 from vault`,
+//! `HTTP 503 from vault (MAX_LOAD)`, `timeout talking to vault`, `connection refused by PrivX` —
+//! never by a response body (a proxy's HTML page, a request id, PrivX's own wording): these
+//! messages end up in object status, and identical failures must give identical text so that
+//! a status write does not change anything and the per-object backoff holds. The body, redacted,
+//! goes to a debug log line instead. Refusals the user has to act on (400, 403) keep PrivX's
+//! code and message from its JSON error body, never a non-JSON body.
 
 use std::time::Duration;
 
@@ -42,6 +50,12 @@ pub enum PrivxError {
         retry_after: Option<Duration>,
     },
 
+    /// A write the caller's write gate refused (`PrivxClient::with_write_gate`): not sent.
+    #[error(
+        "{operation} not sent to PrivX: writes are stopped (this replica no longer holds a valid leader lease)"
+    )]
+    WriteRefused { operation: String },
+
     /// The server's password-policy generation has no such field.
     #[error("PrivX {generation} has no password-policy field {field}")]
     Unsupported { generation: String, field: String },
@@ -81,17 +95,29 @@ pub(crate) struct PrivxErrorBody {
 /// Error codes that mean "PrivX is overloaded, try later" whatever the status.
 const OVERLOAD_CODES: [&str; 3] = ["MAX_LOAD", "TOO_MANY_CONNECTIONS", "OUT_OF_RESOURCES"];
 
-/// What an error answer is about, for messages: the operation (`create shared secret "x"`)
-/// and the object (`shared secret "x"`).
+/// What an error answer is about, for messages: the operation (`create shared secret "x"`),
+/// the object (`shared secret "x"`) and the PrivX service the request went to (`vault`).
 #[derive(Clone, Debug)]
 pub(crate) struct CallContext {
     pub operation: String,
     pub what: String,
+    /// The first segment of the request path: `auth`, `vault`, `secrets-manager`, `role-store`.
+    pub service: &'static str,
     /// Strings that must never appear in an error (the values of the secret being written).
     pub redact: Vec<String>,
 }
 
-/// Turns an unsuccessful HTTP answer into a typed error. The status decides; the body explains.
+/// The PrivX service of a route template (`POST /vault/api/v1/secrets` → `vault`) or a path.
+pub(crate) fn service_of(route: &'static str) -> &'static str {
+    let path = route.split_once(' ').map_or(route, |(_, path)| path);
+    match path.trim_start_matches('/').split('/').next() {
+        Some(service) if !service.is_empty() => service,
+        _ => "PrivX",
+    }
+}
+
+/// Turns an unsuccessful HTTP answer into a typed error. The status decides; the body explains
+/// (only for refusals the user acts on, and only PrivX's JSON error body).
 pub(crate) fn error_from_answer(
     ctx: &CallContext,
     status: u16,
@@ -107,6 +133,7 @@ pub(crate) fn error_from_answer(
                 .as_ref()
                 .and_then(|b| b.details.iter().find_map(|d| d.error_code.clone()))
         })
+        .filter(|c| is_error_code(c))
         .unwrap_or_default();
     let property = parsed.as_ref().and_then(|b| {
         b.property
@@ -114,13 +141,19 @@ pub(crate) fn error_from_answer(
             .filter(|p| !p.is_empty())
             .or_else(|| b.details.iter().find_map(|d| d.property.clone()))
     });
-    let message = describe(status, parsed.as_ref(), body, &ctx.redact);
+    tracing::debug!(
+        operation = %ctx.operation,
+        status,
+        body = %sanitize(&one_line(body), &ctx.redact),
+        "PrivX error answer"
+    );
+    let fixed = fixed_message(status, &code, ctx.service);
     let overloaded = OVERLOAD_CODES.contains(&code.as_str());
     match status {
         _ if overloaded || status >= 500 || status == 408 || status == 429 => {
             PrivxError::Unavailable {
                 operation: ctx.operation.clone(),
-                message,
+                message: fixed,
                 retry_after,
             }
         }
@@ -144,17 +177,17 @@ pub(crate) fn error_from_answer(
                 code
             },
             property,
-            message,
+            message: describe(status, parsed.as_ref(), ctx),
         },
         401 => PrivxError::Unauthenticated {
             message: format!(
-                "PrivX refused the access token during {}: {message}",
+                "PrivX refused the access token during {}: {fixed}",
                 ctx.operation
             ),
         },
         403 => PrivxError::PermissionDenied {
             operation: ctx.operation.clone(),
-            message,
+            message: describe(status, parsed.as_ref(), ctx),
         },
         300..=399 => PrivxError::Other {
             operation: ctx.operation.clone(),
@@ -164,23 +197,37 @@ pub(crate) fn error_from_answer(
         },
         _ => PrivxError::Other {
             operation: ctx.operation.clone(),
-            message,
+            message: fixed,
         },
     }
 }
 
-/// The human part of an error answer: PrivX's code and message, or a short excerpt of a
-/// non-PrivX body, with any value in `redact` removed, truncated.
-fn describe(
-    status: u16,
-    parsed: Option<&PrivxErrorBody>,
-    body: &[u8],
-    redact: &[String],
-) -> String {
+/// `HTTP 503 from vault`, with PrivX's error code when its JSON body named one:
+/// `HTTP 503 from vault (MAX_LOAD)`. Nothing else of the answer.
+pub(crate) fn fixed_message(status: u16, code: &str, service: &str) -> String {
+    if code.is_empty() {
+        format!("HTTP {status} from {service}")
+    } else {
+        format!("HTTP {status} from {service} ({code})")
+    }
+}
+
+/// Whether `code` looks like one of PrivX's error codes (`MAX_LOAD`, `VALUE_DUPLICATE`), not
+/// free text someone put in a JSON `error_code`.
+fn is_error_code(code: &str) -> bool {
+    (2..=64).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The message of a refusal the user acts on: PrivX's code and message from its JSON error
+/// body, redacted and truncated; `HTTP 403 from vault` when the body is not PrivX's.
+fn describe(status: u16, parsed: Option<&PrivxErrorBody>, ctx: &CallContext) -> String {
     let mut text = format!("HTTP {status}");
     match parsed {
         Some(b) if b.error_code.is_some() || b.error_message.is_some() => {
-            if let Some(code) = &b.error_code {
+            if let Some(code) = b.error_code.as_deref().filter(|c| is_error_code(c)) {
                 text.push_str(&format!(" {code}"));
             }
             if let Some(message) = b.error_message.as_deref().filter(|m| !m.is_empty()) {
@@ -195,18 +242,98 @@ fn describe(
                 }
             }
         }
-        _ => {
-            let excerpt: String = String::from_utf8_lossy(body)
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
-            if !excerpt.is_empty() {
-                text.push_str(": ");
-                text.push_str(&excerpt);
-            }
+        _ => text.push_str(&format!(" from {}", ctx.service)),
+    }
+    sanitize(&text, &ctx.redact)
+}
+
+/// A body on one line, for the debug log.
+fn one_line(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What kind of transport failure happened, in the fixed words of a status message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TransportFailure {
+    Timeout,
+    Refused,
+    Tls,
+    NoSuchHost,
+    Connect,
+    /// The request may have been sent; the answer never came whole.
+    Lost,
+}
+
+impl TransportFailure {
+    /// Classifies a failure from what reqwest says of it and its error chain.
+    pub(crate) fn classify(
+        timeout: bool,
+        connect: bool,
+        io_kind: Option<std::io::ErrorKind>,
+        chain: &str,
+    ) -> Self {
+        let chain = chain.to_ascii_lowercase();
+        if timeout || io_kind == Some(std::io::ErrorKind::TimedOut) {
+            Self::Timeout
+        } else if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
+            Self::Refused
+        } else if ["certificate", "tls", "handshake"]
+            .iter()
+            .any(|w| chain.contains(w))
+        {
+            Self::Tls
+        } else if connect
+            && ["dns", "resolve", "lookup"]
+                .iter()
+                .any(|w| chain.contains(w))
+        {
+            Self::NoSuchHost
+        } else if connect {
+            Self::Connect
+        } else {
+            Self::Lost
         }
     }
-    sanitize(&text, redact)
+
+    pub(crate) fn message(self, service: &str) -> String {
+        match self {
+            Self::Timeout => format!("timeout talking to {service}"),
+            Self::Refused => "connection refused by PrivX".to_string(),
+            Self::Tls => "TLS handshake with PrivX failed".to_string(),
+            Self::NoSuchHost => "PrivX host name not found".to_string(),
+            Self::Connect => "cannot connect to PrivX".to_string(),
+            Self::Lost => format!("connection lost talking to {service}"),
+        }
+    }
+}
+
+/// A request that got no answer, as a retryable error with a fixed message; the error chain
+/// (redacted) goes to a debug log line.
+pub(crate) fn transport_error(ctx: &CallContext, err: &reqwest::Error) -> PrivxError {
+    let chain = crate::transport::error_chain(err);
+    let mut io_kind = None;
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+            break;
+        }
+        source = s.source();
+    }
+    let failure = TransportFailure::classify(err.is_timeout(), err.is_connect(), io_kind, &chain);
+    tracing::debug!(
+        operation = %ctx.operation,
+        error = %sanitize(&chain, &ctx.redact),
+        "PrivX request got no answer"
+    );
+    PrivxError::Unavailable {
+        operation: ctx.operation.clone(),
+        message: failure.message(ctx.service),
+        retry_after: None,
+    }
 }
 
 /// Removes every `redact` value from `text` and truncates it.
@@ -249,6 +376,7 @@ mod tests {
         CallContext {
             operation: "create shared secret \"db\"".into(),
             what: "shared secret \"db\"".into(),
+            service: "vault",
             redact: vec!["hunter2".into()],
         }
     }
@@ -340,8 +468,134 @@ mod tests {
         assert!(!err.to_string().contains("hunter2"));
         assert!(!format!("{err:?}").contains("hunter2"));
         let long = "x".repeat(5000);
-        let err = answer(500, &long);
+        let err = answer(
+            400,
+            &format!(r#"{{"error_code":"BAD_REQUEST","error_message":"{long}"}}"#),
+        );
         assert!(err.to_string().chars().count() < 400);
+    }
+
+    /// The message of an outage, whatever the body said.
+    fn unavailable_message(status: u16, body: &str) -> String {
+        match answer(status, body) {
+            PrivxError::Unavailable { message, .. } => message,
+            other => panic!("not an outage: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn outages_are_fixed_text_without_any_of_the_body() {
+        let html = "<html><head><title>503 Service Unavailable</title></head><body><h1>Service Unavailable</h1><p>nginx/1.25.3 request 9f8e7d</p></body></html>";
+        assert_eq!(unavailable_message(503, html), "HTTP 503 from vault");
+        let max_load = r#"{"error_code":"MAX_LOAD","error_message":"server load 97% at 04:12:31, request id 5d1c"}"#;
+        assert_eq!(
+            unavailable_message(503, max_load),
+            "HTTP 503 from vault (MAX_LOAD)"
+        );
+        let proxy = "502 Bad Gateway\nX-Request-Id: 0af7651916cd43dd8448eb211c80319c\nupstream connect error";
+        assert_eq!(unavailable_message(502, proxy), "HTTP 502 from vault");
+        let err = answer(503, html).to_string();
+        for fragment in ["html", "nginx", "9f8e7d", "Service Unavailable"] {
+            assert!(!err.contains(fragment), "{fragment} in {err}");
+        }
+        assert_eq!(
+            err,
+            "PrivX unavailable during create shared secret \"db\": HTTP 503 from vault"
+        );
+    }
+
+    #[test]
+    fn identical_failures_give_identical_text_whatever_the_body() {
+        let a = answer(503, "<html>request id 1111 at 04:00:01</html>").to_string();
+        let b = answer(503, "upstream timed out; request id 2222").to_string();
+        assert_eq!(a, b);
+        let a = answer(
+            503,
+            r#"{"error_code":"MAX_LOAD","error_message":"load 91%"}"#,
+        );
+        let b = answer(
+            503,
+            r#"{"error_code":"MAX_LOAD","error_message":"load 99%, id 7"}"#,
+        );
+        assert_eq!(a.to_string(), b.to_string());
+        // An overload code on a 400 is an outage too, and just as fixed.
+        assert_eq!(
+            unavailable_message(
+                400,
+                r#"{"error_code":"TOO_MANY_CONNECTIONS","error_message":"x"}"#
+            ),
+            "HTTP 400 from vault (TOO_MANY_CONNECTIONS)"
+        );
+    }
+
+    #[test]
+    fn free_text_in_a_json_error_code_is_not_a_code() {
+        let body = r#"{"error_code":"upstream 10.0.0.7 said no (id 42)"}"#;
+        assert_eq!(unavailable_message(503, body), "HTTP 503 from vault");
+    }
+
+    #[test]
+    fn unexpected_statuses_and_foreign_refusals_carry_no_body() {
+        let err = answer(418, "<html>I'm a teapot, trace 77</html>").to_string();
+        assert!(err.ends_with("HTTP 418 from vault"), "{err}");
+        let err = answer(403, "<html>WAF blocked request 123</html>").to_string();
+        assert!(err.ends_with("HTTP 403 from vault"), "{err}");
+        let err = answer(401, "<html>login page</html>").to_string();
+        assert!(!err.contains("login page"), "{err}");
+        // PrivX's own refusal keeps its words: the user has to act on it.
+        let err = answer(
+            403,
+            r#"{"error_code":"PERMISSION_DENIED","error_message":"missing role vault-manager"}"#,
+        );
+        assert!(
+            err.to_string().contains("missing role vault-manager"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn services_come_from_the_route() {
+        assert_eq!(service_of("POST /vault/api/v1/secrets"), "vault");
+        assert_eq!(service_of("POST /auth/api/v1/oauth/token"), "auth");
+        assert_eq!(
+            service_of("GET /secrets-manager/api/v1/password-policy/{id}"),
+            "secrets-manager"
+        );
+        assert_eq!(service_of("/role-store/api/v1/users/current"), "role-store");
+        assert_eq!(service_of(""), "PrivX");
+    }
+
+    #[test]
+    fn transport_failures_are_classified_into_fixed_words() {
+        use std::io::ErrorKind;
+        let classify = TransportFailure::classify;
+        let timeout = classify(true, false, None, "operation timed out after 10.0013s");
+        assert_eq!(timeout.message("vault"), "timeout talking to vault");
+        let refused = classify(
+            false,
+            true,
+            Some(ErrorKind::ConnectionRefused),
+            "error sending request for url (https://privx.example/vault/api/v1/secrets/db): Connection refused (os error 111)",
+        );
+        assert_eq!(refused.message("vault"), "connection refused by PrivX");
+        assert_eq!(
+            classify(false, true, None, "invalid peer certificate: UnknownIssuer"),
+            TransportFailure::Tls
+        );
+        assert_eq!(
+            classify(false, true, None, "dns error: failed to lookup address"),
+            TransportFailure::NoSuchHost
+        );
+        assert_eq!(
+            classify(
+                false,
+                false,
+                Some(ErrorKind::ConnectionReset),
+                "connection reset"
+            )
+            .message("secrets-manager"),
+            "connection lost talking to secrets-manager"
+        );
     }
 
     #[test]

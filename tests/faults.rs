@@ -301,3 +301,424 @@ fn configmap_count(kube: &FakeKube) -> usize {
     kube.list(&format!("/api/v1/namespaces/{LEASE_NS}/configmaps/"))
         .len()
 }
+
+// ---- the fault suite: the real runner, the fake API, the simulator ----
+
+async fn setup() -> (FakeKube, Arc<Simulator>) {
+    let sim = Simulator::start(SimOptions::default()).await.unwrap();
+    let kube = FakeKube::default();
+    kube.put(
+        &format!("/api/v1/namespaces/{NS}"),
+        namespace_object(NS, json!({})),
+    );
+    (kube, Arc::new(sim))
+}
+
+fn start(kube: &FakeKube, sim: &Simulator) -> Running {
+    Running::start(kube, sim, privx_client_for(sim, sim.credentials()), &[])
+}
+
+fn names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// A source Secret `<name>-src` holding `value` and a push + mirror VaultSecret `<name>`.
+fn push(kube: &FakeKube, name: &str, value: &str, delete_policy: bool) {
+    let source = format!("{name}-src");
+    kube.put(
+        &secret_path(NS, &source),
+        secret_object(NS, &source, &[("password", value)]),
+    );
+    let mut spec = push_mirror_spec(&source);
+    if delete_policy {
+        spec["deletionPolicy"] = json!("Delete");
+    }
+    kube.put(&vs_path(NS, name), vault_secret_object(NS, name, spec));
+}
+
+/// The Ready condition's (reason, message).
+fn ready(kube: &FakeKube, name: &str) -> (String, String) {
+    let vs = kube.get(&vs_path(NS, name)).unwrap_or(Value::Null);
+    let condition = vs["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready").cloned())
+        .unwrap_or(Value::Null);
+    let text = |k: &str| condition[k].as_str().unwrap_or_default().to_string();
+    (text("reason"), text("message"))
+}
+
+fn all_have_reason(kube: &FakeKube, objects: &[String], reason: &str) -> bool {
+    objects.iter().all(|n| ready_reason(kube, NS, n) == reason)
+}
+
+fn count_with_reason(kube: &FakeKube, objects: &[String], reason: &str) -> usize {
+    objects
+        .iter()
+        .filter(|n| ready_reason(kube, NS, n) == reason)
+        .count()
+}
+
+fn mirror_password(kube: &FakeKube, name: &str) -> Option<String> {
+    use base64::Engine;
+    let secret = kube.get(&secret_path(NS, name))?;
+    let encoded = secret["data"]["password"].as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Requests that reached the simulator's vault service.
+fn vault_requests(sim: &Simulator) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| r.route.contains(" /vault/"))
+        .count()
+}
+
+/// The most reconcile attempts one object can make within `window` under the per-object
+/// backoff (each pause at least half its step: 0.5 s, 1 s, 2 s, ...), plus one for a trigger
+/// that is not a retry (the object's own creation or its source's change).
+fn attempts_within(window: Duration) -> usize {
+    use privx_operator::controller::backoff::delay_for_attempt;
+    let mut elapsed = Duration::ZERO;
+    let mut attempts = 1;
+    loop {
+        elapsed += delay_for_attempt(attempts as u32) / 2;
+        if elapsed > window {
+            return attempts + 1;
+        }
+        attempts += 1;
+    }
+}
+
+/// The client of `support::privx_client_for` sends each request at most twice (one retry).
+const SENDS_PER_CALL: usize = 2;
+
+/// Holds a PrivX fault for `window` and returns how many vault requests arrived meanwhile.
+async fn outage(sim: &Simulator, fault: Fault, window: Duration, during: impl FnOnce()) -> usize {
+    sim.clear_requests();
+    sim.set_faults(vec![fault]);
+    during();
+    tokio::time::sleep(window).await;
+    let requests = vault_requests(sim);
+    sim.set_faults(vec![]);
+    requests
+}
+
+#[tokio::test]
+async fn privx_outage_during_a_burst_and_during_source_changes() {
+    const N: usize = 40;
+    let window = Duration::from_secs(4);
+    let (kube, sim) = setup().await;
+    let running = start(&kube, &sim);
+    eventually("watches up", LONG, || running.up()).await;
+    let objects = names("burst", N);
+    let bound = N * SENDS_PER_CALL * attempts_within(window);
+
+    // A burst of new objects while PrivX (behind its proxy) answers 503 with an HTML page.
+    let kube_in = kube.clone();
+    let objs = objects.clone();
+    let requests = outage(&sim, Fault::status("/vault/*", 503), window, move || {
+        for name in &objs {
+            push(&kube_in, name, "v1", false);
+        }
+    })
+    .await;
+    assert_eq!(
+        count_with_reason(&kube, &objects, "PrivXUnavailable"),
+        N,
+        "every object reports the outage"
+    );
+    for name in &objects {
+        let (_, message) = ready(&kube, name);
+        assert!(message.ends_with(": HTTP 503 from vault"), "{message}");
+        assert!(!message.contains('<'), "{message}");
+        assert!(kube.get(&secret_path(NS, name)).is_none(), "no mirror yet");
+    }
+    eprintln!(
+        "burst outage: {requests} vault requests in {window:?} for {N} objects (bound {bound})"
+    );
+    assert!(
+        requests <= bound,
+        "{requests} vault requests in {window:?} for {N} objects (bound {bound})"
+    );
+    eventually("every object Synced after the outage", LONG, || {
+        all_have_reason(&kube, &objects, "Synced")
+    })
+    .await;
+
+    // Source changes while PrivX is overloaded (JSON MAX_LOAD): mirrors keep what PrivX had.
+    let kube_in = kube.clone();
+    let objs = objects.clone();
+    let requests = outage(
+        &sim,
+        Fault::status("/vault/*", 503).with_code("MAX_LOAD"),
+        window,
+        move || {
+            for name in &objs {
+                let source = format!("{name}-src");
+                kube_in.put(
+                    &secret_path(NS, &source),
+                    secret_object(NS, &source, &[("password", "v2")]),
+                );
+            }
+        },
+    )
+    .await;
+    for name in &objects {
+        let (reason, message) = ready(&kube, name);
+        assert_eq!(reason, "PrivXUnavailable", "{name}: {message}");
+        assert!(
+            message.ends_with(": HTTP 503 from vault (MAX_LOAD)"),
+            "{message}"
+        );
+        assert!(!message.contains("injected fault"), "{message}");
+        assert_eq!(
+            mirror_password(&kube, name).as_deref(),
+            Some("v1"),
+            "the mirror is untouched during the outage"
+        );
+    }
+    eprintln!(
+        "MAX_LOAD outage: {requests} vault requests in {window:?} for {N} objects (bound {bound})"
+    );
+    assert!(
+        requests <= bound,
+        "{requests} vault requests in {window:?} for {N} objects (bound {bound})"
+    );
+    eventually("every object Synced with the new value", LONG, || {
+        all_have_reason(&kube, &objects, "Synced")
+            && objects
+                .iter()
+                .all(|n| mirror_password(&kube, n).as_deref() == Some("v2"))
+    })
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn token_expiry_and_revocation_mid_burst_surface_no_error() {
+    const N: usize = 30;
+    let (kube, sim) = setup().await;
+    sim.set_token_lifetime(Duration::from_secs(1));
+    let running = start(&kube, &sim);
+    eventually("watches up", LONG, || running.up()).await;
+    let objects = names("tok", N);
+    for (i, name) in objects.iter().enumerate() {
+        push(&kube, name, "v1", false);
+        if i % 10 == 5 {
+            // Revoked: every token granted so far is answered 401 from now on.
+            sim.expire_all_tokens();
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    eventually("every object Synced", LONG, || {
+        all_have_reason(&kube, &objects, "Synced")
+    })
+    .await;
+    let grants = sim
+        .requests()
+        .iter()
+        .filter(|r| r.route.contains("/oauth/token"))
+        .count();
+    assert!(grants >= 2, "tokens were renewed ({grants} grants)");
+    let reasons = kube.event_reasons();
+    assert!(
+        !reasons
+            .iter()
+            .any(|r| r.contains("Unavailable") || r.contains("Unauth") || r.contains("Error")),
+        "{reasons:?}"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn two_seconds_of_privx_latency_still_get_everything_ready() {
+    const N: usize = 6;
+    let (kube, sim) = setup().await;
+    sim.set_faults(vec![Fault::latency("/vault/*", Duration::from_secs(2))]);
+    let running = start(&kube, &sim);
+    eventually("watches up", LONG, || running.up()).await;
+    let objects = names("slow", N);
+    for name in &objects {
+        push(&kube, name, "v1", false);
+    }
+    eventually(
+        "every object Synced despite 2 s answers",
+        Duration::from_secs(90),
+        || all_have_reason(&kube, &objects, "Synced"),
+    )
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn watches_closing_and_the_api_server_restarting_mid_burst_resume_work() {
+    const N: usize = 20;
+    let (kube, sim) = setup().await;
+    let running = start(&kube, &sim);
+    eventually("watches up", LONG, || running.up()).await;
+    let objects = names("api", N);
+    for (i, name) in objects.iter().enumerate() {
+        push(&kube, name, "v1", false);
+        if i == N / 2 {
+            kube.close_watches();
+        }
+    }
+    // The API server goes away (every watch cut, connections refused) and comes back.
+    kube.fail(KubeFault::Refuse);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    kube.recover();
+    let later = names("api-later", 5);
+    for name in &later {
+        push(&kube, name, "v1", false);
+    }
+    eventually("every object Synced after the restart", LONG, || {
+        all_have_reason(&kube, &objects, "Synced") && all_have_reason(&kube, &later, "Synced")
+    })
+    .await;
+    eventually("watches up again", LONG, || running.up()).await;
+    running.stop().await;
+}
+
+/// The operator in a runtime of its own, so that it can be killed: every task it spawned (the
+/// controllers, reflectors, the fake API's connection, PrivX connections) dies at once, no drain.
+struct Process {
+    runtime: tokio::runtime::Runtime,
+    _running: Running,
+}
+
+impl Process {
+    async fn start(kube: &FakeKube, sim: &Arc<Simulator>) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (kube, sim) = (kube.clone(), sim.clone());
+        let running = runtime
+            .spawn(async move { start(&kube, &sim) })
+            .await
+            .unwrap();
+        Self {
+            runtime,
+            _running: running,
+        }
+    }
+
+    /// SIGKILL.
+    fn kill(self) {
+        self.runtime.shutdown_background();
+    }
+}
+
+/// Successful creates of shared secrets, and creates refused as duplicates.
+fn creates(sim: &Simulator) -> (usize, usize) {
+    let posts: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.route == "POST /vault/api/v1/secrets")
+        .collect();
+    let ok = posts
+        .iter()
+        .filter(|r| (200..300).contains(&r.status))
+        .count();
+    let duplicate = posts
+        .iter()
+        .filter(|r| r.status == 409 || r.error_code.as_deref() == Some("VALUE_DUPLICATE"))
+        .count();
+    (ok, duplicate)
+}
+
+/// The shared secrets in PrivX whose names start with `k8s/<NS>/<prefix>`.
+async fn secrets_named(sim: &Simulator, prefix: &str) -> Vec<String> {
+    privx_client_for(sim, sim.credentials())
+        .list_secrets(&SecretLocation::Shared)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .filter(|n| n.starts_with(&format!("k8s/{NS}/{prefix}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn killed_mid_burst_no_duplicate_every_object_ready_nothing_leaked() {
+    const N: usize = 30;
+    let (kube, sim) = setup().await;
+    let first = Process::start(&kube, &sim).await;
+    let objects = names("kill", N);
+    for name in &objects {
+        push(&kube, name, "v1", true);
+    }
+    eventually("part of the burst done", LONG, || {
+        count_with_reason(&kube, &objects, "Synced") >= 3
+    })
+    .await;
+    first.kill();
+    let done_at_kill = count_with_reason(&kube, &objects, "Synced");
+    eprintln!("killed with {done_at_kill} of {N} objects Synced");
+
+    let running = start(&kube, &sim);
+    eventually("every object Synced after the restart", LONG, || {
+        all_have_reason(&kube, &objects, "Synced")
+    })
+    .await;
+    let (ok, duplicate) = creates(&sim);
+    assert_eq!(
+        (ok, duplicate),
+        (N, 0),
+        "one create per object ({done_at_kill} were done when killed), none refused as a duplicate"
+    );
+    assert_eq!(secrets_named(&sim, "kill-").await.len(), N);
+
+    // Delete everything (deletionPolicy Delete): nothing is left in PrivX.
+    for name in &objects {
+        kube.delete(&vs_path(NS, name));
+    }
+    eventually("every VaultSecret gone", LONG, || {
+        objects.iter().all(|n| kube.get(&vs_path(NS, n)).is_none())
+    })
+    .await;
+    assert_eq!(
+        secrets_named(&sim, "kill-").await,
+        Vec::<String>::new(),
+        "leaked"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_claimed_not_repeated() {
+    let (kube, sim) = setup().await;
+    let running = start(&kube, &sim);
+    eventually("watches up", LONG, || running.up()).await;
+    let create = "POST /vault/api/v1/secrets";
+    for (name, fault) in [
+        ("lost-drop", Fault::drop_connection(create)),
+        ("lost-503", Fault::status(create, 503)),
+    ] {
+        sim.set_faults(vec![fault.after_handling().for_next(1)]);
+        push(&kube, name, "v1", true);
+        eventually(&format!("{name} Synced"), LONG, || {
+            ready_reason(&kube, NS, name) == "Synced"
+        })
+        .await;
+        let vs = kube.get(&vs_path(NS, name)).unwrap();
+        assert_eq!(
+            vs["status"]["privx"]["name"],
+            format!("k8s/{NS}/{name}"),
+            "the object claims the secret its lost create made"
+        );
+    }
+    let posts = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.route == create)
+        .map(|r| r.status)
+        .collect::<Vec<_>>();
+    assert_eq!(posts, [0, 503], "one create each, never repeated");
+    assert_eq!(mirror_password(&kube, "lost-drop").as_deref(), Some("v1"));
+    running.stop().await;
+}

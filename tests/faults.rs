@@ -406,6 +406,16 @@ async fn outage(sim: &Simulator, fault: Fault, window: Duration, during: impl Fn
     requests
 }
 
+/// The vault requests of an outage window stay within the backoff's bound (printed for the
+/// record: `cargo test --test faults -- --nocapture`).
+fn assert_bounded(what: &str, requests: usize, bound: usize, window: Duration) {
+    eprintln!("{what}: {requests} vault requests in {window:?} (bound {bound})");
+    assert!(
+        requests <= bound,
+        "{what}: {requests} vault requests in {window:?} (bound {bound})"
+    );
+}
+
 #[tokio::test]
 async fn privx_outage_during_a_burst_and_during_source_changes() {
     const N: usize = 40;
@@ -436,13 +446,7 @@ async fn privx_outage_during_a_burst_and_during_source_changes() {
         assert!(!message.contains('<'), "{message}");
         assert!(kube.get(&secret_path(NS, name)).is_none(), "no mirror yet");
     }
-    eprintln!(
-        "burst outage: {requests} vault requests in {window:?} for {N} objects (bound {bound})"
-    );
-    assert!(
-        requests <= bound,
-        "{requests} vault requests in {window:?} for {N} objects (bound {bound})"
-    );
+    assert_bounded("burst outage", requests, bound, window);
     eventually("every object Synced after the outage", LONG, || {
         all_have_reason(&kube, &objects, "Synced")
     })
@@ -480,13 +484,7 @@ async fn privx_outage_during_a_burst_and_during_source_changes() {
             "the mirror is untouched during the outage"
         );
     }
-    eprintln!(
-        "MAX_LOAD outage: {requests} vault requests in {window:?} for {N} objects (bound {bound})"
-    );
-    assert!(
-        requests <= bound,
-        "{requests} vault requests in {window:?} for {N} objects (bound {bound})"
-    );
+    assert_bounded("MAX_LOAD outage", requests, bound, window);
     eventually("every object Synced with the new value", LONG, || {
         all_have_reason(&kube, &objects, "Synced")
             && objects

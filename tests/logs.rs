@@ -35,16 +35,23 @@ impl Write for Capture {
     }
 }
 
+impl Capture {
+    /// Captures every log line of this thread passing `filter` until the guard drops.
+    fn install(filter: &str) -> (Self, tracing::subscriber::DefaultGuard) {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        (capture, tracing::subscriber::set_default(subscriber))
+    }
+}
+
 #[tokio::test]
 async fn no_secret_value_in_any_log_line() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("debug,privx_operator=trace")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::install("debug,privx_operator=trace");
 
     let mut h = Harness::new().await;
     h.secret(NS, "db-creds", &[("password", "s3cr3t-in-source")]);
@@ -103,14 +110,8 @@ async fn all_synced(kube: &FakeKube, objects: &[&str]) {
 
 #[tokio::test]
 async fn no_marker_value_anywhere_through_the_fault_scenarios() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter("debug,privx_operator=trace,privx_client=trace,privx_sim=off")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) =
+        Capture::install("debug,privx_operator=trace,privx_client=trace,privx_sim=off");
 
     let sim = Simulator::start(SimOptions::default()).await.unwrap();
     let kube = FakeKube::default();

@@ -260,6 +260,9 @@ fn one_line(body: &[u8]) -> String {
 pub(crate) enum TransportFailure {
     Timeout,
     Refused,
+    CertificateExpired,
+    CertificateWrongName,
+    CertificateUntrusted,
     Tls,
     NoSuchHost,
     Connect,
@@ -280,10 +283,15 @@ impl TransportFailure {
             Self::Timeout
         } else if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
             Self::Refused
-        } else if ["certificate", "tls", "handshake"]
-            .iter()
-            .any(|w| chain.contains(w))
-        {
+        } else if chain.contains("certificate") {
+            if chain.contains("expired") {
+                Self::CertificateExpired
+            } else if chain.contains("notvalidforname") || chain.contains("not valid for") {
+                Self::CertificateWrongName
+            } else {
+                Self::CertificateUntrusted
+            }
+        } else if ["tls", "handshake"].iter().any(|w| chain.contains(w)) {
             Self::Tls
         } else if connect
             && ["dns", "resolve", "lookup"]
@@ -302,6 +310,13 @@ impl TransportFailure {
         match self {
             Self::Timeout => format!("timeout talking to {service}"),
             Self::Refused => "connection refused by PrivX".to_string(),
+            Self::CertificateExpired => "PrivX's TLS certificate has expired".to_string(),
+            Self::CertificateWrongName => {
+                "PrivX's TLS certificate is not valid for its host name".to_string()
+            }
+            Self::CertificateUntrusted => {
+                "PrivX's TLS certificate is not trusted (check the CA bundle)".to_string()
+            }
             Self::Tls => "TLS handshake with PrivX failed".to_string(),
             Self::NoSuchHost => "PrivX host name not found".to_string(),
             Self::Connect => "cannot connect to PrivX".to_string(),
@@ -579,7 +594,24 @@ mod tests {
         );
         assert_eq!(refused.message("vault"), "connection refused by PrivX");
         assert_eq!(
-            classify(false, true, None, "invalid peer certificate: UnknownIssuer"),
+            classify(false, true, None, "invalid peer certificate: UnknownIssuer").message("vault"),
+            "PrivX's TLS certificate is not trusted (check the CA bundle)"
+        );
+        assert_eq!(
+            classify(false, true, None, "invalid peer certificate: Expired"),
+            TransportFailure::CertificateExpired
+        );
+        assert_eq!(
+            classify(
+                false,
+                true,
+                None,
+                "invalid peer certificate: NotValidForName"
+            ),
+            TransportFailure::CertificateWrongName
+        );
+        assert_eq!(
+            classify(false, true, None, "received fatal alert: HandshakeFailure"),
             TransportFailure::Tls
         );
         assert_eq!(

@@ -395,21 +395,35 @@ fn attempts_within(window: Duration) -> usize {
 /// The client of `support::privx_client_for` sends each request at most twice (one retry).
 const SENDS_PER_CALL: usize = 2;
 
-/// Holds a PrivX fault for `window` and returns how many vault requests arrived meanwhile.
-async fn outage(sim: &Simulator, fault: Fault, window: Duration, during: impl FnOnce()) -> usize {
+/// Holds a PrivX fault for at least `window` and until `settled` holds (a slow machine
+/// lengthens the outage instead of failing the test); returns how many vault requests arrived
+/// meanwhile and how long the outage lasted.
+async fn outage(
+    sim: &Simulator,
+    fault: Fault,
+    window: Duration,
+    during: impl FnOnce(),
+    settled: impl FnMut() -> bool,
+) -> (usize, Duration) {
+    let started = std::time::Instant::now();
     sim.clear_requests();
     sim.set_faults(vec![fault]);
     during();
     tokio::time::sleep(window).await;
+    eventually("every object reports the outage", LONG, settled).await;
     let requests = vault_requests(sim);
+    let lasted = started.elapsed();
     sim.set_faults(vec![]);
-    requests
+    (requests, lasted)
 }
 
-/// The vault requests of an outage window stay within the backoff's bound (printed for the
-/// record: `cargo test --test faults -- --nocapture`).
-fn assert_bounded(what: &str, requests: usize, bound: usize, window: Duration) {
-    eprintln!("{what}: {requests} vault requests in {window:?} (bound {bound})");
+/// The vault requests of an outage stay within the backoff's bound for `objects` objects
+/// (printed for the record: `cargo test --test faults -- --nocapture`).
+fn assert_bounded(what: &str, requests: usize, objects: usize, window: Duration) {
+    let bound = objects * SENDS_PER_CALL * attempts_within(window);
+    eprintln!(
+        "{what}: {requests} vault requests in {window:?} for {objects} objects (bound {bound})"
+    );
     assert!(
         requests <= bound,
         "{what}: {requests} vault requests in {window:?} (bound {bound})"
@@ -424,29 +438,29 @@ async fn privx_outage_during_a_burst_and_during_source_changes() {
     let running = start(&kube, &sim);
     eventually("watches up", LONG, || running.up()).await;
     let objects = names("burst", N);
-    let bound = N * SENDS_PER_CALL * attempts_within(window);
 
     // A burst of new objects while PrivX (behind its proxy) answers 503 with an HTML page.
     let kube_in = kube.clone();
     let objs = objects.clone();
-    let requests = outage(&sim, Fault::status("/vault/*", 503), window, move || {
-        for name in &objs {
-            push(&kube_in, name, "v1", false);
-        }
-    })
+    let (requests, lasted) = outage(
+        &sim,
+        Fault::status("/vault/*", 503),
+        window,
+        move || {
+            for name in &objs {
+                push(&kube_in, name, "v1", false);
+            }
+        },
+        || all_have_reason(&kube, &objects, "PrivXUnavailable"),
+    )
     .await;
-    assert_eq!(
-        count_with_reason(&kube, &objects, "PrivXUnavailable"),
-        N,
-        "every object reports the outage"
-    );
     for name in &objects {
         let (_, message) = ready(&kube, name);
         assert!(message.ends_with(": HTTP 503 from vault"), "{message}");
         assert!(!message.contains('<'), "{message}");
         assert!(kube.get(&secret_path(NS, name)).is_none(), "no mirror yet");
     }
-    assert_bounded("burst outage", requests, bound, window);
+    assert_bounded("burst outage", requests, N, lasted);
     eventually("every object Synced after the outage", LONG, || {
         all_have_reason(&kube, &objects, "Synced")
     })
@@ -455,7 +469,7 @@ async fn privx_outage_during_a_burst_and_during_source_changes() {
     // Source changes while PrivX is overloaded (JSON MAX_LOAD): mirrors keep what PrivX had.
     let kube_in = kube.clone();
     let objs = objects.clone();
-    let requests = outage(
+    let (requests, lasted) = outage(
         &sim,
         Fault::status("/vault/*", 503).with_code("MAX_LOAD"),
         window,
@@ -467,6 +481,13 @@ async fn privx_outage_during_a_burst_and_during_source_changes() {
                     secret_object(NS, &source, &[("password", "v2")]),
                 );
             }
+        },
+        || {
+            objects.iter().all(|n| {
+                ready(&kube, n)
+                    .1
+                    .ends_with("HTTP 503 from vault (MAX_LOAD)")
+            })
         },
     )
     .await;
@@ -484,7 +505,7 @@ async fn privx_outage_during_a_burst_and_during_source_changes() {
             "the mirror is untouched during the outage"
         );
     }
-    assert_bounded("MAX_LOAD outage", requests, bound, window);
+    assert_bounded("MAX_LOAD outage", requests, N, lasted);
     eventually("every object Synced with the new value", LONG, || {
         all_have_reason(&kube, &objects, "Synced")
             && objects

@@ -8,6 +8,15 @@
 //! (which fails if it exists) or replaced with the `resourceVersion` that was read (which
 //! fails with 409 if anyone wrote in between). Of two candidates racing for a free or expired
 //! Lease, at most one write succeeds.
+//!
+//! And on the [`LeaseGate`]: each successful renewal opens it until the renewal's start plus
+//! the lease duration minus a clock-skew grace ([`LeaseConfig::grace`]) on the monotonic clock;
+//! losing or giving up the Lease closes it. Every controller write asks it when it is sent, so
+//! a leader frozen past its lease writes nothing when it resumes.
+//!
+//! Why not `kube-lease-manager` (0.13 targets kube 5): it reports leadership on a channel that
+//! its own task updates from the wall clock, and offers no "valid until" a write can check at
+//! the moment it is sent — a resumed leader's channel still says "leading" until that task runs.
 
 use std::time::Duration;
 
@@ -18,6 +27,8 @@ use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use super::lease_gate::{LeaseGate, grace_for};
 
 /// Why a Lease request failed (a lost race is not an error, see [`Attempt::Conflict`]).
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +88,12 @@ impl LeaseConfig {
         self.lease_duration * 2 / 3
     }
 
+    /// The clock-skew margin of the [`LeaseGate`]: writes stop this long before the Lease
+    /// expires as the other nodes see it (a fifth of the duration, at most 2 s).
+    pub fn grace(&self) -> Duration {
+        grace_for(self.lease_duration)
+    }
+
     /// How often a standby (or a leader whose renewal failed) tries again.
     pub fn retry_period(&self) -> Duration {
         (self.lease_duration / 5).max(Duration::from_millis(100))
@@ -124,6 +141,7 @@ pub enum Attempt {
 pub struct LeaderElector {
     api: Api<Lease>,
     config: LeaseConfig,
+    gate: LeaseGate,
 }
 
 impl LeaderElector {
@@ -131,11 +149,17 @@ impl LeaderElector {
         Self {
             api: Api::namespaced(client, &config.namespace),
             config,
+            gate: LeaseGate::closed(),
         }
     }
 
     pub fn config(&self) -> &LeaseConfig {
         &self.config
+    }
+
+    /// The gate this elector opens while it holds the Lease; give it to every writer.
+    pub fn gate(&self) -> LeaseGate {
+        self.gate.clone()
     }
 
     /// Competes until `shutdown` fires, sending `true` on `on_change` when this replica
@@ -162,6 +186,11 @@ impl LeaderElector {
             match attempt {
                 Ok(Attempt::Leading) => {
                     last_renewal = attempt_started;
+                    self.gate.renewed(
+                        attempt_started.into_std(),
+                        self.config.lease_duration,
+                        self.config.grace(),
+                    );
                     if !leading {
                         leading = true;
                         tracing::info!(
@@ -173,6 +202,7 @@ impl LeaderElector {
                     }
                 }
                 Ok(Attempt::Following { holder }) => {
+                    self.gate.close();
                     if leading {
                         leading = false;
                         tracing::warn!(%holder, "lost the leader lease to another replica");
@@ -190,6 +220,7 @@ impl LeaderElector {
             }
             if leading && last_renewal.elapsed() >= self.config.renew_deadline() {
                 leading = false;
+                self.gate.close();
                 tracing::error!(
                     deadline = ?self.config.renew_deadline(),
                     "could not renew the leader lease in time; stepping back to standby"
@@ -213,6 +244,7 @@ impl LeaderElector {
             }
         }
         if leading {
+            self.gate.close();
             on_change.send_replace(false);
             match self.step_down().await {
                 Ok(()) => tracing::info!("stepped down from the leader lease"),

@@ -10,6 +10,7 @@ mod embedded;
 pub mod http;
 pub mod identity;
 pub mod leader;
+pub mod lease_gate;
 pub mod logging;
 pub mod metrics;
 mod operator;

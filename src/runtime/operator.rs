@@ -3,7 +3,9 @@
 //! Order: logging → HTTP endpoints → Kubernetes client (one clear line if no cluster) →
 //! embedded PrivX (try-it mode) → PrivX client (its login: `identity`) → CRDs established →
 //! HMAC key → leader election → who the operator is in PrivX (self roles) → controllers. Shutdown: the signal stops the controllers (in-flight reconciles
-//! drain), then the lease is released, then the HTTP listener closes.
+//! drain), then the lease is released, then the HTTP listener closes. Losing the lease is not a
+//! shutdown: the controllers are dropped at once (in-flight reconciles cancelled, not drained),
+//! and the lease gate has refused their writes from the moment the lease stopped being valid.
 
 use std::sync::Arc;
 
@@ -150,6 +152,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
     // Leader election: controllers run only while this replica leads.
     let (leader_tx, mut leader_rx) = watch::channel(!args.leader_election);
     let elector_shutdown = CancellationToken::new();
+    let mut lease_gate = None;
     let elector_task = if args.leader_election {
         let elector = LeaderElector::new(
             client.clone(),
@@ -160,6 +163,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
                 lease_duration: args.lease_duration,
             },
         );
+        lease_gate = Some(elector.gate());
         Some(tokio::spawn(
             elector.run(leader_tx, elector_shutdown.clone()),
         ))
@@ -194,18 +198,8 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
     health.set_watches_synced(false);
     info!("leading: starting the controllers");
 
-    // Stop the controllers on the shutdown signal, or when leadership is lost.
+    // Stop the controllers (draining) on the shutdown signal; leadership loss drops them below.
     let stop = CancellationToken::new();
-    if args.leader_election {
-        let stop = stop.clone();
-        let mut leader_rx = leader_rx.clone();
-        tokio::spawn(async move {
-            if leader_rx.wait_for(|leading| !*leading).await.is_ok() {
-                error!("lost the leader lease: stopping the controllers");
-                stop.cancel();
-            }
-        });
-    }
     {
         let stop = stop.clone();
         let shutdown = shutdown.clone();
@@ -233,7 +227,15 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
     };
     let controller_metrics: Arc<dyn ControllerMetrics> = metrics.clone();
     let health_synced = health.clone();
-    runner::run(
+    // Every write of the controllers asks the lease gate when it is sent.
+    let (client, privx) = match &lease_gate {
+        Some(gate) => (
+            gate.kube_client(client),
+            privx.with_write_gate(gate.privx_gate()),
+        ),
+        None => (client, privx),
+    };
+    let controllers = runner::run(
         client,
         privx,
         settings,
@@ -245,8 +247,21 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
         },
         stop.clone(),
         move |up| health_synced.set_watches_synced(up),
-    )
-    .await;
+    );
+    let lost = async {
+        if args.leader_election {
+            // An ended elector (sender dropped) is a loss too.
+            let _ = leader_rx.wait_for(|leading| !*leading).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = controllers => {}
+        () = lost => {
+            error!("lost the leader lease: controllers cancelled at once (in-flight reconciles dropped)");
+        }
+    }
     renewals.abort();
     metrics.set_leader(false);
 

@@ -6,9 +6,17 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::error::{CallContext, error_from_answer, parse_failure, sanitize};
-use crate::transport::{Answer, error_chain};
-use crate::{PrivxClient, PrivxError, Result, SecretData, auth, paging, retry};
+use crate::error::{CallContext, error_from_answer, parse_failure, service_of, transport_error};
+use crate::transport::Answer;
+use crate::{PrivxClient, PrivxError, Result, SecretData, auth, paging, retry, routes};
+
+/// Asked before every PrivX write (POST, PUT, DELETE other than read-only searches): `false`
+/// refuses the write unsent ([`PrivxError::WriteRefused`]). The operator answers whether it
+/// still holds a valid leader lease at that moment.
+pub type WriteGate = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// POSTs that only read (searches): never refused by the write gate.
+const READ_ONLY_POSTS: [&str; 2] = [routes::ROLES_RESOLVE, routes::ROLES_SEARCH];
 
 /// The largest request body PrivX's front proxy accepts in its standard deployment.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -49,9 +57,17 @@ impl Call {
             ctx: CallContext {
                 operation,
                 what,
+                service: service_of(endpoint),
                 redact: Vec::new(),
             },
         }
+    }
+
+    /// Whether this call changes something in PrivX (what the write gate is asked about).
+    pub(crate) fn is_write(&self) -> bool {
+        self.method != Method::GET
+            && self.method != Method::HEAD
+            && !READ_ONLY_POSTS.contains(&self.endpoint)
     }
 
     /// Marks the call as sent at most once (creates).
@@ -97,6 +113,13 @@ impl Call {
 }
 
 impl PrivxClient {
+    /// Asks `gate` before every write to PrivX, at the moment of sending (each retry asks
+    /// again): a write it refuses is not sent. Applies to every clone.
+    pub fn with_write_gate(self, gate: WriteGate) -> Self {
+        self.inner.transport.set_write_gate(gate);
+        self
+    }
+
     // ---- the request machinery ----
 
     /// Runs `attempt` until it succeeds, fails for good, or `max_retries` retries of
@@ -168,6 +191,12 @@ impl PrivxClient {
 
     async fn send_once(&self, call: &Call, token: &auth::Token) -> Result<Answer> {
         let transport = &self.inner.transport;
+        if call.is_write() && !transport.may_write() {
+            tracing::warn!(operation = %call.ctx.operation, "PrivX write refused by the write gate");
+            return Err(PrivxError::WriteRefused {
+                operation: call.ctx.operation.clone(),
+            });
+        }
         let mut url = transport.url(&call.path)?;
         if !call.query.is_empty() {
             url.query_pairs_mut()
@@ -183,18 +212,10 @@ impl PrivxClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.clone());
         }
-        transport.send(call.endpoint, request).await.map_err(|e| {
-            let message = if e.is_timeout() {
-                "no answer within the timeout".to_string()
-            } else {
-                error_chain(&e)
-            };
-            PrivxError::Unavailable {
-                operation: call.ctx.operation.clone(),
-                message: sanitize(&message, &call.ctx.redact),
-                retry_after: None,
-            }
-        })
+        transport
+            .send(call.endpoint, request)
+            .await
+            .map_err(|e| transport_error(&call.ctx, &e))
     }
 
     pub(crate) async fn execute_json<T: DeserializeOwned>(&self, call: &Call) -> Result<T> {

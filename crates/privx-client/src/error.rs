@@ -1,6 +1,14 @@
 //! Typed PrivX errors. The HTTP status decides the variant; PrivX's error body only explains.
 //! No variant ever carries secret data: messages come from PrivX's error bodies (which echo
 //! field names, not values) and are truncated.
+//!
+//! Outages (and unexpected answers) are described by fixed text only — `HTTP 503 from vault`,
+//! `HTTP 503 from vault (MAX_LOAD)`, `timeout talking to vault`, `connection refused by PrivX` —
+//! never by a response body (a proxy's HTML page, a request id, PrivX's own wording): these
+//! messages end up in object status, and identical failures must give identical text so that
+//! a status write does not change anything and the per-object backoff holds. The body, redacted,
+//! goes to a debug log line instead. Refusals the user has to act on (400, 403) keep PrivX's
+//! code and message from its JSON error body, never a non-JSON body.
 
 use std::time::Duration;
 
@@ -42,6 +50,12 @@ pub enum PrivxError {
         retry_after: Option<Duration>,
     },
 
+    /// A write the caller's write gate refused (`PrivxClient::with_write_gate`): not sent.
+    #[error(
+        "{operation} not sent to PrivX: writes are stopped (this replica no longer holds a valid leader lease)"
+    )]
+    WriteRefused { operation: String },
+
     /// The server's password-policy generation has no such field.
     #[error("PrivX {generation} has no password-policy field {field}")]
     Unsupported { generation: String, field: String },
@@ -81,17 +95,29 @@ pub(crate) struct PrivxErrorBody {
 /// Error codes that mean "PrivX is overloaded, try later" whatever the status.
 const OVERLOAD_CODES: [&str; 3] = ["MAX_LOAD", "TOO_MANY_CONNECTIONS", "OUT_OF_RESOURCES"];
 
-/// What an error answer is about, for messages: the operation (`create shared secret "x"`)
-/// and the object (`shared secret "x"`).
+/// What an error answer is about, for messages: the operation (`create shared secret "x"`),
+/// the object (`shared secret "x"`) and the PrivX service the request went to (`vault`).
 #[derive(Clone, Debug)]
 pub(crate) struct CallContext {
     pub operation: String,
     pub what: String,
+    /// The first segment of the request path: `auth`, `vault`, `secrets-manager`, `role-store`.
+    pub service: &'static str,
     /// Strings that must never appear in an error (the values of the secret being written).
     pub redact: Vec<String>,
 }
 
-/// Turns an unsuccessful HTTP answer into a typed error. The status decides; the body explains.
+/// The PrivX service of a route template (`POST /vault/api/v1/secrets` → `vault`) or a path.
+pub(crate) fn service_of(route: &'static str) -> &'static str {
+    let path = route.split_once(' ').map_or(route, |(_, path)| path);
+    match path.trim_start_matches('/').split('/').next() {
+        Some(service) if !service.is_empty() => service,
+        _ => "PrivX",
+    }
+}
+
+/// Turns an unsuccessful HTTP answer into a typed error. The status decides; the body explains
+/// (only for refusals the user acts on, and only PrivX's JSON error body).
 pub(crate) fn error_from_answer(
     ctx: &CallContext,
     status: u16,
@@ -107,6 +133,7 @@ pub(crate) fn error_from_answer(
                 .as_ref()
                 .and_then(|b| b.details.iter().find_map(|d| d.error_code.clone()))
         })
+        .filter(|c| is_error_code(c))
         .unwrap_or_default();
     let property = parsed.as_ref().and_then(|b| {
         b.property
@@ -114,13 +141,19 @@ pub(crate) fn error_from_answer(
             .filter(|p| !p.is_empty())
             .or_else(|| b.details.iter().find_map(|d| d.property.clone()))
     });
-    let message = describe(status, parsed.as_ref(), body, &ctx.redact);
+    tracing::debug!(
+        operation = %ctx.operation,
+        status,
+        body = %sanitize(&one_line(body), &ctx.redact),
+        "PrivX error answer"
+    );
+    let fixed = fixed_message(status, &code, ctx.service);
     let overloaded = OVERLOAD_CODES.contains(&code.as_str());
     match status {
         _ if overloaded || status >= 500 || status == 408 || status == 429 => {
             PrivxError::Unavailable {
                 operation: ctx.operation.clone(),
-                message,
+                message: fixed,
                 retry_after,
             }
         }
@@ -144,17 +177,17 @@ pub(crate) fn error_from_answer(
                 code
             },
             property,
-            message,
+            message: describe(status, parsed.as_ref(), ctx),
         },
         401 => PrivxError::Unauthenticated {
             message: format!(
-                "PrivX refused the access token during {}: {message}",
+                "PrivX refused the access token during {}: {fixed}",
                 ctx.operation
             ),
         },
         403 => PrivxError::PermissionDenied {
             operation: ctx.operation.clone(),
-            message,
+            message: describe(status, parsed.as_ref(), ctx),
         },
         300..=399 => PrivxError::Other {
             operation: ctx.operation.clone(),
@@ -164,23 +197,37 @@ pub(crate) fn error_from_answer(
         },
         _ => PrivxError::Other {
             operation: ctx.operation.clone(),
-            message,
+            message: fixed,
         },
     }
 }
 
-/// The human part of an error answer: PrivX's code and message, or a short excerpt of a
-/// non-PrivX body, with any value in `redact` removed, truncated.
-fn describe(
-    status: u16,
-    parsed: Option<&PrivxErrorBody>,
-    body: &[u8],
-    redact: &[String],
-) -> String {
+/// `HTTP 503 from vault`, with PrivX's error code when its JSON body named one:
+/// `HTTP 503 from vault (MAX_LOAD)`. Nothing else of the answer.
+pub(crate) fn fixed_message(status: u16, code: &str, service: &str) -> String {
+    if code.is_empty() {
+        format!("HTTP {status} from {service}")
+    } else {
+        format!("HTTP {status} from {service} ({code})")
+    }
+}
+
+/// Whether `code` looks like one of PrivX's error codes (`MAX_LOAD`, `VALUE_DUPLICATE`), not
+/// free text someone put in a JSON `error_code`.
+fn is_error_code(code: &str) -> bool {
+    (2..=64).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The message of a refusal the user acts on: PrivX's code and message from its JSON error
+/// body, redacted and truncated; `HTTP 403 from vault` when the body is not PrivX's.
+fn describe(status: u16, parsed: Option<&PrivxErrorBody>, ctx: &CallContext) -> String {
     let mut text = format!("HTTP {status}");
     match parsed {
         Some(b) if b.error_code.is_some() || b.error_message.is_some() => {
-            if let Some(code) = &b.error_code {
+            if let Some(code) = b.error_code.as_deref().filter(|c| is_error_code(c)) {
                 text.push_str(&format!(" {code}"));
             }
             if let Some(message) = b.error_message.as_deref().filter(|m| !m.is_empty()) {
@@ -195,18 +242,113 @@ fn describe(
                 }
             }
         }
-        _ => {
-            let excerpt: String = String::from_utf8_lossy(body)
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
-            if !excerpt.is_empty() {
-                text.push_str(": ");
-                text.push_str(&excerpt);
+        _ => text.push_str(&format!(" from {}", ctx.service)),
+    }
+    sanitize(&text, &ctx.redact)
+}
+
+/// A body on one line, for the debug log.
+fn one_line(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What kind of transport failure happened, in the fixed words of a status message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TransportFailure {
+    Timeout,
+    Refused,
+    CertificateExpired,
+    CertificateWrongName,
+    CertificateUntrusted,
+    Tls,
+    NoSuchHost,
+    Connect,
+    /// The request may have been sent; the answer never came whole.
+    Lost,
+}
+
+impl TransportFailure {
+    /// Classifies a failure from what reqwest says of it and its error chain.
+    pub(crate) fn classify(
+        timeout: bool,
+        connect: bool,
+        io_kind: Option<std::io::ErrorKind>,
+        chain: &str,
+    ) -> Self {
+        let chain = chain.to_ascii_lowercase();
+        if timeout || io_kind == Some(std::io::ErrorKind::TimedOut) {
+            Self::Timeout
+        } else if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
+            Self::Refused
+        } else if chain.contains("certificate") {
+            if chain.contains("expired") {
+                Self::CertificateExpired
+            } else if chain.contains("notvalidforname") || chain.contains("not valid for") {
+                Self::CertificateWrongName
+            } else {
+                Self::CertificateUntrusted
             }
+        } else if ["tls", "handshake"].iter().any(|w| chain.contains(w)) {
+            Self::Tls
+        } else if connect
+            && ["dns", "resolve", "lookup"]
+                .iter()
+                .any(|w| chain.contains(w))
+        {
+            Self::NoSuchHost
+        } else if connect {
+            Self::Connect
+        } else {
+            Self::Lost
         }
     }
-    sanitize(&text, redact)
+
+    pub(crate) fn message(self, service: &str) -> String {
+        match self {
+            Self::Timeout => format!("timeout talking to {service}"),
+            Self::Refused => "connection refused by PrivX".to_string(),
+            Self::CertificateExpired => "PrivX's TLS certificate has expired".to_string(),
+            Self::CertificateWrongName => {
+                "PrivX's TLS certificate is not valid for its host name".to_string()
+            }
+            Self::CertificateUntrusted => {
+                "PrivX's TLS certificate is not trusted (check the CA bundle)".to_string()
+            }
+            Self::Tls => "TLS handshake with PrivX failed".to_string(),
+            Self::NoSuchHost => "PrivX host name not found".to_string(),
+            Self::Connect => "cannot connect to PrivX".to_string(),
+            Self::Lost => format!("connection lost talking to {service}"),
+        }
+    }
+}
+
+/// A request that got no answer, as a retryable error with a fixed message; the error chain
+/// (redacted) goes to a debug log line.
+pub(crate) fn transport_error(ctx: &CallContext, err: &reqwest::Error) -> PrivxError {
+    let chain = crate::transport::error_chain(err);
+    let mut io_kind = None;
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+            break;
+        }
+        source = s.source();
+    }
+    let failure = TransportFailure::classify(err.is_timeout(), err.is_connect(), io_kind, &chain);
+    tracing::debug!(
+        operation = %ctx.operation,
+        error = %sanitize(&chain, &ctx.redact),
+        "PrivX request got no answer"
+    );
+    PrivxError::Unavailable {
+        operation: ctx.operation.clone(),
+        message: failure.message(ctx.service),
+        retry_after: None,
+    }
 }
 
 /// Removes every `redact` value from `text` and truncates it.
@@ -242,116 +384,4 @@ pub(crate) fn parse_failure(ctx: &CallContext, err: &serde_json::Error) -> Privx
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ctx() -> CallContext {
-        CallContext {
-            operation: "create shared secret \"db\"".into(),
-            what: "shared secret \"db\"".into(),
-            redact: vec!["hunter2".into()],
-        }
-    }
-
-    fn answer(status: u16, body: &str) -> PrivxError {
-        error_from_answer(&ctx(), status, None, body.as_bytes())
-    }
-
-    #[test]
-    fn status_decides_the_variant() {
-        assert!(matches!(answer(404, "{}"), PrivxError::NotFound { .. }));
-        assert!(matches!(answer(409, ""), PrivxError::AlreadyExists { .. }));
-        assert!(matches!(
-            answer(403, r#"{"error_code":"PERMISSION_DENIED"}"#),
-            PrivxError::PermissionDenied { .. }
-        ));
-        assert!(matches!(
-            answer(401, ""),
-            PrivxError::Unauthenticated { .. }
-        ));
-        assert!(matches!(answer(500, ""), PrivxError::Unavailable { .. }));
-        assert!(matches!(
-            answer(502, "<html>bad gateway</html>"),
-            PrivxError::Unavailable { .. }
-        ));
-        assert!(matches!(answer(418, ""), PrivxError::Other { .. }));
-        assert!(matches!(answer(302, ""), PrivxError::Other { .. }));
-    }
-
-    #[test]
-    fn both_duplicate_answers_are_already_exists() {
-        assert!(matches!(
-            answer(400, r#"{"error_code":"VALUE_DUPLICATE","property":"name"}"#),
-            PrivxError::AlreadyExists { .. }
-        ));
-        assert!(matches!(
-            answer(409, r#"{"error_code":"VALUE_DUPLICATE"}"#),
-            PrivxError::AlreadyExists { .. }
-        ));
-    }
-
-    #[test]
-    fn overload_codes_are_retryable_whatever_the_status() {
-        for code in OVERLOAD_CODES {
-            let err = answer(400, &format!(r#"{{"error_code":"{code}"}}"#));
-            assert!(err.is_retryable(), "{code}: {err}");
-        }
-    }
-
-    #[test]
-    fn invalid_request_keeps_property_and_message() {
-        let err = answer(
-            400,
-            r#"{"error_code":"VALUE_OUT_OF_BOUNDS","error_message":"too long","property":"password_max_length"}"#,
-        );
-        match &err {
-            PrivxError::InvalidRequest {
-                code,
-                property,
-                message,
-                ..
-            } => {
-                assert_eq!(code, "VALUE_OUT_OF_BOUNDS");
-                assert_eq!(property.as_deref(), Some("password_max_length"));
-                assert!(message.contains("too long"), "{message}");
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        assert!(err.to_string().contains("field password_max_length"));
-    }
-
-    #[test]
-    fn property_falls_back_to_details() {
-        let err = answer(
-            400,
-            r#"{"error_code":"INVALID_REQUEST_DATA","details":[{"error_code":"VALUE_INCORRECT_FORMAT","property":"rotation_interval"}]}"#,
-        );
-        assert!(
-            matches!(err, PrivxError::InvalidRequest { property: Some(ref p), .. } if p == "rotation_interval")
-        );
-    }
-
-    #[test]
-    fn echoed_secret_values_are_redacted_and_messages_truncated() {
-        let err = answer(
-            400,
-            r#"{"error_code":"BAD_REQUEST","error_message":"value hunter2 is bad"}"#,
-        );
-        assert!(!err.to_string().contains("hunter2"));
-        assert!(!format!("{err:?}").contains("hunter2"));
-        let long = "x".repeat(5000);
-        let err = answer(500, &long);
-        assert!(err.to_string().chars().count() < 400);
-    }
-
-    #[test]
-    fn parse_failures_do_not_quote_the_input() {
-        let e = serde_json::from_str::<Vec<u32>>(r#"["hunter2"]"#).unwrap_err();
-        assert!(
-            e.to_string().contains("hunter2"),
-            "premise: serde_json quotes values"
-        );
-        let err = parse_failure(&ctx(), &e);
-        assert!(!err.to_string().contains("hunter2"));
-    }
-}
+mod tests;

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use transport::Transport;
 
+pub use self::core::WriteGate;
 pub use auth::{
     AuthMethod, EdAlgName, SignedJwt, SignedJwtClaims, SubjectTokenFuture, SubjectTokenSource,
     TokenExchange, TokenFile,

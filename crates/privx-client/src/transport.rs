@@ -56,6 +56,7 @@ pub(crate) struct Transport {
     ca_only: bool,
     current: Mutex<CurrentClient>,
     observer: RwLock<Option<Arc<dyn CallObserver>>>,
+    write_gate: RwLock<Option<crate::core::WriteGate>>,
 }
 
 impl Transport {
@@ -84,11 +85,25 @@ impl Transport {
             ca_only: config.ca_only,
             current: Mutex::new(CurrentClient { client, ca_stamp }),
             observer: RwLock::new(None),
+            write_gate: RwLock::new(None),
         })
     }
 
     pub(crate) fn set_observer(&self, observer: Arc<dyn CallObserver>) {
         *self.observer.write().expect("observer lock") = Some(observer);
+    }
+
+    pub(crate) fn set_write_gate(&self, gate: crate::core::WriteGate) {
+        *self.write_gate.write().expect("write gate lock") = Some(gate);
+    }
+
+    /// What the write gate says now (no gate: yes).
+    pub(crate) fn may_write(&self) -> bool {
+        self.write_gate
+            .read()
+            .expect("write gate lock")
+            .as_ref()
+            .is_none_or(|gate| gate())
     }
 
     pub(crate) fn observe_refresh(&self, ok: bool) {

@@ -1,7 +1,9 @@
 //! Fault injection: which requests fail, how, and how often. A [`Fault`] matches a route (the
 //! route template such as `/vault/api/v1/secrets/{name}`, a concrete path, a prefix ending in
 //! `*`, or `*` for every PrivX route) and optionally a method; when it fires it adds latency
-//! and then answers an error status, drops the connection, or lets the request through.
+//! and then answers an error status, drops the connection, or lets the request through. With
+//! `after_handling` the request is handled first (a create takes effect) and its answer is then
+//! replaced by the error or the dropped connection: a write whose outcome the client cannot know.
 //! Admin routes (`/_sim/...`) are never faulted.
 
 use std::sync::Arc;
@@ -49,6 +51,10 @@ pub struct Fault {
     /// Close the connection without any answer.
     #[serde(default)]
     pub drop_connection: bool,
+    /// Handle the request first (it takes effect), then answer the error or drop the
+    /// connection instead of the real answer.
+    #[serde(default)]
+    pub after_handling: bool,
 }
 
 fn one() -> f64 {
@@ -68,6 +74,7 @@ impl Fault {
             retry_after_seconds: None,
             latency_ms: 0,
             drop_connection: false,
+            after_handling: false,
         }
     }
 
@@ -120,6 +127,12 @@ impl Fault {
         self
     }
 
+    /// The request is handled (a write takes effect) before the fault answers instead.
+    pub fn after_handling(mut self) -> Fault {
+        self.after_handling = true;
+        self
+    }
+
     pub fn with_latency(mut self, latency: Duration) -> Fault {
         self.latency_ms = latency.as_millis() as u64;
         self
@@ -153,6 +166,9 @@ impl Fault {
         if !(self.route == "*" || self.route.starts_with('/')) {
             return Err(FaultParseError::Route(self.route.clone()));
         }
+        if self.after_handling && self.status.is_none() && !self.drop_connection {
+            return Err(FaultParseError::Option("after".into()));
+        }
         Ok(())
     }
 }
@@ -171,7 +187,7 @@ fn split_method(route: &str) -> (Option<String>, String) {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum FaultParseError {
     #[error(
-        "fault {0:?}: expected [METHOD ]ROUTE=OUTCOME[:CODE][@RATE][,next=N][,latency=MS][,retry-after=S]"
+        "fault {0:?}: expected [METHOD ]ROUTE=OUTCOME[:CODE][@RATE][,next=N][,latency=MS][,retry-after=S][,after]"
     )]
     Syntax(String),
     #[error("fault status {0:?}: expected 100..=599, `drop` or `ok`")]
@@ -181,16 +197,18 @@ pub enum FaultParseError {
     #[error("fault route {0:?}: expected a path starting with `/`, a prefix ending in `*`, or `*`")]
     Route(String),
     #[error(
-        "fault option {0:?}: expected next=N, latency=MS (or 200ms, 2s) or retry-after=SECONDS"
+        "fault option {0:?}: expected next=N, latency=MS (or 200ms, 2s), retry-after=SECONDS or after (with a status or drop)"
     )]
     Option(String),
 }
 
 /// Parses the CLI fault syntax:
-/// `[METHOD ]ROUTE=OUTCOME[:CODE][@RATE][,next=N][,latency=MS][,retry-after=SECONDS]`
-/// where OUTCOME is an HTTP status, `drop` (close the connection) or `ok` (latency only).
+/// `[METHOD ]ROUTE=OUTCOME[:CODE][@RATE][,next=N][,latency=MS][,retry-after=SECONDS][,after]`
+/// where OUTCOME is an HTTP status, `drop` (close the connection) or `ok` (latency only), and
+/// `after` handles the request before answering the fault (the write happens, its answer is lost).
 /// Examples: `POST /auth/api/v1/oauth/token=503`, `/vault/*=500:MAX_LOAD@0.2`,
-/// `PUT /vault/api/v1/secrets/{name}=drop,next=1`, `*=ok,latency=200`.
+/// `PUT /vault/api/v1/secrets/{name}=drop,next=1`, `*=ok,latency=200`,
+/// `POST /vault/api/v1/secrets=drop,next=1,after`.
 pub fn parse_fault(text: &str) -> Result<Fault, FaultParseError> {
     let syntax = || FaultParseError::Syntax(text.to_string());
     let (route, rest) = text.split_once('=').ok_or_else(syntax)?;
@@ -230,6 +248,10 @@ pub fn parse_fault(text: &str) -> Result<Fault, FaultParseError> {
     }
     for option in parts {
         let bad = || FaultParseError::Option(option.to_string());
+        if option.trim() == "after" {
+            fault.after_handling = true;
+            continue;
+        }
         let (key, value) = option.trim().split_once('=').ok_or_else(bad)?;
         match key {
             "next" => fault.next = Some(value.parse().map_err(|_| bad())?),
@@ -268,6 +290,14 @@ pub(crate) async fn fault_layer(
     }
     let mut response = match fault {
         None => next.run(request).await,
+        Some(fault) if fault.after_handling => {
+            let handled = next.run(request).await;
+            tracing::debug!(
+                status = handled.status().as_u16(),
+                "handled; answering the fault instead"
+            );
+            fault_response(&fault, &template)
+        }
         Some(fault) => fault_response(&fault, &template),
     };
     response
@@ -362,6 +392,21 @@ mod tests {
             parse_fault("POST /auth/api/v1/oauth/token=503").unwrap(),
             Fault::token_endpoint_down()
         );
+    }
+
+    #[test]
+    fn parses_after_handling() {
+        let fault = parse_fault("POST /vault/api/v1/secrets=drop,next=1,after").unwrap();
+        assert!(fault.after_handling && fault.drop_connection);
+        assert_eq!(fault.next, Some(1));
+        assert_eq!(
+            Fault::status("POST /vault/api/v1/secrets", 503).after_handling(),
+            parse_fault("POST /vault/api/v1/secrets=503,after").unwrap()
+        );
+        assert!(matches!(
+            parse_fault("/x=ok,after"),
+            Err(FaultParseError::Option(_))
+        ));
     }
 
     #[test]

@@ -1344,3 +1344,49 @@ fn cli_with_tls_writes_the_certificate() {
     });
     assert_eq!(status, StatusCode::OK);
 }
+
+/// `after_handling`: the write takes effect, and its answer is lost (dropped connection or an
+/// error status) — a create whose outcome the client cannot know.
+#[tokio::test]
+async fn fault_after_handling_applies_the_write_and_loses_the_answer() {
+    let sim = start(SimOptions {
+        faults: vec![
+            Fault::drop_connection("POST /vault/api/v1/secrets")
+                .after_handling()
+                .for_next(1),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let api = Api::operator(&sim).await;
+    let result = api
+        .http
+        .post(format!("{}/vault/api/v1/secrets", sim.base_url()))
+        .bearer_auth(&api.token)
+        .json(&secret_body("lost/answer", "v1"))
+        .send()
+        .await;
+    assert!(result.is_err(), "no answer: {result:?}");
+    let (status, stored) = api.get("/vault/api/v1/secrets/lost%2Fanswer").await;
+    assert_eq!(status, StatusCode::OK, "the create took effect: {stored}");
+
+    // The same with a 503 answered after the write.
+    sim.set_faults(vec![
+        Fault::status("POST /vault/api/v1/secrets", 503)
+            .after_handling()
+            .for_next(1),
+    ]);
+    let (status, _) = api
+        .post("/vault/api/v1/secrets", secret_body("lost/503", "v1"))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        api.get("/vault/api/v1/secrets/lost%2F503").await.0,
+        StatusCode::OK
+    );
+    // Disarmed after one hit: the next create is answered normally.
+    let (status, _) = api
+        .post("/vault/api/v1/secrets", secret_body("lost/none", "v1"))
+        .await;
+    assert!(status.is_success(), "{status}");
+}

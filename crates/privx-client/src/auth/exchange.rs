@@ -18,9 +18,9 @@ use sha2::{Digest, Sha256};
 
 use super::{GrantFailure, Granted, oauth_answer};
 use crate::PrivxError;
-use crate::error::{CallContext, sanitize};
+use crate::error::CallContext;
 use crate::routes;
-use crate::transport::{FileStamp, Transport, error_chain};
+use crate::transport::{FileStamp, Transport};
 
 /// What [`SubjectTokenSource::token`] returns.
 pub type SubjectTokenFuture<'a> =
@@ -97,6 +97,7 @@ pub(super) async fn exchange(
     let ctx = CallContext {
         operation: "login (token exchange)".into(),
         what: "token login endpoint".into(),
+        service: "auth",
         redact: vec![subject.clone()],
     };
     let mut body = json!({ "token": subject });
@@ -113,13 +114,7 @@ pub(super) async fn exchange(
     let answer = transport
         .send(routes::TOKEN_LOGIN, request)
         .await
-        .map_err(|e| {
-            GrantFailure::Failed(PrivxError::Unavailable {
-                operation: ctx.operation.clone(),
-                message: sanitize(&error_chain(&e), &ctx.redact),
-                retry_after: None,
-            })
-        })?;
+        .map_err(|e| GrantFailure::Failed(crate::error::transport_error(&ctx, &e)))?;
     let what = format!("the {}", login.source.describe());
     oauth_answer(
         &ctx,

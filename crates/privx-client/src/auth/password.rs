@@ -9,9 +9,9 @@ use sha2::{Digest, Sha256};
 use super::{GrantFailure, Granted, oauth_answer};
 use crate::PrivxError;
 use crate::config::{CredentialSource, CredentialValue, Credentials};
-use crate::error::{CallContext, sanitize};
+use crate::error::CallContext;
 use crate::routes;
-use crate::transport::{FileStamp, Transport, error_chain};
+use crate::transport::{FileStamp, Transport};
 
 const LABELS: [&str; 4] = [
     "OAuth client ID",
@@ -114,6 +114,7 @@ impl PasswordGrant {
         let ctx = CallContext {
             operation: "login (token grant)".into(),
             what: "token endpoint".into(),
+            service: "auth",
             redact: vec![
                 credentials.oauth_client_secret.clone(),
                 credentials.api_client_secret.clone(),
@@ -134,13 +135,10 @@ impl PasswordGrant {
                 ("username", credentials.api_client_id.as_str()),
                 ("password", credentials.api_client_secret.as_str()),
             ]);
-        let answer = transport.send(routes::TOKEN, request).await.map_err(|e| {
-            GrantFailure::Failed(PrivxError::Unavailable {
-                operation: ctx.operation.clone(),
-                message: sanitize(&error_chain(&e), &ctx.redact),
-                retry_after: None,
-            })
-        })?;
+        let answer = transport
+            .send(routes::TOKEN, request)
+            .await
+            .map_err(|e| GrantFailure::Failed(crate::error::transport_error(&ctx, &e)))?;
         oauth_answer(
             &ctx,
             &answer,

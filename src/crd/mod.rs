@@ -11,7 +11,9 @@ pub mod schema;
 pub mod validate;
 pub mod vault_secret;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceColumnDefinition, CustomResourceDefinition,
+};
 use kube::CustomResourceExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -34,9 +36,36 @@ pub enum DeletionPolicy {
     Delete,
 }
 
-/// Both CRDs, in a stable order.
+/// Both CRDs, in a stable order, each with the printer columns every kind shares.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![PasswordPolicy::crd(), VaultSecret::crd()]
+    let mut crds = vec![PasswordPolicy::crd(), VaultSecret::crd()];
+    for crd in &mut crds {
+        for version in &mut crd.spec.versions {
+            version
+                .additional_printer_columns
+                .get_or_insert_with(Vec::new)
+                .extend(shared_printer_columns());
+        }
+    }
+    crds
+}
+
+/// `kubectl get` columns of every kind, after its own: Ready and its reason, and the age.
+fn shared_printer_columns() -> Vec<CustomResourceColumnDefinition> {
+    let ready = ".status.conditions[?(@.type==\"Ready\")]";
+    [
+        ("Ready", "string", format!("{ready}.status")),
+        ("Reason", "string", format!("{ready}.reason")),
+        ("Age", "date", ".metadata.creationTimestamp".to_string()),
+    ]
+    .into_iter()
+    .map(|(name, type_, json_path)| CustomResourceColumnDefinition {
+        name: name.to_string(),
+        type_: type_.to_string(),
+        json_path,
+        ..Default::default()
+    })
+    .collect()
 }
 
 /// The file under `crds/` a CRD is written to.

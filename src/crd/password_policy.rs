@@ -28,22 +28,7 @@ pub const MAX_PASSWORD_LENGTH: u32 = 1024;
     category = "privx",
     doc = "A PrivX password policy declared from Kubernetes; also the rules for passwords the operator generates for VaultSecrets.",
     derive = "PartialEq",
-    printcolumn(name = "PrivX ID", type_ = "string", json_path = ".status.id"),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Reason",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "PrivX ID", type_ = "string", json_path = ".status.id")
 )]
 #[x_kube(
     validation = Rule::new("!has(self.passwordMinLength) || !has(self.passwordMaxLength) || self.passwordMinLength <= self.passwordMaxLength").message("spec.passwordMinLength must not exceed spec.passwordMaxLength").field_path(".passwordMinLength"),

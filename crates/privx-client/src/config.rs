@@ -71,6 +71,8 @@ pub struct PrivxConfig {
     pub max_retries: u32,
     /// First backoff between retries (doubles, with jitter).
     pub retry_base_delay: Duration,
+    /// Requests in flight and per second, shared by every clone of the client.
+    pub limits: crate::limit::Limits,
 }
 
 /// One credential value: given directly, or the path of a file that holds it. `Debug` never
@@ -256,6 +258,7 @@ impl PrivxConfig {
             policy_generation: PolicyGenerationSetting::Auto,
             max_retries: DEFAULT_MAX_RETRIES,
             retry_base_delay: DEFAULT_RETRY_BASE_DELAY,
+            limits: crate::limit::Limits::default(),
         }
     }
 

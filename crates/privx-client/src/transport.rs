@@ -1,5 +1,6 @@
 //! The HTTP layer under the client: one reqwest client (rebuilt when the CA bundle file
-//! changes), URL building, timing of every request for the [`CallObserver`].
+//! changes), URL building, the shared [`crate::limit`] every request waits for, timing of every
+//! request for the [`CallObserver`].
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -56,6 +57,7 @@ pub(crate) struct Transport {
     ca_only: bool,
     current: Mutex<CurrentClient>,
     observer: RwLock<Option<Arc<dyn CallObserver>>>,
+    limiter: super::limit::Limiter,
 }
 
 impl Transport {
@@ -84,6 +86,7 @@ impl Transport {
             ca_only: config.ca_only,
             current: Mutex::new(CurrentClient { client, ca_stamp }),
             observer: RwLock::new(None),
+            limiter: super::limit::Limiter::new(&config.limits)?,
         })
     }
 
@@ -128,12 +131,14 @@ impl Transport {
         current.client.clone()
     }
 
-    /// Sends one request, reads the whole answer and reports it to the observer.
+    /// Sends one request once the limits allow, reads the whole answer and reports it to the
+    /// observer (the time waited for the limits is not counted in its duration).
     pub(crate) async fn send(
         &self,
         endpoint: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<Answer, reqwest::Error> {
+        let _turn = self.limiter.turn().await;
         let started = Instant::now();
         let result = async {
             let response = request.send().await?;

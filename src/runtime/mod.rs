@@ -17,5 +17,7 @@ pub mod metrics;
 mod operator;
 pub mod shutdown;
 
-pub use args::{AuthArgs, AuthMode, EdAlgNameArg, LogFormat, PolicyGenerationArg, RunArgs};
+pub use args::{
+    AuthArgs, AuthMode, DEFAULT_CONCURRENCY, EdAlgNameArg, LogFormat, PolicyGenerationArg, RunArgs,
+};
 pub use operator::{CRD_NAMES, main};

@@ -97,7 +97,7 @@ pub fn run(args: &Args) -> anyhow::Result<Value> {
             |config| {
                 config.max_retries = DEFAULT_MAX_RETRIES;
                 config.retry_base_delay = DEFAULT_RETRY_BASE_DELAY;
-                config.limits = limits;
+                config.limit = privx_client::Limit::new(limits).expect("valid limits");
             },
         )
         .with_observer(metrics.clone());

@@ -90,11 +90,13 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
         )
     };
     privx_config.timeout = args.privx_timeout;
-    privx_config.limits = privx_client::Limits {
+    // One limit for every PrivX client of the process (clones of this configuration share it).
+    privx_config.limit = privx_client::Limit::new(privx_client::Limits {
         max_concurrency: args.privx_max_concurrency,
         rate: args.privx_rate_limit,
         burst: args.privx_rate_burst,
-    };
+    })
+    .context("--privx-max-concurrency / --privx-rate-limit / --privx-rate-burst")?;
     if !args.embedded_privx {
         privx_config.ca_file = args.privx_ca_file.clone();
         privx_config.ca_only = args.privx_ca_only;

@@ -38,7 +38,7 @@ pub use config::{
     CredentialSource, CredentialValue, Credentials, PolicyGenerationSetting, PrivxConfig,
 };
 pub use error::PrivxError;
-pub use limit::Limits;
+pub use limit::{Limit, Limits};
 pub use model::{
     CurrentUser, PasswordPolicy, PolicyGeneration, Role, RoleHandle, Secret, SecretData,
     SecretLocation, SecretWrite,

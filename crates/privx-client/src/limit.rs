@@ -1,5 +1,6 @@
 //! One limit on the load the client puts on PrivX, shared by every clone of a
-//! [`crate::PrivxClient`] (so by every worker of both controllers): at most `max_concurrency`
+//! [`crate::PrivxClient`] (so by every worker of both controllers) and by every client built
+//! from a clone of the same [`crate::PrivxConfig`] (the per-namespace identities): at most `max_concurrency`
 //! HTTP requests in flight, and at most `rate` requests per second on average with bursts of up
 //! to `burst` (a token bucket). Every HTTP attempt takes its turn: retries, 401 refreshes and
 //! token grants included ([`crate::transport::Transport::send`] is the one place that sends).
@@ -8,7 +9,7 @@
 //! (the count may go below zero) and sleeps until that slot, so waiters are served in order and
 //! the lock is never held across a sleep.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -74,7 +75,47 @@ impl Limits {
     }
 }
 
-/// The shared state of [`Limits`].
+/// One shared limit: [`Limits`] and the state behind them. Clones share the state, so every
+/// client built from a configuration holding this (or a clone of it) takes its turns from
+/// the same bucket and the same places in flight.
+#[derive(Clone)]
+pub struct Limit {
+    limits: Limits,
+    shared: Arc<Limiter>,
+}
+
+impl Limit {
+    /// Fails on a negative or non-finite rate, or a rate without a burst.
+    pub fn new(limits: Limits) -> Result<Self, PrivxError> {
+        Ok(Self {
+            limits,
+            shared: Arc::new(Limiter::new(&limits)?),
+        })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Waits until the limits allow one more request; held while it is in flight.
+    pub(crate) async fn turn(&self) -> Turn<'_> {
+        self.shared.turn().await
+    }
+}
+
+impl Default for Limit {
+    fn default() -> Self {
+        Self::new(Limits::default()).expect("the default limits are valid")
+    }
+}
+
+impl std::fmt::Debug for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.limits.fmt(f)
+    }
+}
+
+/// The state behind a [`Limit`].
 pub(crate) struct Limiter {
     permits: Option<Semaphore>,
     bucket: Option<Mutex<Bucket>>,

@@ -57,7 +57,7 @@ pub(crate) struct Transport {
     ca_only: bool,
     current: Mutex<CurrentClient>,
     observer: RwLock<Option<Arc<dyn CallObserver>>>,
-    limiter: super::limit::Limiter,
+    limit: super::limit::Limit,
 }
 
 impl Transport {
@@ -86,7 +86,7 @@ impl Transport {
             ca_only: config.ca_only,
             current: Mutex::new(CurrentClient { client, ca_stamp }),
             observer: RwLock::new(None),
-            limiter: super::limit::Limiter::new(&config.limits)?,
+            limit: config.limit.clone(),
         })
     }
 
@@ -138,7 +138,7 @@ impl Transport {
         endpoint: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<Answer, reqwest::Error> {
-        let _turn = self.limiter.turn().await;
+        let _turn = self.limit.turn().await;
         let started = Instant::now();
         let result = async {
             let response = request.send().await?;

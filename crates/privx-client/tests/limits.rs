@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use privx_client::config::CredentialSource;
-use privx_client::{Credentials, Limits, PrivxClient, PrivxConfig};
+use privx_client::{Credentials, Limit, Limits, PrivxClient, PrivxConfig};
 use privx_sim::{Fault, SimOptions, Simulator};
 
 async fn simulator() -> Simulator {
@@ -14,6 +14,12 @@ async fn simulator() -> Simulator {
 }
 
 fn client(sim: &Simulator, limits: Limits) -> PrivxClient {
+    let mut config = config(sim);
+    config.limit = Limit::new(limits).expect("valid limits");
+    PrivxClient::new(config).expect("client builds")
+}
+
+fn config(sim: &Simulator) -> PrivxConfig {
     let c = sim.credentials();
     let source = CredentialSource::Static(Credentials {
         oauth_client_id: c.oauth_client_id,
@@ -23,8 +29,7 @@ fn client(sim: &Simulator, limits: Limits) -> PrivxClient {
     });
     let mut config = PrivxConfig::new(sim.base_url(), source);
     config.timeout = Duration::from_secs(20);
-    config.limits = limits;
-    PrivxClient::new(config).expect("client builds")
+    config
 }
 
 /// `calls` reads at once, from clones of `client` (as the workers of both controllers hold).
@@ -69,6 +74,29 @@ async fn max_concurrency_bounds_the_requests_privx_sees_at_once() {
     assert!(
         (1..=3).contains(&max_bounded),
         "{max_bounded} at once with --privx-max-concurrency 3"
+    );
+}
+
+#[tokio::test]
+async fn clients_built_from_one_configuration_share_its_limit() {
+    let sim = simulator().await;
+    sim.set_faults(vec![Fault::latency("*", Duration::from_millis(150))]);
+    let mut config = config(&sim);
+    config.limit = Limit::new(Limits {
+        max_concurrency: 2,
+        ..Limits::unlimited()
+    })
+    .unwrap();
+    // As the per-namespace identities do: one client per clone of the configuration.
+    let clients: Vec<PrivxClient> = (0..3)
+        .map(|_| PrivxClient::new(config.clone()).unwrap())
+        .collect();
+    sim.reset_max_in_flight();
+    futures::future::join_all(clients.iter().map(|c| read_at_once(c, 8))).await;
+    let (_, max) = sim.in_flight();
+    assert!(
+        (1..=2).contains(&max),
+        "{max} at once from three clients sharing a limit of 2"
     );
 }
 

@@ -381,6 +381,12 @@ fn chart_defaults_are_the_binarys_defaults() {
         ),
         (v["concurrency"].to_string(), "concurrency"),
         (
+            v["privx"]["maxConcurrency"].to_string(),
+            "privx-max-concurrency",
+        ),
+        (v["privx"]["rateLimit"].to_string(), "privx-rate-limit"),
+        (v["privx"]["rateBurst"].to_string(), "privx-rate-burst"),
+        (
             v["rolloutRestart"]["enabled"].to_string(),
             "rollout-restart",
         ),
@@ -655,6 +661,9 @@ fn deployment_flags_and_environment_exist_in_the_binary() {
         "privx-ca-only",
         "privx-policy-generation",
         "concurrency",
+        "privx-max-concurrency",
+        "privx-rate-limit",
+        "privx-rate-burst",
         "leader-election",
         "lease-duration",
         "rollout-restart",

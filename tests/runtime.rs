@@ -1,6 +1,8 @@
 //! The runtime's parts over real I/O: the HTTP endpoints on a 127.0.0.1 port, leader election
 //! and the CRD wait against kube-rs's mock API service, and the shutdown signal with a real
-//! SIGTERM.
+//! SIGTERM; the count of Kubernetes writes against the fake API with the real runner.
+
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,10 +16,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Client;
 use kube::client::Body;
 use privx_client::{CallObserver, CallRecord};
+use privx_operator::controller::ControllerMetrics;
 use privx_operator::runtime::crds::{CrdWait, wait_for_crds_established_every};
 use privx_operator::runtime::http::{Health, serve_on};
 use privx_operator::runtime::leader::{Attempt, LeaderElector, LeaseConfig};
 use privx_operator::runtime::metrics::Metrics;
+use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tower_test::mock;
@@ -84,8 +88,13 @@ async fn http_endpoints_serve_liveness_readiness_and_metrics_until_shutdown() {
     health.set_privx_ok(false);
     assert_eq!(get("/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
 
-    drop(metrics.reconcile_started("vaultsecret"));
-    metrics.reconcile_failed("vaultsecret", "InvalidSpec");
+    // As the controllers report a failed reconcile (an error's label, see `controller::error`).
+    ControllerMetrics::reconciled(
+        &*metrics,
+        "vaultsecret",
+        Duration::from_millis(20),
+        Some("privx_unavailable"),
+    );
     metrics.on_call(&CallRecord {
         endpoint: "POST /auth/api/v1/oauth/token",
         status: 200,
@@ -100,7 +109,7 @@ async fn http_endpoints_serve_liveness_readiness_and_metrics_until_shutdown() {
     );
     for line in [
         r#"privx_operator_reconciles_total{controller="vaultsecret"} 1"#,
-        r#"privx_operator_reconcile_errors_total{controller="vaultsecret",reason="InvalidSpec"} 1"#,
+        r#"privx_operator_reconcile_errors_total{controller="vaultsecret",reason="privx_unavailable"} 1"#,
         r#"privx_operator_privx_requests_total{endpoint="POST /auth/api/v1/oauth/token",status="200"} 1"#,
         r#"privx_operator_objects{controller="vaultsecret",condition="Ready",status="False",reason="InvalidSpec"} 1"#,
         "privx_operator_leader 0",
@@ -725,4 +734,112 @@ async fn sigterm_cancels_the_shutdown_token() {
         .unwrap();
     assert!(status.success());
     guarded("shutdown token", token.cancelled()).await;
+}
+
+// ---------------------------------------------------------------- Kubernetes writes metric
+
+#[tokio::test]
+async fn every_kubernetes_write_of_a_reconcile_is_counted_by_verb_and_resource() {
+    use privx_operator::controller::hashing::HmacKey;
+    use privx_operator::controller::runner::{self, RunOptions};
+    use privx_operator::controller::{ControllerMetrics, Settings};
+    use privx_operator::runtime::kube_writes;
+    use support::running::{
+        eventually, namespace_object, push_mirror_spec, ready_reason, secret_object,
+        vault_secret_object,
+    };
+
+    let sim = privx_sim::Simulator::start(privx_sim::SimOptions::default())
+        .await
+        .unwrap();
+    let privx = support::privx_client_for(&sim, sim.credentials());
+    let kube = support::FakeKube::default();
+    kube.put(
+        "/api/v1/namespaces/apps",
+        namespace_object("apps", json!({})),
+    );
+    kube.put(
+        &support::secret_path("apps", "db-creds"),
+        secret_object("apps", "db-creds", &[("password", "s3cret-value")]),
+    );
+    kube.put(
+        &support::vs_path("apps", "db"),
+        vault_secret_object("apps", "db", push_mirror_spec("db-creds")),
+    );
+
+    let metrics = Arc::new(Metrics::new());
+    let client = kube_writes::counted(kube.client(), metrics.clone());
+    let stop = CancellationToken::new();
+    let run = tokio::spawn({
+        let controller_metrics: Arc<dyn ControllerMetrics> = metrics.clone();
+        let stop = stop.clone();
+        let settings = Settings {
+            self_roles: vec!["privx-operator".to_string()].into(),
+            hmac_key: HmacKey::new(vec![5; 32]),
+            privx_identity: Some(sim.credentials().api_client_id.clone()),
+            ..Settings::default()
+        };
+        let options = RunOptions {
+            namespaces: vec![],
+            concurrency: 2,
+            instance: None,
+        };
+        runner::run(
+            client,
+            privx,
+            settings,
+            controller_metrics,
+            options,
+            stop,
+            |_| {},
+        )
+    });
+    eventually("the VaultSecret Synced", HANG_GUARD, || {
+        ready_reason(&kube, "apps", "db") == "Synced"
+    })
+    .await;
+
+    let metric = |verb: &str, resource: &str| {
+        metrics
+            .encode()
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(&format!(
+                    r#"privx_operator_kubernetes_writes_total{{verb="{verb}",resource="{resource}"}} "#
+                ))
+                .map(|v| v.parse::<f64>().unwrap() as usize)
+            })
+            .unwrap_or(0)
+    };
+    // What the fake API received, by "verb resource", is what the metric says.
+    eventually(
+        "the metric to match the writes the API received",
+        HANG_GUARD,
+        || {
+            let received = kube.write_counts();
+            !received.is_empty()
+                && received.iter().all(|(key, count)| {
+                    let (verb, resource) = key.split_once(' ').unwrap();
+                    metric(verb, resource) == *count
+                })
+        },
+    )
+    .await;
+    let received = kube.write_counts();
+    for expected in ["patch vaultsecrets/status", "create events"] {
+        assert!(received.contains_key(expected), "{received:?}");
+    }
+    assert!(
+        received.keys().any(|k| k.ends_with(" secrets")),
+        "the mirror is written: {received:?}"
+    );
+    let text = metrics.encode();
+    assert!(
+        !text.contains("s3cret-value") && !text.contains("db-creds"),
+        "no value or object name in a label: {text}"
+    );
+    assert_eq!(metric("get", "secrets"), 0, "reads are not writes");
+
+    stop.cancel();
+    guarded("runner stops", run).await.unwrap();
 }

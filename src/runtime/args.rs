@@ -28,6 +28,18 @@ pub enum PolicyGenerationArg {
     V35,
 }
 
+/// Default of `--concurrency` (docs/configuration.md gives the measurements it comes from).
+pub const DEFAULT_CONCURRENCY: u16 = 16;
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{s:?} is not a number of requests per second (0 or more)"
+        )),
+    }
+}
+
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     crate::crd::duration::parse_duration(s).map_err(|e| e.to_string())
 }
@@ -147,8 +159,21 @@ pub struct RunArgs {
     pub rollout_restart_debounce: Duration,
 
     /// Reconciles running at once per controller.
-    #[arg(long, env = "PRIVX_OPERATOR_CONCURRENCY", default_value_t = 8)]
+    #[arg(long, env = "PRIVX_OPERATOR_CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY)]
     pub concurrency: u16,
+
+    /// PrivX requests in flight at once, shared by every worker of both controllers (retries
+    /// and token requests included); 0 for no bound.
+    #[arg(long, env = "PRIVX_OPERATOR_PRIVX_MAX_CONCURRENCY", default_value_t = privx_client::limit::DEFAULT_MAX_CONCURRENCY, value_name = "N")]
+    pub privx_max_concurrency: usize,
+
+    /// PrivX requests per second on average, shared like --privx-max-concurrency; 0 for no limit.
+    #[arg(long, env = "PRIVX_OPERATOR_PRIVX_RATE_LIMIT", default_value_t = privx_client::limit::DEFAULT_RATE, value_parser = parse_rate, value_name = "PER_SECOND")]
+    pub privx_rate_limit: f64,
+
+    /// PrivX requests that may start at once above the rate after a quiet period (at least 1).
+    #[arg(long, env = "PRIVX_OPERATOR_PRIVX_RATE_BURST", default_value_t = privx_client::limit::DEFAULT_BURST, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub privx_rate_burst: u32,
 
     /// Try-it mode: start the PrivX simulator in-process with the demo seed, use it as PrivX, and
     /// apply the CRDs if missing.

@@ -140,7 +140,7 @@ struct Gated {
     gate: LeaseGate,
 }
 
-impl tower_service::Service<Request<Body>> for Gated {
+impl tower::Service<Request<Body>> for Gated {
     type Response = Response<Body>;
     type Error = kube::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, kube::Error>> + Send>>;

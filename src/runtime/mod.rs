@@ -1,5 +1,6 @@
 //! Process wiring for `privx-operator run`: configuration, logging, leader election, the HTTP
-//! endpoints (`/livez`, `/readyz`, `/metrics`), metrics and shutdown.
+//! endpoints (`/livez`, `/readyz`, `/metrics`), metrics (with the count of Kubernetes writes,
+//! `kube_writes`) and shutdown.
 //!
 //! Owns the process lifecycle. Must not contain reconcile logic (that is `controller`) nor
 //! speak HTTP to PrivX (that is `privx`).
@@ -9,6 +10,7 @@ pub mod crds;
 mod embedded;
 pub mod http;
 pub mod identity;
+pub mod kube_writes;
 pub mod leader;
 pub mod lease_gate;
 pub mod logging;
@@ -16,5 +18,7 @@ pub mod metrics;
 mod operator;
 pub mod shutdown;
 
-pub use args::{AuthArgs, AuthMode, EdAlgNameArg, LogFormat, PolicyGenerationArg, RunArgs};
+pub use args::{
+    AuthArgs, AuthMode, DEFAULT_CONCURRENCY, EdAlgNameArg, LogFormat, PolicyGenerationArg, RunArgs,
+};
 pub use operator::{CRD_NAMES, main};

@@ -55,7 +55,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    let client = kube_client().await?;
+    let client = kube_client(metrics.clone()).await?;
 
     let operator_namespace = match &args.operator_namespace {
         Some(ns) => ns.clone(),
@@ -92,6 +92,13 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
         )
     };
     privx_config.timeout = args.privx_timeout;
+    // One limit for every PrivX client of the process (clones of this configuration share it).
+    privx_config.limit = privx_client::Limit::new(privx_client::Limits {
+        max_concurrency: args.privx_max_concurrency,
+        rate: args.privx_rate_limit,
+        burst: args.privx_rate_burst,
+    })
+    .context("--privx-max-concurrency / --privx-rate-limit / --privx-rate-burst")?;
     if !args.embedded_privx {
         privx_config.ca_file = args.privx_ca_file.clone();
         privx_config.ca_only = args.privx_ca_only;
@@ -294,12 +301,17 @@ async fn finish(
     Ok(())
 }
 
-/// A client for the cluster in the kube context (or in-cluster), checked with one request so
-/// that "no cluster" is one clear line instead of a stream of watch errors.
-async fn kube_client() -> anyhow::Result<kube::Client> {
-    let client = kube::Client::try_default()
-        .await
-        .map_err(|e| anyhow::anyhow!("no Kubernetes cluster configured ({e}); set KUBECONFIG or a kube context, or run in a cluster"))?;
+/// A client for the cluster in the kube context (or in-cluster), its writes counted into
+/// `metrics`, checked with one request so that "no cluster" is one clear line instead of a
+/// stream of watch errors.
+async fn kube_client(metrics: Arc<Metrics>) -> anyhow::Result<kube::Client> {
+    let no_cluster = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "no Kubernetes cluster configured ({e}); set KUBECONFIG or a kube context, or run in a cluster"
+        )
+    };
+    let config = kube::Config::infer().await.map_err(|e| no_cluster(&e))?;
+    let client = super::kube_writes::client(config, metrics).map_err(|e| no_cluster(&e))?;
     client.apiserver_version().await.map_err(|e| {
         anyhow::anyhow!("the Kubernetes cluster is not reachable ({e}); check your kube context")
     })?;

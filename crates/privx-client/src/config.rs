@@ -71,6 +71,9 @@ pub struct PrivxConfig {
     pub max_retries: u32,
     /// First backoff between retries (doubles, with jitter).
     pub retry_base_delay: Duration,
+    /// Requests in flight and per second, shared by every client built from this
+    /// configuration or a clone of it.
+    pub limit: crate::limit::Limit,
 }
 
 /// One credential value: given directly, or the path of a file that holds it. `Debug` never
@@ -256,6 +259,7 @@ impl PrivxConfig {
             policy_generation: PolicyGenerationSetting::Auto,
             max_retries: DEFAULT_MAX_RETRIES,
             retry_base_delay: DEFAULT_RETRY_BASE_DELAY,
+            limit: crate::limit::Limit::default(),
         }
     }
 

@@ -1,7 +1,8 @@
 //! The PrivX REST client (docs/privx-api.md sections 1–6).
 //!
 //! Owns authentication (one cached token, refreshed before expiry, single-flight), every
-//! endpoint the operator uses, retries of retryable failures, typed errors and call metrics.
+//! endpoint the operator uses, retries of retryable failures, one shared limit on concurrent
+//! requests and on their rate ([`limit`]), typed errors and call metrics.
 //! Must not know about Kubernetes: no kube or k8s-openapi types, no CRD types.
 //!
 //! Layout: one request core ([`core`]: call, retries, 401 refresh, paging) under one module
@@ -14,6 +15,7 @@ pub mod config;
 mod core;
 pub mod duration;
 pub mod error;
+pub mod limit;
 pub mod model;
 mod paging;
 mod policy_wire;
@@ -37,6 +39,7 @@ pub use config::{
     CredentialSource, CredentialValue, Credentials, PolicyGenerationSetting, PrivxConfig,
 };
 pub use error::PrivxError;
+pub use limit::{Limit, Limits};
 pub use model::{
     CurrentUser, PasswordPolicy, PolicyGeneration, Role, RoleHandle, Secret, SecretData,
     SecretLocation, SecretWrite,
@@ -61,7 +64,8 @@ pub trait CallObserver: Send + Sync + 'static {
     fn on_token_refresh(&self, ok: bool);
 }
 
-/// The PrivX client. Cheap to clone; all clones share one token cache and one HTTP pool.
+/// The PrivX client. Cheap to clone; all clones share one token cache, one HTTP pool and one
+/// [`Limits`].
 #[derive(Clone)]
 pub struct PrivxClient {
     inner: Arc<Inner>,

@@ -1,5 +1,6 @@
 //! The HTTP layer under the client: one reqwest client (rebuilt when the CA bundle file
-//! changes), URL building, timing of every request for the [`CallObserver`].
+//! changes), URL building, the shared [`crate::limit`] every request waits for, timing of every
+//! request for the [`CallObserver`].
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -57,6 +58,7 @@ pub(crate) struct Transport {
     current: Mutex<CurrentClient>,
     observer: RwLock<Option<Arc<dyn CallObserver>>>,
     write_gate: RwLock<Option<crate::core::WriteGate>>,
+    limit: super::limit::Limit,
 }
 
 impl Transport {
@@ -86,6 +88,7 @@ impl Transport {
             current: Mutex::new(CurrentClient { client, ca_stamp }),
             observer: RwLock::new(None),
             write_gate: RwLock::new(None),
+            limit: config.limit.clone(),
         })
     }
 
@@ -143,12 +146,14 @@ impl Transport {
         current.client.clone()
     }
 
-    /// Sends one request, reads the whole answer and reports it to the observer.
+    /// Sends one request once the limits allow, reads the whole answer and reports it to the
+    /// observer (the time waited for the limits is not counted in its duration).
     pub(crate) async fn send(
         &self,
         endpoint: &'static str,
         request: reqwest::RequestBuilder,
     ) -> Result<Answer, reqwest::Error> {
+        let _turn = self.limit.turn().await;
         let started = Instant::now();
         let result = async {
             let response = request.send().await?;

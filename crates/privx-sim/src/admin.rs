@@ -1,4 +1,5 @@
-//! Admin endpoints under `/_sim/` (never under a PrivX path): request log, counters, faults,
+//! Admin endpoints under `/_sim/` (never under a PrivX path): request log, counters, requests
+//! in flight, faults,
 //! token lifetime and expiry, policies in use. Unauthenticated: the simulator listens on
 //! loopback for tests and demos only.
 
@@ -22,6 +23,7 @@ pub(crate) fn admin_router() -> Router<Shared> {
     Router::new()
         .route("/_sim/requests", get(requests).delete(clear_requests))
         .route("/_sim/counters", get(counters).delete(clear_counters))
+        .route("/_sim/in-flight", get(in_flight).delete(reset_in_flight))
         .route(
             "/_sim/faults",
             get(faults)
@@ -55,6 +57,16 @@ async fn counters(State(state): State<Shared>) -> Json<Value> {
 
 async fn clear_counters(State(state): State<Shared>) -> StatusCode {
     lock(&state.counters).clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn in_flight(State(state): State<Shared>) -> Json<Value> {
+    let (now, max) = state.in_flight.get();
+    Json(json!({ "now": now, "max": max }))
+}
+
+async fn reset_in_flight(State(state): State<Shared>) -> StatusCode {
+    state.in_flight.reset_max();
     StatusCode::NO_CONTENT
 }
 

@@ -274,7 +274,8 @@ fn parse_millis(value: &str) -> Option<u64> {
     }
 }
 
-/// Applies injected faults and marks the response with its route template.
+/// Applies injected faults, counts the request in flight, and marks the response with its
+/// route template.
 pub(crate) async fn fault_layer(
     State(state): State<Arc<SimState>>,
     matched: MatchedPath,
@@ -284,6 +285,7 @@ pub(crate) async fn fault_layer(
     let method = request.method().as_str().to_string();
     let template = matched.as_str().to_string();
     let path = request.uri().path().to_string();
+    let _in_flight = state.in_flight.enter();
     let (latency, fault) = state.pick_fault(&method, &template, &path);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;

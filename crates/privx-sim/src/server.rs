@@ -158,6 +158,16 @@ impl Simulator {
         lock(&self.state.counters).clone()
     }
 
+    /// PrivX requests being handled now and the most at once since the last
+    /// [`Simulator::reset_max_in_flight`] (same as `GET /_sim/in-flight`).
+    pub fn in_flight(&self) -> (usize, usize) {
+        self.state.in_flight.get()
+    }
+
+    pub fn reset_max_in_flight(&self) {
+        self.state.in_flight.reset_max();
+    }
+
     /// Replaces the active faults.
     pub fn set_faults(&self, faults: Vec<Fault>) {
         *lock(&self.state.faults) = faults;

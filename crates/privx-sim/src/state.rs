@@ -161,6 +161,45 @@ pub(crate) struct SimState {
     pub log: Mutex<Vec<LoggedRequest>>,
     pub counters: Mutex<BTreeMap<String, EndpointCounter>>,
     pub token_lifetime: Mutex<Duration>,
+    pub in_flight: InFlight,
+}
+
+/// PrivX requests being handled now, and the most at once since the last reset (for tests
+/// and benchmarks of a client's concurrency bound).
+#[derive(Default)]
+pub(crate) struct InFlight {
+    now: std::sync::atomic::AtomicUsize,
+    max: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts one request as in flight until dropped.
+pub(crate) struct InFlightGuard<'a>(&'a InFlight);
+
+impl InFlight {
+    pub fn enter(&self) -> InFlightGuard<'_> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.now.fetch_add(1, SeqCst) + 1;
+        self.max.fetch_max(now, SeqCst);
+        InFlightGuard(self)
+    }
+
+    /// (now, most at once since the last reset).
+    pub fn get(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.now.load(SeqCst), self.max.load(SeqCst))
+    }
+
+    /// Starts the high-water mark again from the requests in flight now.
+    pub fn reset_max(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.max.store(self.now.load(SeqCst), SeqCst);
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -214,6 +253,7 @@ impl SimState {
             log: Mutex::new(Vec::new()),
             counters: Mutex::new(BTreeMap::new()),
             token_lifetime: Mutex::new(options.token_lifetime),
+            in_flight: InFlight::default(),
         })
     }
 

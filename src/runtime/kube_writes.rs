@@ -1,0 +1,171 @@
+//! Counts every write the operator sends to the Kubernetes API, by verb and resource
+//! (`privx_operator_kubernetes_writes_total`), in one place: a tower layer around the kube
+//! `Client`'s service. Every API call of the process (controllers, events, leader election,
+//! the HMAC key) goes through the client built by [`client`], so none is missed and none is
+//! counted twice. Labels hold the resource type and subresource only (`secrets`,
+//! `vaultsecrets/status`, `events`), never a namespace or an object's name.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Method, Request};
+use tower::{Layer, Service};
+
+use super::metrics::Metrics;
+
+/// The kube client for `config`, with its writes counted into `metrics`.
+pub fn client(config: kube::Config, metrics: Arc<Metrics>) -> kube::Result<kube::Client> {
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&WriteCountLayer::new(metrics))
+        .build())
+}
+
+/// `client` with its writes counted into `metrics` (for a client built elsewhere, such as the
+/// tests' fake API: the same layer as [`client`] over the given client's `send`).
+pub fn counted(client: kube::Client, metrics: Arc<Metrics>) -> kube::Client {
+    let namespace = client.default_namespace().to_string();
+    let send = tower::service_fn(move |request: Request<kube::client::Body>| {
+        let client = client.clone();
+        async move { client.send(request).await }
+    });
+    kube::Client::new(WriteCountLayer::new(metrics).layer(send), namespace)
+}
+
+/// The layer that counts writes.
+#[derive(Clone)]
+pub struct WriteCountLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl WriteCountLayer {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for WriteCountLayer {
+    type Service = WriteCount<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WriteCount {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The service of [`WriteCountLayer`]: counts a write when it is sent, whatever the answer.
+#[derive(Clone)]
+pub struct WriteCount<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B> Service<Request<B>> for WriteCount<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if let Some((verb, resource)) = classify(request.method(), request.uri().path()) {
+            self.metrics.kubernetes_write(verb, &resource);
+        }
+        self.inner.call(request)
+    }
+}
+
+/// The verb and resource of a write request; `None` for reads (GET, list, watch) and for paths
+/// that are not API resources.
+pub fn classify(method: &Method, path: &str) -> Option<(&'static str, String)> {
+    let verb = match *method {
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => return None,
+    };
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // /api/{version}/... or /apis/{group}/{version}/...
+    let rest = match segments.first() {
+        Some(&"api") => segments.get(2..)?,
+        Some(&"apis") => segments.get(3..)?,
+        _ => return None,
+    };
+    // Namespaced: namespaces/{ns}/{resource}/...; a Namespace itself is namespaces/{name}.
+    let rest = match rest {
+        ["namespaces", _, resource, more @ ..] => {
+            let mut r = vec![*resource];
+            r.extend_from_slice(more);
+            r
+        }
+        other => other.to_vec(),
+    };
+    let resource = rest.first().filter(|r| !r.is_empty())?;
+    Some(match rest.get(2) {
+        Some(subresource) => (verb, format!("{resource}/{subresource}")),
+        None => (verb, resource.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_classified_by_verb_and_resource_without_names() {
+        let cases = [
+            (
+                Method::PATCH,
+                "/api/v1/namespaces/apps/secrets/db",
+                Some(("patch", "secrets")),
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/apps/secrets",
+                Some(("create", "secrets")),
+            ),
+            (
+                Method::PATCH,
+                "/apis/privx-operator.dev/v1alpha1/namespaces/apps/vaultsecrets/db/status",
+                Some(("patch", "vaultsecrets/status")),
+            ),
+            (
+                Method::PUT,
+                "/apis/privx-operator.dev/v1alpha1/passwordpolicies/p/status",
+                Some(("update", "passwordpolicies/status")),
+            ),
+            (
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/apps/events",
+                Some(("create", "events")),
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/apps",
+                Some(("delete", "namespaces")),
+            ),
+            (
+                Method::PATCH,
+                "/apis/apps/v1/namespaces/apps/deployments/web",
+                Some(("patch", "deployments")),
+            ),
+            (Method::GET, "/api/v1/namespaces/apps/secrets/db", None),
+            (Method::POST, "/version", None),
+        ];
+        for (method, path, expected) in cases {
+            let got = classify(&method, path);
+            assert_eq!(
+                got.as_ref().map(|(v, r)| (*v, r.as_str())),
+                expected,
+                "{method} {path}"
+            );
+        }
+    }
+}

@@ -136,3 +136,46 @@ async fn runner_lists_reconciles_both_kinds_reports_synced_and_stops_on_signal()
         .expect("the runner stops on the signal")
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_dropped_runner_leaves_no_task_or_watch_behind() {
+    // Lease loss drops the runner's future instead of draining it: whatever it spawned (the
+    // PasswordPolicy reflector, the readiness ticker) must end with it.
+    let sim = Simulator::start(SimOptions::default()).await.unwrap();
+    let privx = privx_client_for(&sim, sim.credentials());
+    let kube = FakeKube::default();
+    kube.put(
+        "/api/v1/namespaces/demo",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    );
+    let synced = Arc::new(AtomicBool::new(false));
+    let run = tokio::spawn({
+        let synced = synced.clone();
+        let client = kube.client();
+        async move {
+            runner::run(
+                client,
+                privx,
+                Settings {
+                    hmac_key: HmacKey::new(vec![3; 32]),
+                    ..Settings::default()
+                },
+                Arc::new(NoMetrics),
+                RunOptions {
+                    namespaces: vec![],
+                    concurrency: 2,
+                    instance: None,
+                },
+                CancellationToken::new(),
+                move |up| synced.store(up, Ordering::SeqCst),
+            )
+            .await
+        }
+    });
+    eventually("watches synced", || synced.load(Ordering::SeqCst)).await;
+    assert!(kube.open_watches() > 0);
+
+    run.abort();
+    assert!(run.await.unwrap_err().is_cancelled());
+    eventually("every watch closed", || kube.open_watches() == 0).await;
+}

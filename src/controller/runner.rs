@@ -365,7 +365,9 @@ pub async fn run(
             }
         }
     };
-    let background = vec![
+    // Aborted when the runner ends, and also when its future is dropped (lease loss drops
+    // the runner at once instead of draining it).
+    let background = AbortOnDrop(vec![
         tokio::spawn(policy_reflector),
         tokio::spawn(ticker),
         tokio::spawn({
@@ -375,7 +377,7 @@ pub async fn run(
                 info!("all watches synced");
             }
         }),
-    ];
+    ]);
 
     let tasks: Vec<BoxFuture<'static, ()>> = vec![
         Box::pin(
@@ -400,11 +402,20 @@ pub async fn run(
 
     // Controllers end on the shutdown signal once in-flight reconciles have drained.
     futures::future::join_all(tasks).await;
-    for task in background {
-        task.abort();
-    }
+    drop(background);
     drop(extra_tx);
     info!("controllers stopped");
+}
+
+/// Tasks that end with their owner: dropping it aborts them.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 fn scope_suffix(scope: &Option<String>) -> String {

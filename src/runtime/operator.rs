@@ -278,6 +278,15 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
         let _ = task.await;
     }
     let lost_leadership = !shutdown.is_cancelled();
+    if let Some(gate) = &lease_gate {
+        let refused = gate.refused();
+        if refused > 0 {
+            warn!(
+                refused,
+                "writes refused by the lease gate (this replica's lease was no longer valid)"
+            );
+        }
+    }
     shutdown.cancel();
     finish(http_task, embedded).await?;
     if lost_leadership {

@@ -80,6 +80,19 @@ async fn creates_records_the_id_and_then_writes_nothing() {
 
         let action = h.reconcile_policy("db-rotation").await.expect("reconcile");
         assert_ne!(action, Action::await_change(), "{generation:?}: refreshed");
+        // One read of the policies (the listing by name) besides the write: the status comes
+        // from what the write knows, not from reading the policy back. (The API generation is
+        // read once per client.)
+        let reads: Vec<String> = h
+            .privx_reads()
+            .into_iter()
+            .filter(|r| !r.ends_with("/status"))
+            .collect();
+        assert_eq!(
+            reads,
+            ["GET /secrets-manager/api/v1/password-policies"],
+            "{generation:?}"
+        );
 
         let status = h.get_policy("db-rotation").status.unwrap();
         let id = status.id.clone().expect("id recorded");

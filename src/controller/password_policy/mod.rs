@@ -266,11 +266,13 @@ impl Reconciler<'_> {
                 id.clone()
             }
         };
-        let current = if policy_plan.action == PolicyAction::None {
-            recorded.or(by_name)
-        } else {
-            ctx.privx.get_policy(&id).await.ok()
-        };
+        // What PrivX now records is known without reading it back (one read, one write).
+        let times = report::times(
+            status,
+            recorded.as_ref().or(by_name.as_ref()),
+            &policy_plan.action,
+            &common::now_rfc3339(),
+        );
         let report = report::report(
             self.policy,
             &name,
@@ -278,7 +280,7 @@ impl Reconciler<'_> {
             &policy_plan,
             &unsupported,
             generation,
-            current.as_ref(),
+            times,
         );
         if let Some(event) = report.event {
             info!(privx_policy = %name, reason = event.reason, "PrivX password policy written");

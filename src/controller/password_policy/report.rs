@@ -88,9 +88,48 @@ pub struct Report {
     pub ready_reason: &'static str,
 }
 
-/// What the sync reports. `id`: the policy's PrivX id after the write; `current`: the policy
-/// as PrivX holds it after the write (for its times); `unsupported`: declared fields the
-/// server's `generation` lacks.
+/// `status.created` / `status.updated` after this sync, without reading PrivX back: a create
+/// is now, an update keeps the creation time and is now; without a write, what status already
+/// says (no status churn), else what PrivX reported when it was read (`found`).
+pub fn times(
+    status: Option<&PasswordPolicyStatus>,
+    found: Option<&privx_client::PasswordPolicy>,
+    action: &PolicyAction,
+    now: &str,
+) -> Times {
+    let recorded =
+        |pick: fn(&PasswordPolicyStatus) -> &Option<String>,
+         privx: fn(&privx_client::PasswordPolicy) -> &Option<String>| {
+            status
+                .and_then(|s| pick(s).clone())
+                .or_else(|| found.and_then(|f| privx(f).clone()))
+        };
+    let created = recorded(|s| &s.created, |f| &f.created);
+    match action {
+        PolicyAction::Create(_) => Times {
+            created: Some(now.to_string()),
+            updated: Some(now.to_string()),
+        },
+        PolicyAction::Update { .. } => Times {
+            created,
+            updated: Some(now.to_string()),
+        },
+        PolicyAction::None => Times {
+            created,
+            updated: recorded(|s| &s.updated, |f| &f.updated),
+        },
+    }
+}
+
+/// The PrivX policy's times as status records them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Times {
+    pub created: Option<String>,
+    pub updated: Option<String>,
+}
+
+/// What the sync reports. `id`: the policy's PrivX id after the write; `times`: see [`times`];
+/// `unsupported`: declared fields the server's `generation` lacks.
 pub fn report(
     policy: &PasswordPolicy,
     name: &str,
@@ -98,7 +137,7 @@ pub fn report(
     plan: &PolicyPlan,
     unsupported: &[String],
     generation: PolicyGeneration,
-    current: Option<&privx_client::PasswordPolicy>,
+    times: Times,
 ) -> Report {
     let (ready_reason, conditions) = if unsupported.is_empty() {
         let message =
@@ -134,8 +173,8 @@ pub fn report(
             id: Some(id.to_string()),
             name: Some(name.to_string()),
             ownership: Some(plan.ownership),
-            created: current.and_then(|c| c.created.clone()),
-            updated: current.and_then(|c| c.updated.clone()),
+            created: times.created,
+            updated: times.updated,
             conditions: Vec::new(),
             observed_generation: policy.metadata.generation,
         },
@@ -184,9 +223,50 @@ mod tests {
     }
 
     #[test]
+    fn times_come_from_the_write_then_stay_as_recorded() {
+        let update = PolicyAction::Update {
+            id: "id-1".to_string(),
+            policy: Default::default(),
+        };
+        let created = times(None, None, &PolicyAction::Create(Default::default()), "t1");
+        assert_eq!(created.created.as_deref(), Some("t1"));
+        assert_eq!(created.updated.as_deref(), Some("t1"));
+        let status = PasswordPolicyStatus {
+            created: created.created.clone(),
+            updated: created.updated.clone(),
+            ..Default::default()
+        };
+        let privx = privx_client::PasswordPolicy {
+            created: Some("p0".to_string()),
+            updated: Some("p1".to_string()),
+            ..Default::default()
+        };
+        // An update keeps the creation time; a refresh without a write changes nothing.
+        let updated = times(Some(&status), Some(&privx), &update, "t2");
+        assert_eq!(updated.created.as_deref(), Some("t1"));
+        assert_eq!(updated.updated.as_deref(), Some("t2"));
+        assert_eq!(
+            times(Some(&status), Some(&privx), &PolicyAction::None, "t3"),
+            created
+        );
+        // Adopted or claimed without a write: what PrivX reported.
+        let claimed = times(None, Some(&privx), &PolicyAction::None, "t3");
+        assert_eq!(claimed.created.as_deref(), Some("p0"));
+        assert_eq!(claimed.updated.as_deref(), Some("p1"));
+    }
+
+    #[test]
     fn the_report_names_the_policy_and_unsupported_fields() {
         let p = policy(None);
-        let r = report(&p, "p", "id-1", &create(), &[], PolicyGeneration::V35, None);
+        let r = report(
+            &p,
+            "p",
+            "id-1",
+            &create(),
+            &[],
+            PolicyGeneration::V35,
+            Times::default(),
+        );
         assert_eq!(r.ready_reason, reason::SYNCED);
         assert_eq!(r.event.map(|e| e.reason), Some("Created"));
         assert_eq!(r.status.id.as_deref(), Some("id-1"));
@@ -198,7 +278,7 @@ mod tests {
             &create(),
             &["spec.rotateOnRelease".to_string()],
             PolicyGeneration::V34,
-            None,
+            Times::default(),
         );
         assert_eq!(r.ready_reason, reason::UNSUPPORTED_FIELD);
         assert!(r.conditions[1].message.contains("spec.rotateOnRelease"));

@@ -20,11 +20,11 @@ mod in_process;
 mod scenario;
 
 #[path = "../../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 #[path = "../../tests/e2e/harness.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod e2e_harness;
 
 use std::path::PathBuf;

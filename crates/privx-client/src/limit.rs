@@ -30,7 +30,7 @@ pub struct Limits {
 
 /// Defaults (docs/configuration.md gives the measurements they come from).
 pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
-pub const DEFAULT_RATE: f64 = 200.0;
+pub const DEFAULT_RATE: f64 = 1000.0;
 pub const DEFAULT_BURST: u32 = 50;
 
 impl Default for Limits {

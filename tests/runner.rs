@@ -26,6 +26,38 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// `runner::run` on the fake API in a task of its own; `synced` follows its readiness.
+fn spawn_runner(
+    kube: &FakeKube,
+    privx: privx_client::PrivxClient,
+    synced: &Arc<AtomicBool>,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let synced = synced.clone();
+    let stop = stop.clone();
+    let client = kube.client();
+    tokio::spawn(async move {
+        runner::run(
+            client,
+            privx,
+            Settings {
+                self_roles: vec!["privx-operator".to_string()].into(),
+                hmac_key: HmacKey::new(vec![3; 32]),
+                ..Settings::default()
+            },
+            Arc::new(NoMetrics),
+            RunOptions {
+                namespaces: vec![],
+                concurrency: 4,
+                instance: None,
+            },
+            stop,
+            move |up| synced.store(up, Ordering::SeqCst),
+        )
+        .await
+    })
+}
+
 #[tokio::test]
 async fn runner_lists_reconciles_both_kinds_reports_synced_and_stops_on_signal() {
     let sim = Simulator::start(SimOptions::default()).await.unwrap();
@@ -53,31 +85,7 @@ async fn runner_lists_reconciles_both_kinds_reports_synced_and_stops_on_signal()
 
     let synced = Arc::new(AtomicBool::new(false));
     let stop = CancellationToken::new();
-    let run = tokio::spawn({
-        let synced = synced.clone();
-        let stop = stop.clone();
-        let client = kube.client();
-        async move {
-            runner::run(
-                client,
-                privx,
-                Settings {
-                    self_roles: vec!["privx-operator".to_string()].into(),
-                    hmac_key: HmacKey::new(vec![3; 32]),
-                    ..Settings::default()
-                },
-                Arc::new(NoMetrics),
-                RunOptions {
-                    namespaces: vec![],
-                    concurrency: 4,
-                    instance: None,
-                },
-                stop,
-                move |up| synced.store(up, Ordering::SeqCst),
-            )
-            .await
-        }
-    });
+    let run = spawn_runner(&kube, privx, &synced, &stop);
 
     eventually("watches synced", || synced.load(Ordering::SeqCst)).await;
     eventually("the mirrored Secret", || {
@@ -149,29 +157,7 @@ async fn a_dropped_runner_leaves_no_task_or_watch_behind() {
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
     );
     let synced = Arc::new(AtomicBool::new(false));
-    let run = tokio::spawn({
-        let synced = synced.clone();
-        let client = kube.client();
-        async move {
-            runner::run(
-                client,
-                privx,
-                Settings {
-                    hmac_key: HmacKey::new(vec![3; 32]),
-                    ..Settings::default()
-                },
-                Arc::new(NoMetrics),
-                RunOptions {
-                    namespaces: vec![],
-                    concurrency: 2,
-                    instance: None,
-                },
-                CancellationToken::new(),
-                move |up| synced.store(up, Ordering::SeqCst),
-            )
-            .await
-        }
-    });
+    let run = spawn_runner(&kube, privx, &synced, &CancellationToken::new());
     eventually("watches synced", || synced.load(Ordering::SeqCst)).await;
     assert!(kube.open_watches() > 0);
 

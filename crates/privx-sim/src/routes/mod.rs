@@ -247,3 +247,18 @@ pub(crate) fn error_code_of(response: &Response) -> Option<String> {
         .get::<ErrorCodeMark>()
         .map(|m| m.0.clone())
 }
+
+/// The `sortdir` query parameter of PrivX's search endpoints: `ASC` (the default) or `DESC`,
+/// in any case; anything else is PrivX's 400.
+pub(crate) fn sort_descending(query: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match query.get("sortdir").map(|d| d.to_ascii_uppercase()) {
+        None => Ok(false),
+        Some(d) if d == "ASC" => Ok(false),
+        Some(d) if d == "DESC" => Ok(true),
+        Some(_) => Err(ApiError::bad_request(
+            "INVALID_REQUEST_DATA",
+            "sortdir",
+            "sortdir must be ASC or DESC",
+        )),
+    }
+}

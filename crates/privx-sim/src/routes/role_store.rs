@@ -100,18 +100,7 @@ pub(super) async fn search_roles(
             "body must be a JSON object",
         ));
     }
-    let descending = match query.get("sortdir").map(|d| d.to_ascii_uppercase()) {
-        None => false,
-        Some(d) if d == "ASC" => false,
-        Some(d) if d == "DESC" => true,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "INVALID_REQUEST_DATA",
-                "sortdir",
-                "sortdir must be ASC or DESC",
-            ));
-        }
-    };
+    let descending = super::sort_descending(&query)?;
     let store = lock(&state.store);
     let mut found: Vec<&crate::state::RoleRecord> = store
         .roles

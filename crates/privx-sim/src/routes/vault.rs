@@ -475,18 +475,7 @@ pub(super) async fn search(
             "sortkey must be name, updated or created",
         ));
     }
-    let descending = match query.get("sortdir").map(|d| d.to_ascii_uppercase()) {
-        None => false,
-        Some(d) if d == "ASC" => false,
-        Some(d) if d == "DESC" => true,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "INVALID_REQUEST_DATA",
-                "sortdir",
-                "sortdir must be ASC or DESC",
-            ));
-        }
-    };
+    let descending = super::sort_descending(&query)?;
     let keywords: Vec<String> = body
         .get("keywords")
         .and_then(Value::as_str)

@@ -165,3 +165,69 @@ async fn a_dropped_runner_leaves_no_task_or_watch_behind() {
     assert!(run.await.unwrap_err().is_cancelled());
     eventually("every watch closed", || kube.open_watches() == 0).await;
 }
+
+/// The claim order reads the runner's claim index (kept with the VaultSecret store by its
+/// reflector), not a scan of the store: the older of two objects naming one target gets it, the
+/// newer is refused; a spec change that names another target moves it out of the conflict.
+#[tokio::test]
+async fn two_objects_naming_one_target_are_ordered_through_the_runners_index() {
+    let sim = Simulator::start(SimOptions::default()).await.unwrap();
+    let privx = privx_client_for(&sim, sim.credentials());
+    let kube = FakeKube::default();
+    kube.put(
+        "/api/v1/namespaces/demo",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    );
+    kube.put(
+        &secret_path(NS, "db-creds"),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-creds", "namespace": NS}, "data": {"password": "c2VjcmV0"}}),
+    );
+    let vault_secret = |name: &str, created: &str, target: &str| {
+        json!({"apiVersion": "privx-operator.dev/v1alpha1", "kind": "VaultSecret",
+               "metadata": {"name": name, "namespace": NS, "creationTimestamp": created},
+               "spec": {"name": target, "source": {"secretRef": {"name": "db-creds"}}}})
+    };
+    kube.put(
+        &vs_path(NS, "newer"),
+        vault_secret("newer", "2026-06-01T00:00:00Z", "k8s/demo/same"),
+    );
+    kube.put(
+        &vs_path(NS, "older"),
+        vault_secret("older", "2026-01-01T00:00:00Z", "k8s/demo/same"),
+    );
+
+    let synced = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
+    let run = spawn_runner(&kube, privx, &synced, &stop);
+    let reason = |name: &str| {
+        kube.get(&vs_path(NS, name))
+            .and_then(|o| {
+                o["status"]["conditions"][0]["reason"]
+                    .as_str()
+                    .map(String::from)
+            })
+            .unwrap_or_default()
+    };
+    eventually("the older object Synced", || reason("older") == "Synced").await;
+    eventually("the newer object refused", || reason("newer") == "Conflict").await;
+    // Refused by the claim order (the message names the older claimant), not by finding a
+    // secret it did not create.
+    let message = kube.get(&vs_path(NS, "newer")).unwrap()["status"]["conditions"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("demo/older"), "{message}");
+
+    let mut moved = kube.get(&vs_path(NS, "newer")).unwrap();
+    moved["spec"]["name"] = json!("k8s/demo/other");
+    moved["metadata"]["generation"] = json!(2);
+    kube.put(&vs_path(NS, "newer"), moved);
+    eventually("the moved object Synced", || reason("newer") == "Synced").await;
+    assert_eq!(reason("older"), "Synced");
+
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the runner stops on the signal")
+        .unwrap();
+}

@@ -95,6 +95,8 @@ pub struct Context {
     pub backoff: Backoff,
     /// Every watched VaultSecret (one store across the watched namespaces), for claim conflicts.
     pub vault_secrets: Store<DeserializeGuard<VaultSecret>>,
+    /// Which of those name which PrivX target (kept with the store by the reflector).
+    pub claims: super::vault_secret::claims::ClaimIndex,
     /// All PasswordPolicies.
     pub policies: Store<DeserializeGuard<PasswordPolicy>>,
     /// Namespace metadata (tenancy annotations).
@@ -111,11 +113,6 @@ pub struct Context {
 }
 
 impl Context {
-    /// Every VaultSecret this process watches.
-    pub fn every_vault_secret(&self) -> Vec<Arc<DeserializeGuard<VaultSecret>>> {
-        self.vault_secrets.state()
-    }
-
     /// The Namespace `name` as the store holds it.
     pub fn namespace(&self, name: &str) -> Option<Arc<PartialObjectMeta<Namespace>>> {
         self.namespaces.get(&ObjectRef::new(name))

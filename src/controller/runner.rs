@@ -129,6 +129,7 @@ pub async fn run(
         roles: Default::default(),
         backoff: Default::default(),
         vault_secrets: vs_store.clone(),
+        claims: Default::default(),
         policies: policy_store.clone(),
         namespaces: namespace_store.clone(),
         mirror_state: Default::default(),
@@ -221,11 +222,13 @@ pub async fn run(
         move |event| match event {
             Ok(watcher::Event::Apply(vs) | watcher::Event::InitApply(vs)) => {
                 index.set(&ObjectRef::from_obj(vs), source_of(vs));
+                ctx.claims.set(vs, &ctx.settings.name_template);
             }
             Ok(watcher::Event::Delete(vs)) => {
                 let key = vault_secret::key_of(vs);
                 changes.forget(&key);
                 index.remove(&ObjectRef::from_obj(vs));
+                ctx.claims.remove(&key);
                 ctx.own_writes.forget(vs);
                 vault_secret::forget(&ctx, &key);
             }

@@ -150,6 +150,7 @@ impl Harness {
             roles: Default::default(),
             backoff: Default::default(),
             vault_secrets: vs_store,
+            claims: Default::default(),
             policies: policy_store,
             namespaces: ns_store,
             mirror_state: Default::default(),
@@ -268,8 +269,12 @@ impl Harness {
     /// Reconciles the VaultSecret once, as the controller would after a watch event.
     pub async fn reconcile(&mut self, name: &str) -> Result<Action, Error> {
         let vs = self.get_vs(name);
+        let guard = DeserializeGuard(Ok(vs.clone()));
         self.vs_writer
-            .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(vs.clone()))));
+            .apply_watcher_event(&watcher::Event::Apply(guard.clone()));
+        self.ctx
+            .claims
+            .set(&guard, &self.ctx.settings.name_template);
         vault_secret::reconcile(Arc::new(DeserializeGuard(Ok(vs))), self.ctx.clone()).await
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret};
 use kube::ResourceExt;
 use kube::api::Api;
+use kube::runtime::reflector::ObjectRef;
 
 use super::plan::source::PolicyLookup;
 use super::plan::{self, SourceInput, Target, TargetCheck};
@@ -228,7 +229,7 @@ impl Reconciler<'_> {
     }
 
     /// This object and the other live VaultSecrets naming `target`, as the claimant order sees
-    /// them (from the store).
+    /// them (the claim index names them, the store holds them; their target is checked again).
     fn claimants(&self, target: &Target) -> (plan::Candidate, Vec<plan::Candidate>) {
         let candidate = |vs: &VaultSecret| plan::Candidate {
             key: object_key(vs.namespace().as_deref(), &vs.name_any()),
@@ -236,9 +237,14 @@ impl Reconciler<'_> {
             uid: vs.uid().unwrap_or_default(),
             records_ownership: plan::records_ownership(vs.status.as_ref(), target),
         };
-        let others = self
-            .ctx
-            .every_vault_secret()
+        let stored: Vec<_> = (self.ctx.claims.naming(target).iter())
+            .filter_map(|key| {
+                let (namespace, name) = key.split_once('/')?;
+                let at = ObjectRef::new(name).within(namespace);
+                self.ctx.vault_secrets.get(&at)
+            })
+            .collect();
+        let others = stored
             .iter()
             .filter_map(|g| g.0.as_ref().ok())
             .filter(|other| {

@@ -6,6 +6,7 @@
 //! in a safe order). Deletion is module `cleanup`. Nothing here decides what the plan can.
 
 mod apply;
+pub mod claims;
 mod cleanup;
 mod fetch;
 pub mod plan;

@@ -37,7 +37,7 @@ pub use privx::*;
 pub use restarts::TargetCheck;
 
 /// Where the secret lives in PrivX.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Target {
     pub location: SecretLocation,
     pub name: String,

@@ -1,0 +1,154 @@
+//! Which VaultSecrets name which PrivX target: the index the claim order reads, so that a
+//! reconcile finds the other claimants of its target without rendering the target of every
+//! VaultSecret in the store (that scan made each reconcile O(N), a burst of N objects O(N²)).
+//!
+//! The VaultSecret reflector keeps it in step with the store: every applied object is
+//! [`ClaimIndex::set`] right after the store has it, every deleted one [`ClaimIndex::remove`]d.
+//! Readers take the keys from here and the objects from the store, and check the target again.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use kube::core::DeserializeGuard;
+
+use super::plan::Target;
+use super::{key_of, target_of};
+use crate::controller::tenancy::NameTemplate;
+use crate::crd::VaultSecret;
+
+/// Object keys (`namespace/name`) by the PrivX target they name. Invalid objects name none.
+#[derive(Default)]
+pub struct ClaimIndex {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_target: HashMap<Target, BTreeSet<String>>,
+    by_key: HashMap<String, Target>,
+}
+
+impl Inner {
+    fn remove(&mut self, key: &str) {
+        if let Some(old) = self.by_key.remove(key)
+            && let Some(keys) = self.by_target.get_mut(&old)
+        {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_target.remove(&old);
+            }
+        }
+    }
+}
+
+impl ClaimIndex {
+    /// The object as the store now holds it.
+    pub fn set(&self, guard: &DeserializeGuard<VaultSecret>, template: &NameTemplate) {
+        let key = key_of(guard);
+        let target = guard.0.as_ref().ok().map(|vs| target_of(vs, template));
+        let mut inner = self.inner.lock().expect("claim index lock");
+        if target.is_some() && inner.by_key.get(&key) == target.as_ref() {
+            return;
+        }
+        inner.remove(&key);
+        if let Some(target) = target {
+            inner
+                .by_target
+                .entry(target.clone())
+                .or_default()
+                .insert(key.clone());
+            inner.by_key.insert(key, target);
+        }
+    }
+
+    /// The object `key` is gone from the store.
+    pub fn remove(&self, key: &str) {
+        self.inner.lock().expect("claim index lock").remove(key);
+    }
+
+    /// The keys of the objects naming `target`, in key order.
+    pub fn naming(&self, target: &Target) -> Vec<String> {
+        self.inner
+            .lock()
+            .expect("claim index lock")
+            .by_target
+            .get(target)
+            .map(|keys| keys.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many objects the index holds.
+    pub fn len(&self) -> usize {
+        self.inner.lock().expect("claim index lock").by_key.len()
+    }
+
+    /// Whether the index holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use privx_client::SecretLocation;
+    use serde_json::json;
+
+    fn vs(ns: &str, name: &str, spec: serde_json::Value) -> DeserializeGuard<VaultSecret> {
+        DeserializeGuard(Ok(serde_json::from_value(json!({
+            "apiVersion": "privx-operator.dev/v1alpha1", "kind": "VaultSecret",
+            "metadata": {"namespace": ns, "name": name}, "spec": spec,
+        }))
+        .unwrap()))
+    }
+
+    fn shared(name: &str) -> Target {
+        Target {
+            location: SecretLocation::Shared,
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn follows_each_object_to_its_current_target_and_forgets_removed_ones() {
+        let index = ClaimIndex::default();
+        let template = NameTemplate::default();
+        index.set(&vs("a", "one", json!({"name": "x"})), &template);
+        index.set(&vs("b", "two", json!({"name": "x"})), &template);
+        index.set(&vs("a", "three", json!({"name": "y"})), &template);
+        assert_eq!(index.naming(&shared("x")), vec!["a/one", "b/two"]);
+
+        // A changed spec.name moves the object; the old target no longer lists it.
+        index.set(&vs("b", "two", json!({"name": "y"})), &template);
+        assert_eq!(index.naming(&shared("x")), vec!["a/one"]);
+        assert_eq!(index.naming(&shared("y")), vec!["a/three", "b/two"]);
+
+        // The same target for another owner is another target.
+        index.set(
+            &vs("a", "one", json!({"name": "x", "owner": {"userId": "u1"}})),
+            &template,
+        );
+        assert!(index.naming(&shared("x")).is_empty());
+
+        index.remove("a/three");
+        index.remove("b/two");
+        assert!(index.naming(&shared("y")).is_empty());
+        assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn an_object_that_no_longer_parses_names_no_target() {
+        let index = ClaimIndex::default();
+        let template = NameTemplate::default();
+        index.set(&vs("a", "one", json!({"name": "x"})), &template);
+        let broken: DeserializeGuard<VaultSecret> = serde_json::from_value(json!({
+            "apiVersion": "privx-operator.dev/v1alpha1", "kind": "VaultSecret",
+            "metadata": {"namespace": "a", "name": "one"}, "spec": {"name": 5},
+        }))
+        .unwrap();
+        assert!(broken.0.is_err());
+        index.set(&broken, &template);
+        assert!(index.naming(&shared("x")).is_empty());
+        assert!(index.is_empty());
+    }
+}

@@ -26,6 +26,18 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// The simulator, the operator's PrivX client and a fake API holding the Namespace `demo`.
+async fn demo_world() -> (Simulator, privx_client::PrivxClient, FakeKube) {
+    let sim = Simulator::start(SimOptions::default()).await.unwrap();
+    let privx = privx_client_for(&sim, sim.credentials());
+    let kube = FakeKube::default();
+    kube.put(
+        "/api/v1/namespaces/demo",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    );
+    (sim, privx, kube)
+}
+
 /// `runner::run` on the fake API in a task of its own; `synced` follows its readiness.
 fn spawn_runner(
     kube: &FakeKube,
@@ -60,14 +72,8 @@ fn spawn_runner(
 
 #[tokio::test]
 async fn runner_lists_reconciles_both_kinds_reports_synced_and_stops_on_signal() {
-    let sim = Simulator::start(SimOptions::default()).await.unwrap();
-    let privx = privx_client_for(&sim, sim.credentials());
+    let (sim, privx, kube) = demo_world().await;
     let someone_else = privx_client_for(&sim, sim.credentials_of("someone-else").unwrap());
-    let kube = FakeKube::default();
-    kube.put(
-        "/api/v1/namespaces/demo",
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
-    );
     kube.put(
         &secret_path(NS, "db-creds"),
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-creds", "namespace": NS}, "data": {"password": "c2VjcmV0"}}),
@@ -149,13 +155,7 @@ async fn runner_lists_reconciles_both_kinds_reports_synced_and_stops_on_signal()
 async fn a_dropped_runner_leaves_no_task_or_watch_behind() {
     // Lease loss drops the runner's future instead of draining it: whatever it spawned (the
     // PasswordPolicy reflector, the readiness ticker) must end with it.
-    let sim = Simulator::start(SimOptions::default()).await.unwrap();
-    let privx = privx_client_for(&sim, sim.credentials());
-    let kube = FakeKube::default();
-    kube.put(
-        "/api/v1/namespaces/demo",
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
-    );
+    let (_sim, privx, kube) = demo_world().await;
     let synced = Arc::new(AtomicBool::new(false));
     let run = spawn_runner(&kube, privx, &synced, &CancellationToken::new());
     eventually("watches synced", || synced.load(Ordering::SeqCst)).await;
@@ -171,13 +171,7 @@ async fn a_dropped_runner_leaves_no_task_or_watch_behind() {
 /// newer is refused; a spec change that names another target moves it out of the conflict.
 #[tokio::test]
 async fn two_objects_naming_one_target_are_ordered_through_the_runners_index() {
-    let sim = Simulator::start(SimOptions::default()).await.unwrap();
-    let privx = privx_client_for(&sim, sim.credentials());
-    let kube = FakeKube::default();
-    kube.put(
-        "/api/v1/namespaces/demo",
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
-    );
+    let (_sim, privx, kube) = demo_world().await;
     kube.put(
         &secret_path(NS, "db-creds"),
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-creds", "namespace": NS}, "data": {"password": "c2VjcmV0"}}),

@@ -269,13 +269,13 @@ impl Harness {
     /// Reconciles the VaultSecret once, as the controller would after a watch event.
     pub async fn reconcile(&mut self, name: &str) -> Result<Action, Error> {
         let vs = self.get_vs(name);
-        let guard = DeserializeGuard(Ok(vs.clone()));
+        let guard = DeserializeGuard(Ok(vs));
         self.vs_writer
             .apply_watcher_event(&watcher::Event::Apply(guard.clone()));
         self.ctx
             .claims
             .set(&guard, &self.ctx.settings.name_template);
-        vault_secret::reconcile(Arc::new(DeserializeGuard(Ok(vs))), self.ctx.clone()).await
+        vault_secret::reconcile(Arc::new(guard), self.ctx.clone()).await
     }
 
     /// A PasswordPolicy in the fake API and in the store.

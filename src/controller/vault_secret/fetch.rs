@@ -237,7 +237,9 @@ impl Reconciler<'_> {
             uid: vs.uid().unwrap_or_default(),
             records_ownership: plan::records_ownership(vs.status.as_ref(), target),
         };
-        let stored: Vec<_> = (self.ctx.claims.naming(target).iter())
+        let names = self.ctx.claims.naming(target);
+        let stored: Vec<_> = names
+            .iter()
             .filter_map(|key| {
                 let (namespace, name) = key.split_once('/')?;
                 let at = ObjectRef::new(name).within(namespace);

@@ -849,6 +849,61 @@ async fn writes_are_counted_by_verb_and_resource() {
 }
 
 /// The fake's building blocks on their own.
+#[tokio::test]
+async fn served_over_http_a_real_client_creates_lists_watches_and_sees_faults() {
+    let kube = FakeKube::default();
+    let served = kube.serve_http().await.unwrap();
+    // kube's own retries of a 503 would take minutes; the fault below is to be seen at once.
+    let mut config = served.config(NS);
+    config.default_retry = false;
+    let client = kube::Client::try_from(config).unwrap();
+    let version = client.apiserver_version().await.unwrap();
+    assert_eq!(version.major, "1");
+
+    let api: Api<Secret> = Api::default_namespaced(client.clone());
+    let mut events = spawned(watcher(api.clone(), watcher::Config::default()));
+    until_watches_open(&kube, 1).await;
+    api.create(
+        &Default::default(),
+        &serde_json::from_value(secret("a", json!({"app": "x"}), json!({"k": "djE="}))).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        name_of(&next_change(&mut events).await),
+        ("apply", "a".into())
+    );
+    // What the client wrote is in the fake, counted as a write.
+    assert_eq!(kube.get(&secret_path("a")).unwrap()["data"]["k"], "djE=");
+    assert_eq!(kube.write_counts()["create secrets"], 1);
+    let listed = api
+        .list_metadata(&ListParams::default().labels("app=x"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    api.delete("a", &DeleteParams::default()).await.unwrap();
+    assert_eq!(
+        name_of(&next_change(&mut events).await),
+        ("delete", "a".into())
+    );
+
+    kube.fail(Fault::Refuse);
+    let (code, reason, _) = api_error(api.get("a").await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (503, "ServiceUnavailable"));
+    kube.recover();
+    let (code, ..) = api_error(api.get("a").await.unwrap_err());
+    assert_eq!(code, 404);
+
+    // The kubeconfig names the same server, as a process outside this one reads it.
+    let kubeconfig: kube::config::Kubeconfig =
+        serde_json::from_value(served.kubeconfig(NS)).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(config.cluster_url.to_string(), format!("{}/", served.url));
+    assert_eq!(config.default_namespace, NS);
+}
+
 mod parts {
     use super::support::fake_kube::apply::{Applier, apply, display_path, read_entries, update};
     use super::support::fake_kube::path::Target;

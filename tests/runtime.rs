@@ -843,3 +843,35 @@ async fn every_kubernetes_write_of_a_reconcile_is_counted_by_verb_and_resource()
     stop.cancel();
     guarded("runner stops", run).await.unwrap();
 }
+
+/// kube's default retries of a 503 (15, backing off to 1,000 s) would hold a reconcile and its
+/// worker for minutes; the operator's client tries `1 + RETRIES` times, then the error reaches
+/// the controller (whose backoff and status take over).
+#[tokio::test]
+async fn the_operators_client_hands_an_unavailable_api_back_after_a_few_retries() {
+    use k8s_openapi::api::core::v1::Secret;
+    use privx_operator::runtime::kube_writes;
+    use support::fake_kube::Fault;
+
+    let kube = support::FakeKube::default();
+    let served = kube.serve_http().await.unwrap();
+    let client = kube_writes::client(served.config("demo"), Arc::new(Metrics::new())).unwrap();
+    let api: kube::Api<Secret> = kube::Api::default_namespaced(client);
+    assert_eq!(
+        guarded("a 404", api.get_opt("x"))
+            .await
+            .unwrap()
+            .map(|s| s.metadata.name),
+        None
+    );
+
+    kube.fail(Fault::Unavailable);
+    let error = guarded("the error comes back", api.get("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, kube::Error::Api(s) if s.code == 503),
+        "{error}"
+    );
+    assert_eq!(kube.refused(), 1 + kube_writes::RETRIES as usize);
+}

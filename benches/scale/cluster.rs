@@ -4,6 +4,10 @@
 //! only ever the one named: the bench reads it by name, and the operator gets a kubeconfig that
 //! holds nothing else (the e2e suite's guard, `tests/e2e/harness.rs`).
 //!
+//! The process mode (`--operator-process`, [`run_fake`]) is the same run with the fake API of
+//! the tests served over HTTP from this process in place of the cluster: it runs anywhere, and
+//! the operator's RSS is that of a process of its own.
+//!
 //! Figures: PrivX calls from the simulator's `/_sim/counters`, Kubernetes writes from the
 //! operator's own `privx_operator_kubernetes_writes_total`, RSS and CPU from
 //! `/proc/<operator pid>/status` and `/stat` (so the bench must run on the machine the
@@ -27,22 +31,64 @@ use tokio::process::{Child, Command};
 use crate::e2e_harness::{context_from, kubeconfig_for_context};
 use crate::in_process::{commit, limits, proc_status, stat_cpu_seconds};
 use crate::scenario::{self, Probe, Snapshot};
+use crate::support::FakeKube;
 use crate::{Args, progress};
 
 pub fn run(args: &Args, context: &str) -> anyhow::Result<Value> {
     let context = context_from(Some(context.into()))?;
     tokio::runtime::Runtime::new()
         .context("starting the runtime")?
-        .block_on(run_async(args, &context))
+        .block_on(async {
+            let config = kube::Config::from_kubeconfig(&KubeConfigOptions {
+                context: Some(context.clone()),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("kube context {context:?}"))?;
+            let kubeconfig =
+                serde_json::to_value(kubeconfig_for_context(&Kubeconfig::read()?, &context)?)?;
+            run_against(args, "cluster", &context, config, &kubeconfig).await
+        })
 }
 
-async fn run_async(args: &Args, context: &str) -> anyhow::Result<Value> {
-    let config = kube::Config::from_kubeconfig(&KubeConfigOptions {
-        context: Some(context.to_string()),
-        ..Default::default()
-    })
-    .await
-    .with_context(|| format!("kube context {context:?}"))?;
+/// `--operator-process`: the same run with the fake Kubernetes API of the tests served over
+/// HTTP in this process as the cluster, so the operator binary's memory is its own.
+pub fn run_fake(args: &Args) -> anyhow::Result<Value> {
+    tokio::runtime::Runtime::new()
+        .context("starting the runtime")?
+        .block_on(async {
+            let kube = FakeKube::default();
+            // Only the write counts: a log of every request would grow without end.
+            kube.set_request_log(false);
+            for crd in privx_operator::crd::all_crds() {
+                let name = crd.metadata.name.clone().unwrap_or_default();
+                let mut object = serde_json::to_value(&crd)?;
+                object["status"] = json!({"conditions": [
+                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted"},
+                ]});
+                kube.put(
+                    &format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"),
+                    object,
+                );
+            }
+            let served = kube.serve_http().await.context("serving the fake API")?;
+            progress(&format!("fake Kubernetes API on {}", served.url));
+            let config = served.config("default");
+            let kubeconfig = served.kubeconfig("default");
+            let mut report = run_against(args, "process", "fake", config, &kubeconfig).await?;
+            // The fake's own count of what reached it, beside the operator's metric.
+            report["fake_api_write_counts"] = json!(kube.write_counts());
+            Ok(report)
+        })
+}
+
+async fn run_against(
+    args: &Args,
+    mode: &str,
+    context: &str,
+    config: kube::Config,
+    kubeconfig_json: &Value,
+) -> anyhow::Result<Value> {
     let client = kube::Client::try_from(config).context("kube client")?;
     let version = client
         .apiserver_version()
@@ -58,7 +104,7 @@ async fn run_async(args: &Args, context: &str) -> anyhow::Result<Value> {
     let workdir = std::env::temp_dir().join(&ns);
     std::fs::create_dir_all(&workdir).context("creating the work directory")?;
     let kubeconfig = workdir.join("kubeconfig");
-    write_kubeconfig(&kubeconfig, context)?;
+    write_kubeconfig(&kubeconfig, kubeconfig_json)?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(
@@ -92,7 +138,7 @@ async fn run_async(args: &Args, context: &str) -> anyhow::Result<Value> {
     }
     let mut report = result?;
     let limits = limits(args);
-    report["mode"] = json!("cluster");
+    report["mode"] = json!(mode);
     report["setup"] = json!({
         "context": context,
         "kubernetes": format!("{}.{}", version.major, version.minor),
@@ -140,16 +186,15 @@ async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
 }
 
 /// The one-context kubeconfig the operator reads (owner-only: it holds credentials).
-fn write_kubeconfig(path: &Path, context: &str) -> anyhow::Result<()> {
+fn write_kubeconfig(path: &Path, kubeconfig: &Value) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let one = kubeconfig_for_context(&Kubeconfig::read()?, context)?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)?;
-    file.write_all(&serde_json::to_vec(&one)?)?;
+    file.write_all(&serde_json::to_vec(kubeconfig)?)?;
     Ok(())
 }
 

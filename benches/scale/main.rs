@@ -6,7 +6,9 @@
 //!   that the operator's CPU time and heap can be told apart ([`in_process`], [`alloc`]);
 //! - **against a cluster** (`--context NAME`, never the current context implicitly): the real
 //!   `privx-operator` binary run out of cluster and the simulator as a child process
-//!   ([`cluster`]).
+//!   ([`cluster`]);
+//! - **as processes** (`--operator-process`): the cluster mode with the fake API of the tests
+//!   served over HTTP from this process as the cluster; the operator's RSS is its own.
 //!
 //! The scenario ([`scenario`]): N bare Secrets created at a fixed concurrency (the baseline:
 //! how fast this API server takes writes), then N push+mirror VaultSecrets from them at the
@@ -44,6 +46,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// real cluster with --context.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "scale", about, long_about = None)]
+#[command(group = clap::ArgGroup::new("child").args(["context", "operator_process"]))]
 pub struct Args {
     /// VaultSecrets (and as many source Secrets) to create.
     #[arg(long, default_value_t = 1000)]
@@ -80,18 +83,24 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
 
+    /// Run the operator binary and the simulator as child processes against the fake
+    /// Kubernetes API of the tests, served over HTTP from this process: the cluster mode
+    /// without a cluster, with the operator's exact RSS.
+    #[arg(long)]
+    pub operator_process: bool,
+
     /// (cluster) The operator binary; default: the `privx-operator` that cargo built for this
     /// bench (release, with `cargo bench`).
-    #[arg(long, value_name = "FILE", requires = "context")]
+    #[arg(long, value_name = "FILE", requires = "child")]
     pub operator_bin: Option<PathBuf>,
 
     /// (cluster) A binary that runs the simulator as `BIN sim --listen ADDR`; default: the
     /// `privx-operator` that cargo built for this bench.
-    #[arg(long, value_name = "FILE", requires = "context")]
+    #[arg(long, value_name = "FILE", requires = "child")]
     pub sim_bin: Option<PathBuf>,
 
     /// (cluster) Keep the namespace and the operator's log directory afterwards.
-    #[arg(long, requires = "context")]
+    #[arg(long, requires = "child")]
     pub keep: bool,
 
     /// Passed by `cargo bench`; ignored.
@@ -103,6 +112,7 @@ fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match &args.context {
+        None if args.operator_process => cluster::run_fake(&args),
         None => in_process::run(&args),
         Some(context) => cluster::run(&args, context),
     };

@@ -7,16 +7,37 @@
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Method, Request};
+use kube::client::retry::RetryPolicy;
+use tower::buffer::BufferLayer;
+use tower::retry::RetryLayer;
 use tower::{Layer, Service};
 
 use super::metrics::Metrics;
 
-/// The kube client for `config`, with its writes counted into `metrics`.
-pub fn client(config: kube::Config, metrics: Arc<Metrics>) -> kube::Result<kube::Client> {
+/// Retries of a request the API server answered 429, 503 or 504 (a `Retry-After` it sends is
+/// honoured): few and short, so that an outage reaches the controllers within seconds. Their
+/// own per-object backoff and status then take over. kube's default (15 retries, backing off
+/// to 1,000 s) would hold a reconcile, and its worker, for minutes without a word.
+pub const RETRIES: u32 = 3;
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Requests waiting for the connection pool (as many as kube's own buffer holds).
+const BUFFER: usize = 1024;
+
+/// The kube client for `config`, with its writes counted into `metrics` and [`RETRIES`].
+pub fn client(mut config: kube::Config, metrics: Arc<Metrics>) -> kube::Result<kube::Client> {
+    config.default_retry = false;
+    let retries =
+        RetryPolicy::new(RETRY_MIN, RETRY_MAX, RETRIES, true).expect("valid retry parameters");
+    // Every attempt is counted (what the API server receives); the retry layer clones the
+    // service it retries, and a buffer makes the stack cloneable.
     Ok(kube::client::ClientBuilder::try_from(config)?
         .with_layer(&WriteCountLayer::new(metrics))
+        .with_layer(&BufferLayer::new(BUFFER))
+        .with_layer(&RetryLayer::new(retries))
         .build())
 }
 

@@ -44,6 +44,7 @@
 
 pub mod apply;
 pub mod path;
+pub mod serve;
 pub mod store;
 pub mod token;
 pub mod watch;
@@ -168,32 +169,44 @@ impl FakeKube {
                 tokio::spawn(async move {
                     let (parts, body) = request.into_parts();
                     let bytes = body.collect_bytes().await.unwrap_or_default();
-                    let fault = {
-                        let mut shared = me.lock();
-                        if shared.fault.is_some() {
-                            shared.refused += 1;
-                        }
-                        shared.fault
-                    };
-                    match fault {
-                        Some(Fault::Refuse) => send.send_error(std::io::Error::new(
-                            std::io::ErrorKind::ConnectionRefused,
-                            "connection refused (fake Kubernetes API fault)",
-                        )),
-                        Some(Fault::Unavailable) => send.send_response(respond(
-                            503,
-                            &status(
-                                503,
-                                "ServiceUnavailable",
-                                "the server is currently unable to handle the request",
-                            ),
-                        )),
-                        None => send.send_response(me.serve(parts, &bytes)),
+                    match me.answer(parts, &bytes) {
+                        Ok(response) => send.send_response(response),
+                        Err(refused) => send.send_error(refused),
                     }
                 });
             }
         });
         kube::Client::new(service, "default")
+    }
+
+    /// Answers one request, faults included: `Err` is a refused connection.
+    fn answer(
+        &self,
+        parts: http::request::Parts,
+        bytes: &[u8],
+    ) -> Result<Response<FakeBody>, std::io::Error> {
+        let fault = {
+            let mut shared = self.lock();
+            if shared.fault.is_some() {
+                shared.refused += 1;
+            }
+            shared.fault
+        };
+        match fault {
+            Some(Fault::Refuse) => Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "connection refused (fake Kubernetes API fault)",
+            )),
+            Some(Fault::Unavailable) => Ok(respond(
+                503,
+                &status(
+                    503,
+                    "ServiceUnavailable",
+                    "the server is currently unable to handle the request",
+                ),
+            )),
+            None => Ok(self.serve(parts, bytes)),
+        }
     }
 
     fn serve(&self, parts: http::request::Parts, bytes: &[u8]) -> Response<FakeBody> {

@@ -256,6 +256,35 @@ async fn a_deleted_retain_object_leaves_the_object_gauge() {
     running.stop().await;
 }
 
+/// Point 7: a failing object deleted without a finalizer (`Retain`) leaves the backoff map,
+/// which `privx_operator_retrying_objects` counts.
+#[tokio::test]
+async fn a_deleted_retain_object_leaves_the_backoff_map() {
+    let (kube, sim) = setup().await;
+    kube.put(
+        &secret_path(NS, "db-creds"),
+        secret_object(NS, "db-creds", &[("password", "pw-1")]),
+    );
+    sim.set_faults(vec![privx_sim::Fault::status("/vault/*", 503)]);
+    kube.put(
+        &vs_path(NS, "db"),
+        vault_secret_object(NS, "db", push_mirror_spec("db-creds")),
+    );
+    let running = Running::start(&kube, &sim, privx_client_for(&sim, sim.credentials()), &[]);
+    let retrying = r#"privx_operator_retrying_objects{controller="vaultsecret"}"#;
+    eventually("the failing object waits to retry", SECS, || {
+        running.sample(retrying) == Some(1.0)
+    })
+    .await;
+
+    assert_eq!(kube.delete(&vs_path(NS, "db")), 200);
+    eventually("the deleted object leaves the backoff map", SECS, || {
+        running.sample(retrying) == Some(0.0)
+    })
+    .await;
+    running.stop().await;
+}
+
 /// Issue 14 item 5 (point 3's source watch): a source Secret created after its VaultSecret,
 /// without any label, is noticed within seconds.
 #[tokio::test]

@@ -581,7 +581,7 @@ async fn a_policy_in_use_keeps_the_finalizer_and_is_retried_with_backoff() {
         assert!(h.sim.set_policy_in_use(&id, true));
         h.delete(&policy_path("p"));
 
-        let backoff_key = "passwordpolicy/p";
+        let backoff_key = "p";
         for attempt in 1..=2u32 {
             let error = h
                 .reconcile_policy("p")
@@ -606,8 +606,11 @@ async fn a_policy_in_use_keeps_the_finalizer_and_is_retried_with_backoff() {
             // The controller's error policy backs off per object, longer each time.
             let guard = Arc::new(DeserializeGuard(Ok(h.get_policy("p"))));
             let _ = password_policy::error_policy(guard, &error, h.ctx.clone());
-            assert_eq!(h.ctx.backoff.failures(backoff_key), attempt);
-            assert_eq!(h.ctx.backoff.failures("passwordpolicy/other"), 0);
+            assert_eq!(
+                h.ctx.backoff.failures("passwordpolicy", backoff_key),
+                attempt
+            );
+            assert_eq!(h.ctx.backoff.failures("passwordpolicy", "other"), 0);
         }
         assert!(
             h.kube
@@ -624,7 +627,7 @@ async fn a_policy_in_use_keeps_the_finalizer_and_is_retried_with_backoff() {
             h.someone_else.get_policy(&id).await,
             Err(PrivxError::NotFound { .. })
         ));
-        assert_eq!(h.ctx.backoff.failures(backoff_key), 0);
+        assert_eq!(h.ctx.backoff.failures("passwordpolicy", backoff_key), 0);
     }
 }
 
@@ -803,7 +806,7 @@ async fn a_privx_outage_fails_with_backoff_and_recovers_on_its_own() {
         );
         let guard = Arc::new(DeserializeGuard(Ok(h.get_policy("p"))));
         let _ = password_policy::error_policy(guard, &error, h.ctx.clone());
-        assert_eq!(h.ctx.backoff.failures("passwordpolicy/p"), 1);
+        assert_eq!(h.ctx.backoff.failures("passwordpolicy", "p"), 1);
         let text = metrics.encode();
         assert!(
             text.contains(r#"privx_operator_reconcile_errors_total{controller="passwordpolicy",reason="privx_unavailable"} 1"#),
@@ -824,19 +827,19 @@ async fn a_privx_outage_fails_with_backoff_and_recovers_on_its_own() {
             Action::await_change()
         );
         assert_eq!(h.policy_ready("p").1, "InvalidSpec");
-        assert_eq!(h.ctx.backoff.failures("passwordpolicy/p"), 0);
+        assert_eq!(h.ctx.backoff.failures("passwordpolicy", "p"), 0);
         h.policy("p", changed);
         let error = h.reconcile_policy("p").await.expect_err("still down");
         let guard = Arc::new(DeserializeGuard(Ok(h.get_policy("p"))));
         let _ = password_policy::error_policy(guard, &error, h.ctx.clone());
-        assert_eq!(h.ctx.backoff.failures("passwordpolicy/p"), 1);
+        assert_eq!(h.ctx.backoff.failures("passwordpolicy", "p"), 1);
 
         // PrivX is back: synced, the failure count forgotten, the metrics follow.
         h.sim.set_faults(vec![]);
         h.reconcile_policy("p").await.expect("recovers");
         assert_eq!(h.policy_ready("p").1, "Synced");
         assert_eq!(privx_policy(&h, &id).await.max_versions, Some(8));
-        assert_eq!(h.ctx.backoff.failures("passwordpolicy/p"), 0);
+        assert_eq!(h.ctx.backoff.failures("passwordpolicy", "p"), 0);
         let text = metrics.encode();
         assert!(
             text.contains(r#"privx_operator_objects{controller="passwordpolicy",condition="Ready",status="True",reason="Synced"} 1"#),

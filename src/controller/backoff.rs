@@ -11,33 +11,44 @@ use rand::Rng;
 pub const BASE: Duration = Duration::from_secs(1);
 pub const CAP: Duration = Duration::from_secs(300);
 
+/// The failures of each failing object, by controller (an object's key is unique within its
+/// controller only: a VaultSecret `passwordpolicy/x` is not the PasswordPolicy `x`).
 #[derive(Default)]
 pub struct Backoff {
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Mutex<HashMap<&'static str, HashMap<String, u32>>>,
 }
 
 impl Backoff {
-    /// Records one more failure of `key` and returns how long to wait before retrying.
-    pub fn next_delay(&self, key: &str) -> Duration {
-        let attempt = {
-            let mut failures = self.failures.lock().expect("backoff lock");
-            let n = failures.entry(key.to_string()).or_insert(0);
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, HashMap<String, u32>>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records one more failure of `key` of `controller`: how long to wait before retrying,
+    /// and how many objects of the controller are now waiting to retry.
+    pub fn next_delay(&self, controller: &'static str, key: &str) -> (Duration, usize) {
+        let (attempt, waiting) = {
+            let mut failures = self.lock();
+            let objects = failures.entry(controller).or_default();
+            let n = objects.entry(key.to_string()).or_insert(0);
             *n = n.saturating_add(1);
-            *n
+            (*n, objects.len())
         };
-        jittered(delay_for_attempt(attempt))
+        (jittered(delay_for_attempt(attempt)), waiting)
     }
 
-    /// Forgets the failures of `key` (after a success or when the object is gone).
-    pub fn reset(&self, key: &str) {
-        self.failures.lock().expect("backoff lock").remove(key);
+    /// Forgets the failures of `key` (after a success or when the object is gone); how many
+    /// objects of the controller are still waiting to retry.
+    pub fn reset(&self, controller: &'static str, key: &str) -> usize {
+        let mut failures = self.lock();
+        let objects = failures.entry(controller).or_default();
+        objects.remove(key);
+        objects.len()
     }
 
-    pub fn failures(&self, key: &str) -> u32 {
-        self.failures
-            .lock()
-            .expect("backoff lock")
-            .get(key)
+    pub fn failures(&self, controller: &'static str, key: &str) -> u32 {
+        self.lock()
+            .get(controller)
+            .and_then(|objects| objects.get(key))
             .copied()
             .unwrap_or(0)
     }
@@ -106,18 +117,21 @@ mod tests {
     fn per_object_and_reset() {
         let b = Backoff::default();
         for _ in 0..3 {
-            b.next_delay("a");
+            b.next_delay("c", "a");
         }
-        b.next_delay("b");
-        assert_eq!(b.failures("a"), 3);
-        assert_eq!(b.failures("b"), 1);
-        let d = b.next_delay("a");
+        assert_eq!(b.next_delay("c", "b").1, 2, "two objects of c wait");
+        assert_eq!(b.next_delay("other", "a").1, 1, "another controller's a");
+        assert_eq!(b.failures("c", "a"), 3);
+        assert_eq!(b.failures("c", "b"), 1);
+        assert_eq!(b.failures("other", "a"), 1);
+        let (d, _) = b.next_delay("c", "a");
         assert!(
             d >= Duration::from_secs(4) && d <= Duration::from_secs(8),
             "{d:?}"
         );
-        b.reset("a");
-        assert_eq!(b.failures("a"), 0);
+        assert_eq!(b.reset("c", "a"), 1, "b still waits");
+        assert_eq!(b.failures("c", "a"), 0);
+        assert_eq!(b.failures("other", "a"), 1);
     }
 
     #[test]

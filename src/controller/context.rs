@@ -70,6 +70,8 @@ pub trait ControllerMetrics: Send + Sync + 'static {
     fn object_condition(&self, controller: &'static str, key: &str, ready: bool, reason: &str);
     /// The object is gone.
     fn forget_object(&self, controller: &'static str, key: &str);
+    /// `objects` of the controller failed their last reconcile and wait to retry.
+    fn retrying(&self, controller: &'static str, objects: usize);
 }
 
 /// Metrics that go nowhere (tests, tools).
@@ -79,6 +81,7 @@ impl ControllerMetrics for NoMetrics {
     fn reconciled(&self, _: &'static str, _: Duration, _: Option<&str>) {}
     fn object_condition(&self, _: &'static str, _: &str, _: bool, _: &str) {}
     fn forget_object(&self, _: &'static str, _: &str) {}
+    fn retrying(&self, _: &'static str, _: usize) {}
 }
 
 /// Shared state of both controllers.
@@ -114,6 +117,19 @@ pub struct Context {
 
 impl Context {
     /// The Namespace `name` as the store holds it.
+    /// One more failure of `key` of `controller`: how long it waits before retrying.
+    pub fn failed(&self, controller: &'static str, key: &str) -> std::time::Duration {
+        let (delay, waiting) = self.backoff.next_delay(controller, key);
+        self.metrics.retrying(controller, waiting);
+        delay
+    }
+
+    /// `key` of `controller` succeeded, or is gone: it no longer waits to retry.
+    pub fn recovered(&self, controller: &'static str, key: &str) {
+        let waiting = self.backoff.reset(controller, key);
+        self.metrics.retrying(controller, waiting);
+    }
+
     pub fn namespace(&self, name: &str) -> Option<Arc<PartialObjectMeta<Namespace>>> {
         self.namespaces.get(&ObjectRef::new(name))
     }

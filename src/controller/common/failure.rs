@@ -85,14 +85,10 @@ pub async fn finish<K: Reported>(
     keys: &ObjectKeys<'_>,
     result: Result<Action, Stop>,
 ) -> Result<Action, Error> {
-    let ObjectKeys {
-        controller,
-        key,
-        backoff_key,
-    } = *keys;
+    let ObjectKeys { controller, key } = *keys;
     match result {
         Ok(action) => {
-            ctx.backoff.reset(backoff_key);
+            ctx.recovered(controller, key);
             Ok(action)
         }
         Err((refusal, next)) => {
@@ -100,11 +96,11 @@ pub async fn finish<K: Reported>(
             match next {
                 Next::Fail(e) => Err(*e),
                 Next::AwaitChange => {
-                    ctx.backoff.reset(backoff_key);
+                    ctx.recovered(controller, key);
                     Ok(Action::await_change())
                 }
                 Next::After(d) => {
-                    ctx.backoff.reset(backoff_key);
+                    ctx.recovered(controller, key);
                     Ok(Action::requeue(
                         crate::controller::backoff::jittered_refresh(d),
                     ))
@@ -147,17 +143,21 @@ pub fn record(
     );
 }
 
-/// How an object is named: its controller, its key in metrics, its key in the backoff map.
+/// How an object is named: its controller, and its key in metrics and the backoff map.
 #[derive(Clone, Copy, Debug)]
 pub struct ObjectKeys<'a> {
     pub controller: &'static str,
     pub key: &'a str,
-    pub backoff_key: &'a str,
 }
 
 /// The error policy of both controllers: per-object exponential backoff with jitter.
-pub fn requeue_after_failure(ctx: &Context, key: &str, error: &Error) -> Action {
-    let delay = ctx.backoff.next_delay(key);
+pub fn requeue_after_failure(
+    ctx: &Context,
+    controller: &'static str,
+    key: &str,
+    error: &Error,
+) -> Action {
+    let delay = ctx.failed(controller, key);
     tracing::warn!(%key, error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }

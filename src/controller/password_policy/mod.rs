@@ -67,7 +67,6 @@ async fn cleanup(
 ) -> Result<Action, Error> {
     use self::ownership::CleanupDecision;
     let key = deleted.name();
-    let backoff_key = format!("passwordpolicy/{key}");
     ctx.metrics.forget_object(CONTROLLER, &key);
     if !deleted.has_finalizer() {
         return Ok(Action::await_change());
@@ -143,7 +142,7 @@ async fn cleanup(
     deleted.release_finalizer().await?;
     // The object is gone: forget its failures, so the map does not grow with deleted
     // objects and a new object of the same name starts without a long backoff.
-    ctx.backoff.reset(&backoff_key);
+    ctx.recovered(CONTROLLER, &key);
     Ok(Action::await_change())
 }
 
@@ -152,14 +151,14 @@ pub fn error_policy(
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    common::requeue_after_failure(&ctx, &format!("passwordpolicy/{}", guard.name_any()), error)
+    common::requeue_after_failure(&ctx, CONTROLLER, &guard.name_any(), error)
 }
 
 /// The policy is gone (deleted, with or without a finalizer): it leaves the object gauge and
 /// the backoff map.
 pub fn forget(ctx: &Context, name: &str) {
     ctx.metrics.forget_object(CONTROLLER, name);
-    ctx.backoff.reset(&format!("passwordpolicy/{name}"));
+    ctx.recovered(CONTROLLER, name);
 }
 
 struct Reconciler<'a> {
@@ -179,21 +178,16 @@ impl Reconciler<'_> {
         self.policy.name_any()
     }
 
-    fn backoff_key(&self) -> String {
-        format!("passwordpolicy/{}", self.key())
-    }
-
     async fn run(self) -> Result<Action, Error> {
         if self.policy.meta().deletion_timestamp.is_some() {
             return self.cleanup().await;
         }
         let result = self.sync().await;
         let base = self.failure_status.lock().expect("not poisoned").take();
-        let (key, backoff_key) = (self.key(), self.backoff_key());
+        let key = self.key();
         let keys = common::ObjectKeys {
             controller: CONTROLLER,
             key: &key,
-            backoff_key: &backoff_key,
         };
         common::finish(self.ctx, &self.api(), self.policy, base, &keys, result).await
     }

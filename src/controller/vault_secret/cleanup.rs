@@ -67,7 +67,7 @@ pub(super) async fn cleanup(
         Ok(Some(c)) => c,
         Ok(None) => {
             deleted.release_finalizer().await?;
-            ctx.backoff.reset(&key);
+            ctx.recovered(CONTROLLER, &key);
             return Ok(Action::await_change());
         }
         Err(refusal) => return deleted.refuse(ctx, &refusal, PRIVX_SECRET).await,
@@ -137,6 +137,6 @@ pub(super) async fn cleanup(
         }
     }
     deleted.release_finalizer().await?;
-    ctx.backoff.reset(&key);
+    ctx.recovered(CONTROLLER, &key);
     Ok(Action::await_change())
 }

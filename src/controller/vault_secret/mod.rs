@@ -96,6 +96,7 @@ pub fn error_policy(
 ) -> Action {
     common::requeue_after_failure(
         &ctx,
+        CONTROLLER,
         &object_key(guard.namespace().as_deref(), &guard.name_any()),
         error,
     )
@@ -114,7 +115,7 @@ pub fn key_of(guard: &DeserializeGuard<VaultSecret>) -> String {
 /// the backoff map.
 pub fn forget(ctx: &Context, key: &str) {
     ctx.metrics.forget_object(CONTROLLER, key);
-    ctx.backoff.reset(key);
+    ctx.recovered(CONTROLLER, key);
 }
 
 /// One reconcile of one valid object.
@@ -160,7 +161,6 @@ impl Reconciler<'_> {
         let keys = common::ObjectKeys {
             controller: CONTROLLER,
             key: &key,
-            backoff_key: &key,
         };
         common::finish(self.ctx, &self.api(), self.vs, base, &keys, result).await
     }

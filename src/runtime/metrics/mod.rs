@@ -69,6 +69,7 @@ pub struct Metrics {
     privx_token_refreshes: Family<ResultLabels, Counter>,
     kubernetes_writes: Family<WriteLabels, Counter>,
     objects: Family<ObjectLabels, Gauge>,
+    retrying: Family<ControllerLabels, Gauge>,
     leader: Gauge,
     /// What each object's conditions currently contribute to `objects`, so a change or a
     /// deletion moves exactly one count. The lock also serialises the gauge updates.
@@ -142,6 +143,12 @@ impl Metrics {
             "Objects by controller and the status and reason of each of their conditions",
             objects.clone(),
         );
+        let retrying = Family::<ControllerLabels, Gauge>::default();
+        registry.register(
+            "retrying_objects",
+            "Objects whose last reconcile failed and that wait to retry with backoff, by controller",
+            retrying.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -158,6 +165,7 @@ impl Metrics {
             privx_token_refreshes,
             kubernetes_writes,
             objects,
+            retrying,
             leader,
             object_conditions: Mutex::new(HashMap::new()),
         }
@@ -226,5 +234,13 @@ impl crate::controller::ControllerMetrics for Metrics {
 
     fn forget_object(&self, controller: &'static str, key: &str) {
         Metrics::forget_object(self, controller, key);
+    }
+
+    fn retrying(&self, controller: &'static str, objects: usize) {
+        self.retrying
+            .get_or_create(&ControllerLabels {
+                controller: controller.to_owned(),
+            })
+            .set(objects as i64);
     }
 }

@@ -875,3 +875,51 @@ async fn the_operators_client_hands_an_unavailable_api_back_after_a_few_retries(
     );
     assert_eq!(kube.refused(), 1 + kube_writes::RETRIES as usize);
 }
+
+/// The same event about the same object twice is one Event with a series (count 2), as with
+/// kube-rs's recorder; another note is another Event. The cache holds one entry per identity.
+#[tokio::test]
+async fn an_identical_event_joins_the_series_of_the_first() {
+    use kube::runtime::events::{Event, EventType, Reporter};
+    use privx_operator::controller::recorder::Recorder;
+
+    let kube = support::FakeKube::default();
+    let recorder = Recorder::new(
+        kube.client(),
+        Reporter {
+            controller: "privx-operator".into(),
+            instance: None,
+        },
+    );
+    let regarding = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("privx-operator.dev/v1alpha1".into()),
+        kind: Some("VaultSecret".into()),
+        namespace: Some("demo".into()),
+        name: Some("db".into()),
+        uid: Some("u-1".into()),
+        ..Default::default()
+    };
+    let event = |note: &str| Event {
+        type_: EventType::Warning,
+        reason: "PrivXUnavailable".into(),
+        note: Some(note.into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    recorder.publish(&event("down"), &regarding).await.unwrap();
+    recorder.publish(&event("down"), &regarding).await.unwrap();
+    recorder.publish(&event("other"), &regarding).await.unwrap();
+
+    let counts = kube.write_counts();
+    assert_eq!(counts.get("create events"), Some(&2), "{counts:?}");
+    assert_eq!(counts.get("patch events"), Some(&1), "{counts:?}");
+    let events = kube.list("/apis/events.k8s.io/v1/namespaces/demo/events");
+    let down = events
+        .iter()
+        .find(|e| e["note"] == "down")
+        .expect("the first event");
+    assert_eq!(down["series"]["count"], 2, "{down}");
+    assert_eq!(down["regarding"]["uid"], "u-1");
+    assert_eq!(down["reportingController"], "privx-operator");
+    assert_eq!(recorder.cached(), 2);
+}

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::recorder::Recorder;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Resource;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::backoff::Backoff;

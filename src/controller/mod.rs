@@ -14,6 +14,7 @@ pub mod hashing;
 pub mod identity;
 pub mod outcome;
 pub mod password_policy;
+pub mod recorder;
 pub mod refresh;
 pub mod restart;
 pub mod roles;

@@ -12,12 +12,13 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use privx_client::config::{CredentialSource, PolicyGenerationSetting};
 use privx_client::{Credentials, PrivxClient, PrivxConfig};
 use privx_operator::controller::hashing::HmacKey;
+use privx_operator::controller::recorder::Recorder;
 use privx_operator::controller::{
     Context, ControllerMetrics, Error, NoMetrics, Settings, password_policy, vault_secret,
 };

@@ -1,7 +1,8 @@
 //! Events about an object: published best-effort, never fatal, notes cut to a size the API takes.
 
+use crate::controller::recorder::Recorder;
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use tracing::warn;
 
 /// Publishes an event about `obj`; failures are logged, never fatal.

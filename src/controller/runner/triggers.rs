@@ -5,8 +5,8 @@
 //! write changes none of them. [`Changes`] remembers the last hash per object, so a re-list
 //! after a watch outage triggers only the objects that changed meanwhile.
 
+use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
@@ -94,14 +94,28 @@ impl Changes {
 
 type VsRef = ObjectRef<DeserializeGuard<VaultSecret>>;
 
+/// An object's (namespace, name).
+type Key = (String, String);
+
+fn key_of(vs: &VsRef) -> Key {
+    (vs.namespace.clone().unwrap_or_default(), vs.name.clone())
+}
+
+/// The VaultSecrets pushing from one Secret, and the Secret's last seen resourceVersion.
+#[derive(Default)]
+struct Referrers {
+    /// Sorted (almost always one).
+    objects: Vec<Key>,
+    seen: Option<String>,
+}
+
+/// Kept small: one entry per VaultSecret with a source and one per source Secret, no object
+/// references (the requests are built from the keys when a Secret changes).
 #[derive(Default)]
 struct Index {
-    /// (namespace, Secret name) → the VaultSecrets pushing from it, and the Secret's last
-    /// seen resourceVersion.
-    by_source: HashMap<(String, String), (BTreeSet<String>, Option<String>)>,
-    /// VaultSecret → its source.
-    source_of: HashMap<String, (String, String)>,
-    refs: HashMap<String, VsRef>,
+    by_source: HashMap<Key, Referrers>,
+    /// VaultSecret → its source Secret.
+    source_of: HashMap<Key, Key>,
 }
 
 /// Which VaultSecrets push from which Secret: maps the events of the metadata-only watch of
@@ -118,35 +132,31 @@ impl SourceIndex {
 
     /// Records the source of `vs` (or that it has none).
     pub fn set(&self, vs: &VsRef, source: Option<(String, String)>) {
-        let key = vs.to_string();
+        let key = key_of(vs);
         let mut index = self.lock();
         if index.source_of.get(&key) == source.as_ref() {
             return;
         }
         Self::unlink(&mut index, &key);
         if let Some(source) = source {
-            index
-                .by_source
-                .entry(source.clone())
-                .or_default()
-                .0
-                .insert(key.clone());
-            index.source_of.insert(key.clone(), source);
-            index.refs.insert(key, vs.clone());
+            let objects = &mut index.by_source.entry(source.clone()).or_default().objects;
+            if let Err(at) = objects.binary_search(&key) {
+                objects.insert(at, key.clone());
+            }
+            index.source_of.insert(key, source);
         }
     }
 
     pub fn remove(&self, vs: &VsRef) {
-        Self::unlink(&mut self.lock(), &vs.to_string());
+        Self::unlink(&mut self.lock(), &key_of(vs));
     }
 
-    fn unlink(index: &mut Index, key: &str) {
-        index.refs.remove(key);
+    fn unlink(index: &mut Index, key: &Key) {
         if let Some(old) = index.source_of.remove(key)
-            && let Some((referrers, _)) = index.by_source.get_mut(&old)
+            && let Some(referrers) = index.by_source.get_mut(&old)
         {
-            referrers.remove(key);
-            if referrers.is_empty() {
+            referrers.objects.retain(|k| k != key);
+            if referrers.objects.is_empty() {
                 index.by_source.remove(&old);
             }
         }
@@ -159,21 +169,19 @@ impl SourceIndex {
             return Vec::new();
         };
         let mut index = self.lock();
-        let Index {
-            by_source, refs, ..
-        } = &mut *index;
-        let Some((referrers, seen)) = by_source.get_mut(&(ns.clone(), name.clone())) else {
+        let Some(referrers) = index.by_source.get_mut(&(ns.clone(), name.clone())) else {
             return Vec::new();
         };
         let version = secret.metadata.resource_version.clone();
         let deleted = secret.metadata.deletion_timestamp.is_some();
-        if !deleted && version.is_some() && *seen == version {
+        if !deleted && version.is_some() && referrers.seen == version {
             return Vec::new();
         }
-        *seen = version;
+        referrers.seen = version;
         referrers
+            .objects
             .iter()
-            .filter_map(|k| refs.get(k).cloned())
+            .map(|(ns, name)| ObjectRef::new(name).within(ns))
             .collect()
     }
 

@@ -6,7 +6,7 @@
 //! [`ClaimIndex::set`] right after the store has it, every deleted one [`ClaimIndex::remove`]d.
 //! Readers take the keys from here and the objects from the store, and check the target again.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use kube::core::DeserializeGuard;
@@ -24,7 +24,8 @@ pub struct ClaimIndex {
 
 #[derive(Default)]
 struct Inner {
-    by_target: HashMap<Target, BTreeSet<String>>,
+    /// Sorted keys (almost always one: a second claimant is a conflict).
+    by_target: HashMap<Target, Vec<String>>,
     by_key: HashMap<String, Target>,
 }
 
@@ -33,7 +34,7 @@ impl Inner {
         if let Some(old) = self.by_key.remove(key)
             && let Some(keys) = self.by_target.get_mut(&old)
         {
-            keys.remove(key);
+            keys.retain(|k| k != key);
             if keys.is_empty() {
                 self.by_target.remove(&old);
             }
@@ -52,11 +53,10 @@ impl ClaimIndex {
         }
         inner.remove(&key);
         if let Some(target) = target {
-            inner
-                .by_target
-                .entry(target.clone())
-                .or_default()
-                .insert(key.clone());
+            let keys = inner.by_target.entry(target.clone()).or_default();
+            if let Err(at) = keys.binary_search(&key) {
+                keys.insert(at, key.clone());
+            }
             inner.by_key.insert(key, target);
         }
     }
@@ -73,7 +73,7 @@ impl ClaimIndex {
             .expect("claim index lock")
             .by_target
             .get(target)
-            .map(|keys| keys.iter().cloned().collect())
+            .cloned()
             .unwrap_or_default()
     }
 }

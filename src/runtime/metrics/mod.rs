@@ -24,7 +24,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use self::objects::{ObjectConditionKey, ObjectLabels};
+use self::objects::{ObjectConditions, ObjectLabels};
 use self::privx::{EndpointLabels, RequestLabels, ResultLabels};
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
@@ -73,7 +73,7 @@ pub struct Metrics {
     leader: Gauge,
     /// What each object's conditions currently contribute to `objects`, so a change or a
     /// deletion moves exactly one count. The lock also serialises the gauge updates.
-    object_conditions: Mutex<HashMap<ObjectConditionKey, (String, String)>>,
+    object_conditions: Mutex<ObjectConditions>,
 }
 
 impl Default for Metrics {

@@ -15,28 +15,47 @@ pub(super) struct ObjectLabels {
     reason: String,
 }
 
-/// Identifies one condition of one object: (controller, object key, condition type).
-pub(super) type ObjectConditionKey = (String, String, String);
+/// What each object's conditions contribute to the gauge: by controller, by object key, the
+/// (condition, status, reason) of each condition. Kept small: at 10,000 objects this is one
+/// key and one short list per object.
+pub(super) type ObjectConditions = HashMap<&'static str, HashMap<String, Vec<Contribution>>>;
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Contribution {
+    condition: &'static str,
+    status: &'static str,
+    reason: Box<str>,
+}
 
 impl Metrics {
     /// Records the current status and reason of one condition of one object (`key` is e.g.
     /// `namespace/name`). Replaces what the same object and condition reported before.
     pub fn set_object_condition(
         &self,
-        controller: &str,
+        controller: &'static str,
         key: &str,
-        condition: &str,
-        status: &str,
+        condition: &'static str,
+        status: &'static str,
         reason: &str,
     ) {
         let mut conditions = self.lock_object_conditions();
-        let slot = (controller.to_owned(), key.to_owned(), condition.to_owned());
-        let new_value = (status.to_owned(), reason.to_owned());
-        if conditions.get(&slot) == Some(&new_value) {
-            return;
-        }
-        if let Some((old_status, old_reason)) = conditions.insert(slot, new_value) {
-            self.decrement_object(controller, condition, &old_status, &old_reason);
+        let objects = conditions.entry(controller).or_default();
+        let contributions = match objects.get_mut(key) {
+            Some(c) => c,
+            None => objects.entry(key.to_owned()).or_default(),
+        };
+        let now = Contribution {
+            condition,
+            status,
+            reason: reason.into(),
+        };
+        match contributions.iter_mut().find(|c| c.condition == condition) {
+            Some(before) if *before == now => return,
+            Some(before) => {
+                let before = std::mem::replace(before, now);
+                self.decrement_object(controller, condition, before.status, &before.reason);
+            }
+            None => contributions.push(now),
         }
         self.objects
             .get_or_create(&object_labels(controller, condition, status, reason))
@@ -46,21 +65,15 @@ impl Metrics {
     /// Forgets every condition of an object (it was deleted).
     pub fn forget_object(&self, controller: &str, key: &str) {
         let mut conditions = self.lock_object_conditions();
-        let forgotten: Vec<ObjectConditionKey> = conditions
-            .keys()
-            .filter(|(c, k, _)| c == controller && k == key)
-            .cloned()
-            .collect();
-        for slot in forgotten {
-            if let Some((status, reason)) = conditions.remove(&slot) {
-                self.decrement_object(controller, &slot.2, &status, &reason);
-            }
+        let Some(gone) = conditions.get_mut(controller).and_then(|o| o.remove(key)) else {
+            return;
+        };
+        for c in gone {
+            self.decrement_object(controller, c.condition, c.status, &c.reason);
         }
     }
 
-    fn lock_object_conditions(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<ObjectConditionKey, (String, String)>> {
+    fn lock_object_conditions(&self) -> std::sync::MutexGuard<'_, ObjectConditions> {
         // The map stays consistent even if a holder panicked: every update is one insert/remove.
         self.object_conditions
             .lock()

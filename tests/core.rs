@@ -87,18 +87,13 @@ async fn cost_of_a_new_object(spec: serde_json::Value) -> Cost {
 }
 
 /// Points 2 and 3: our own status and mirror writes do not start another reconcile, and a new
-/// object costs one PrivX read, one PrivX write, two Kubernetes writes and one event.
+/// (`Retain`) object costs one PrivX write and no read (it creates without reading first), two
+/// Kubernetes writes and one event.
 #[tokio::test]
-async fn a_new_object_costs_one_privx_read_and_write_and_our_writes_do_not_retrigger() {
+async fn a_new_object_costs_one_privx_write_and_our_writes_do_not_retrigger() {
     let cost = cost_of_a_new_object(push_mirror_spec("db-creds")).await;
     assert_eq!(cost.reconciles, 1.0, "one reconcile for one new object");
-    assert_eq!(
-        cost.privx,
-        [
-            "GET /vault/api/v1/secrets/{name}",
-            "POST /vault/api/v1/secrets"
-        ]
-    );
+    assert_eq!(cost.privx, ["POST /vault/api/v1/secrets"]);
     assert_eq!(
         cost.writes,
         [

@@ -421,11 +421,23 @@ async fn per_namespace_identity_through_the_runner_is_ready_with_the_account_and
         "{:?}",
         privx.iter().map(|r| &r.route).collect::<Vec<_>>()
     );
+    // One vault call in all: team-a's create (a new object creates without reading first).
+    let vault: Vec<(&str, u16)> = privx
+        .iter()
+        .filter(|r| r.route.contains("/vault/"))
+        .map(|r| (r.route.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        vault.len(),
+        1,
+        "nothing of team-b reached the vault: {vault:?}"
+    );
+    assert_eq!(vault[0].0, "POST /vault/api/v1/secrets");
+    assert!(vault[0].1 < 300, "{vault:?}");
     assert!(
         !privx.iter().any(|r| r.path.contains("team-b")),
         "no PrivX call about team-b"
     );
-    assert!(privx.iter().any(|r| r.path.contains("team-a")));
     running.stop().await;
     sim.shutdown().await;
 }

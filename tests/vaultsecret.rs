@@ -235,7 +235,29 @@ async fn existing_privx_secret_is_not_overwritten_without_adopt() {
     assert_eq!((ready.as_str(), reason.as_str()), ("False", "Conflict"));
     assert!(message.contains("adopt"), "{message}");
     assert!(!message.contains("theirs") && !message.contains("mine"));
-    assert!(h.privx_writes().is_empty(), "{:?}", h.privx_writes());
+    // A new object creates without reading first: PrivX refuses the taken name (never
+    // overwrites on create), the operator reads the secret and writes nothing more.
+    let writes: Vec<(String, u16)> = h
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET" && r.route.starts_with(r.method.as_str()))
+        .filter(|r| !r.route.contains("/oauth/token") && !r.route.contains("/roles/resolve"))
+        .map(|r| (r.route, r.status))
+        .collect();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].0, "POST /vault/api/v1/secrets");
+    assert!(
+        [400, 409].contains(&writes[0].1),
+        "the create of a taken name is refused: {writes:?}"
+    );
+    assert!(
+        h.privx_reads()
+            .iter()
+            .any(|r| r == "GET /vault/api/v1/secrets/{name}"),
+        "then the secret is read: {:?}",
+        h.privx_reads()
+    );
     assert!(h.kube.get(&secret_path(NS, "db-creds-mirror")).is_none());
     let untouched = h
         .someone_else
@@ -558,9 +580,22 @@ async fn crash_between_privx_create_and_status_is_harmless() {
     h.sim.clear_requests();
     h.reconcile("db").await.unwrap();
     assert_eq!(h.ready_reason("db").1, "Synced");
+    // Without a status the object looks new and creates without reading first: PrivX refuses
+    // the taken name, the operator reads it, recognises its own secret, and writes no more.
+    let writes: Vec<(String, u16)> = h
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET" && r.route.starts_with("POST /vault"))
+        .map(|r| (r.route, r.status))
+        .collect();
     assert!(
-        h.privx_writes().is_empty(),
-        "no duplicate create: {:?}",
+        writes.iter().all(|(_, status)| [400, 409].contains(status)),
+        "no duplicate create: {writes:?}"
+    );
+    assert!(
+        !h.privx_writes().iter().any(|w| w.starts_with("PUT")),
+        "nothing overwritten: {:?}",
         h.privx_writes()
     );
 }

@@ -52,6 +52,17 @@ pub fn privx_stop(e: privx_client::PrivxError, action: &str) -> Stop {
     )
 }
 
+/// Whether `stop` is PrivX answering that the name exists (a create of a taken name).
+pub fn is_already_exists(stop: &Stop) -> bool {
+    matches!(
+        &stop.1,
+        Next::Fail(e) if matches!(
+            **e,
+            Error::Privx { source: privx_client::PrivxError::AlreadyExists { .. }, .. }
+        )
+    )
+}
+
 /// A failed Kubernetes call: reported, then backed off.
 pub fn kube_stop(action: &str, e: kube::Error) -> Stop {
     let refusal = crate::controller::outcome::Refusal::new(

@@ -10,8 +10,8 @@ mod status;
 pub use entry::reconcile_guarded;
 pub use events::{publish, publish_to, truncate};
 pub use failure::{
-    Next, ObjectKeys, Stop, error_stop, finish, invalid_spec, kube_stop, privx_reason, privx_stop,
-    record, requeue_after_failure, short_kube_error,
+    Next, ObjectKeys, Stop, error_stop, finish, invalid_spec, is_already_exists, kube_stop,
+    privx_reason, privx_stop, record, requeue_after_failure, short_kube_error,
 };
 pub use finalizers::{has_finalizer, is_conflict, set_finalizer, set_metadata};
 pub use status::{

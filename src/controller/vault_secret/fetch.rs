@@ -89,7 +89,8 @@ impl Reconciler<'_> {
         }
     }
 
-    /// Roles, the PrivX secret and the claimants. A routine refresh of a read-only shared
+    /// Roles, the PrivX secret (unless `read_current` is false: taken as absent) and the
+    /// claimants. A routine refresh of a read-only shared
     /// mirror reads the shared list pages, which are read as the operator: never with
     /// per-namespace identity, where each namespace must read as itself.
     pub(super) async fn fetch_privx(
@@ -97,6 +98,7 @@ impl Reconciler<'_> {
         target: &Target,
         source: &SourceInput,
         decision: &RefreshDecision,
+        read_current: bool,
     ) -> Result<PrivxFetched, Stop> {
         let ctx = self.ctx;
         let privx = crate::controller::identity::privx_for(ctx, &self.namespace()).await?;
@@ -120,6 +122,7 @@ impl Reconciler<'_> {
         };
         let current = match from_listing {
             Some(secret) => Some(secret),
+            None if !read_current => None,
             None => match privx.get_secret(&target.location, &target.name).await {
                 Ok(secret) => Some(secret),
                 Err(PrivxError::NotFound { .. }) => None,

@@ -182,26 +182,38 @@ impl Reconciler<'_> {
                 .apply(plan::not_read(self.vs, &target), &target, None)
                 .await;
         }
-        let fetched = self.fetch_privx(&target, &kube.source, &decision).await?;
         let restart_checks = self.check_restart_targets().await;
-        let plan = plan::plan(&plan::Observed {
-            vs: self.vs,
-            target: &target,
-            source: kube.source.clone(),
-            templates: &kube.templates,
-            existing_mirror: kube.existing_mirror.as_deref(),
-            current: fetched.current.as_ref(),
-            self_roles: &fetched.self_roles,
-            resolved_roles: &fetched.resolved_roles,
-            me: fetched.me,
-            others: fetched.others,
-            restart_checks: &restart_checks,
-            decision: &decision,
-            inputs_hash: kube.inputs_hash.clone(),
-            refresh: self.refresh(),
-            settings: &ctx.settings,
-            now: &common::now_rfc3339(),
-        })?;
-        self.apply(plan, &target, Some(&fetched.privx)).await
+        // A new object creates without reading first; if the name is taken after all, the
+        // secret is read and the sync planned again, as for any other object.
+        let mut read_current = !plan::create_unread(self.vs, &kube.source);
+        loop {
+            let fetched = self
+                .fetch_privx(&target, &kube.source, &decision, read_current)
+                .await?;
+            let plan = plan::plan(&plan::Observed {
+                vs: self.vs,
+                target: &target,
+                source: kube.source.clone(),
+                templates: &kube.templates,
+                existing_mirror: kube.existing_mirror.as_deref(),
+                current: fetched.current.as_ref(),
+                self_roles: &fetched.self_roles,
+                resolved_roles: &fetched.resolved_roles,
+                me: fetched.me,
+                others: fetched.others,
+                restart_checks: &restart_checks,
+                decision: &decision,
+                inputs_hash: kube.inputs_hash.clone(),
+                refresh: self.refresh(),
+                settings: &ctx.settings,
+                now: &common::now_rfc3339(),
+            })?;
+            match self.apply(plan, &target, Some(&fetched.privx)).await {
+                Err(stop) if !read_current && common::is_already_exists(&stop) => {
+                    read_current = true;
+                }
+                result => return result,
+            }
+        }
     }
 }

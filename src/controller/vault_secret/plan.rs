@@ -303,6 +303,20 @@ pub fn plan(o: &Observed<'_>) -> Result<Plan, Stop> {
     })
 }
 
+/// Whether this sync may create the PrivX secret without reading it first (one PrivX call for
+/// a new object instead of two): the object pushes data (a source Secret or a generated
+/// password), has never written PrivX (no `status.privx`), keeps the secret when deleted
+/// (`Retain`: nothing is recorded on the object before the write) and does not ask to adopt.
+/// PrivX answers a create of a name that exists with an error (409, or 400 VALUE_DUPLICATE),
+/// never by overwriting it; the driver then reads the secret and plans again, as it would
+/// have from the start. So the worst case is one failed create, and nothing is overwritten.
+pub fn create_unread(vs: &VaultSecret, source: &SourceInput) -> bool {
+    !matches!(source, SourceInput::ReadOnly)
+        && vs.status.as_ref().is_none_or(|s| s.privx.is_none())
+        && vs.spec.deletion_policy() == DeletionPolicy::Retain
+        && vs.spec.adopt != Some(true)
+}
+
 /// Validation and the tenancy rule, before anything is fetched: `InvalidSpec` naming every
 /// field, or `NotAllowed` naming the annotation that would allow the target.
 pub fn admit(

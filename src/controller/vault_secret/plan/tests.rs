@@ -371,3 +371,71 @@ fn generated_key_removed_in_privx_is_regenerated_and_extra_keys_dropped() {
         matches!(plan.action, PrivxAction::Update(ref b) if b.data == data(&[("password", "x")]))
     );
 }
+
+#[test]
+fn only_a_new_retain_object_that_pushes_creates_without_reading_first() {
+    use crate::crd::DeletionPolicy;
+    let vs = |deletion: Option<DeletionPolicy>,
+              adopt: Option<bool>,
+              status: Option<VaultSecretStatus>| {
+        let mut vs = VaultSecret::new(
+            "app",
+            VaultSecretSpec {
+                deletion_policy: deletion,
+                adopt,
+                ..Default::default()
+            },
+        );
+        vs.status = status;
+        vs
+    };
+    let pushes = SourceInput::Secret(data(&[("password", "x")]));
+    let written = VaultSecretStatus {
+        privx: Some(PrivxSecretStatus {
+            name: "k8s/ns/app".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let cases = [
+        (
+            vs(None, None, None),
+            &pushes,
+            true,
+            "new, Retain by default",
+        ),
+        (
+            vs(None, None, Some(VaultSecretStatus::default())),
+            &pushes,
+            true,
+            "a status, no PrivX record",
+        ),
+        (
+            vs(None, None, Some(written)),
+            &pushes,
+            false,
+            "has written PrivX",
+        ),
+        (
+            vs(Some(DeletionPolicy::Delete), None, None),
+            &pushes,
+            false,
+            "Delete records its target first",
+        ),
+        (
+            vs(None, Some(true), None),
+            &pushes,
+            false,
+            "adopt expects an existing secret",
+        ),
+        (
+            vs(None, None, None),
+            &SourceInput::ReadOnly,
+            false,
+            "read-only never writes",
+        ),
+    ];
+    for (object, source, expected, why) in cases {
+        assert_eq!(create_unread(&object, source), expected, "{why}");
+    }
+}

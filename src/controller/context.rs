@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::recorder::Recorder;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::Resource;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -14,6 +14,7 @@ use super::backoff::Backoff;
 use super::hashing::HmacKey;
 use super::roles::RoleCache;
 use super::tenancy::NameTemplate;
+use super::vault_secret::stored_mirror::StoredMirror;
 use crate::crd::{PasswordPolicy, VaultSecret};
 use privx_client::PrivxClient;
 
@@ -108,7 +109,7 @@ pub struct Context {
     pub mirror_state: super::refresh::MirrorState,
     /// The mirrored Secrets the operator wrote (by the managed-by label). A mirror not in it is
     /// read from the API (it may exist unlabelled, and must then be refused, not overwritten).
-    pub mirrors: Store<Secret>,
+    pub mirrors: Store<StoredMirror>,
     /// Our own writes, so that their watch events do not start another reconcile.
     pub own_writes: OwnWrites,
     /// Opens once every store has listed its objects.
@@ -135,7 +136,7 @@ impl Context {
     }
 
     /// The mirrored Secret `namespace/name` as the store holds it.
-    pub fn mirror(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+    pub fn mirror(&self, namespace: &str, name: &str) -> Option<Arc<StoredMirror>> {
         self.mirrors.get(&ObjectRef::new(name).within(namespace))
     }
 }

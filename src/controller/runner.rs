@@ -36,6 +36,7 @@ use self::health::WatchHealth;
 use self::triggers::{Changes, SourceIndex, strip, strip_namespace};
 use super::backoff::WatchBackoff;
 use super::context::SyncGate;
+use super::vault_secret::stored_mirror::StoredMirror;
 use super::{
     Context, ControllerMetrics, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Settings, password_policy,
     vault_secret,
@@ -109,7 +110,7 @@ pub async fn run(
 
     // Stores. VaultSecrets and mirrors: one store across the watched namespaces.
     let (vs_store, vs_writer) = reflector::store::<DeserializeGuard<VaultSecret>>();
-    let (mirror_store, mirror_writer) = reflector::store::<Secret>();
+    let (mirror_store, mirror_writer) = reflector::store::<StoredMirror>();
     let (namespace_store, namespace_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
     // PasswordPolicies feed both controllers: a shared store with two subscribers.
     let (policy_store, policy_writer) =
@@ -253,19 +254,20 @@ pub async fn run(
     });
 
     // --- Mirrors: whole Secrets by the managed-by label ---
-    let mirror_streams: Vec<Events<Secret>> = scoped_apis::<Secret>(&client, &options.namespaces)
-        .into_iter()
-        .map(|(scope, api)| {
-            let what = format!("mirrored Secrets{}", scope_suffix(&scope));
-            watch(
-                api,
-                watcher::Config::default()
-                    .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
-                &health,
-                &what,
-            )
-        })
-        .collect();
+    let mirror_streams: Vec<Events<StoredMirror>> =
+        scoped_apis::<StoredMirror>(&client, &options.namespaces)
+            .into_iter()
+            .map(|(scope, api)| {
+                let what = format!("mirrored Secrets{}", scope_suffix(&scope));
+                watch(
+                    api,
+                    watcher::Config::default()
+                        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+                    &health,
+                    &what,
+                )
+            })
+            .collect();
     let mirror_triggers = reflector::reflector(
         mirror_writer,
         scopes::merge(

@@ -1,10 +1,11 @@
 //! The fetch step: what Kubernetes (source Secret, template ConfigMaps, the mirror, the other
 //! VaultSecrets) and PrivX (role names) hold for this object.
 
+use super::stored_mirror::StoredMirror;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret as KubeSecret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
@@ -25,7 +26,7 @@ use privx_client::{PrivxClient, PrivxError, Secret, SecretLocation};
 pub(super) struct KubeFetched {
     pub source: SourceInput,
     pub templates: Vec<Template>,
-    pub existing_mirror: Option<Arc<KubeSecret>>,
+    pub existing_mirror: Option<Arc<StoredMirror>>,
     pub inputs_hash: String,
 }
 
@@ -333,7 +334,7 @@ impl Reconciler<'_> {
     /// The mirrored Secret as the store holds it; a Secret not in the store (not labelled as
     /// ours, or not seen yet) is read, so that a foreign Secret of that name is refused, never
     /// overwritten.
-    async fn existing_mirror(&self, name: &str) -> Result<Option<Arc<KubeSecret>>, Stop> {
+    async fn existing_mirror(&self, name: &str) -> Result<Option<Arc<StoredMirror>>, Stop> {
         if let Some(mirror) = self.ctx.mirror(&self.namespace(), name) {
             return Ok(Some(mirror));
         }
@@ -342,6 +343,6 @@ impl Reconciler<'_> {
             .get_opt(name)
             .await
             .map_err(|e| common::kube_stop("read mirrored Secret", e))?;
-        Ok(read.map(Arc::new))
+        Ok(read.map(|secret| Arc::new(StoredMirror::from(secret))))
     }
 }

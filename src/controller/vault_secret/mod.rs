@@ -10,6 +10,7 @@ pub mod claims;
 mod cleanup;
 mod fetch;
 pub mod plan;
+pub mod stored_mirror;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::ResourceExt;
 use privx_client::{Secret, SecretData, SecretLocation};
 
+use super::stored_mirror::StoredMirror;
 use crate::controller::Settings;
 use crate::controller::common::{Next, Stop};
 use crate::controller::deletion::{CleanupTarget, MetadataChange, plan_metadata};
@@ -82,7 +82,7 @@ pub struct Observed<'a> {
     /// The compiled mirror templates (empty without templates).
     pub templates: &'a [Template],
     /// The mirrored Secret as it is (store, or read when the store lacks it).
-    pub existing_mirror: Option<&'a KubeSecret>,
+    pub existing_mirror: Option<&'a StoredMirror>,
     /// The PrivX secret as it is.
     pub current: Option<&'a Secret>,
     /// The operator's own roles, and every role name PrivX was asked about with its id.
@@ -237,11 +237,8 @@ pub fn plan(o: &Observed<'_>) -> Result<Plan, Stop> {
 
     // Restarts: with templates the mirror's own hash is what the application reads.
     let previous = if templated {
-        o.existing_mirror.and_then(|m| {
-            m.annotations()
-                .get(crate::controller::DATA_HASH_ANNOTATION)
-                .map(String::as_str)
-        })
+        o.existing_mirror
+            .and_then(|m| m.annotation(crate::controller::DATA_HASH_ANNOTATION))
     } else {
         status.and_then(|s| s.data_hash.as_deref())
     };

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 
+use super::super::stored_mirror::StoredMirror;
 use super::{Refusal, reason};
 use crate::controller::{
     DATA_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, VAULT_SECRET_LABEL,
@@ -86,7 +87,7 @@ pub fn plan_mirror(
     owner: &Owner<'_>,
     data: &SecretData,
     hash: &str,
-    existing: Option<&KubeSecret>,
+    existing: Option<&StoredMirror>,
 ) -> Result<MirrorAction, Refusal> {
     let bytes = match mirror {
         Some(m) => mirror_bytes(m, data, &[])?,
@@ -192,7 +193,7 @@ pub fn plan_mirror_bytes(
     owner: &Owner<'_>,
     bytes: BTreeMap<String, Vec<u8>>,
     hash: &str,
-    existing: Option<&KubeSecret>,
+    existing: Option<&StoredMirror>,
     force: bool,
 ) -> Result<MirrorAction, Refusal> {
     let Some(mirror) = mirror else {
@@ -256,12 +257,7 @@ pub fn plan_mirror_bytes(
     let Some(existing) = existing else {
         return Ok(MirrorAction::Apply(Box::new(desired)));
     };
-    let ours = existing
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|r| r.uid == owner.uid);
+    let ours = existing.owner_uids.iter().any(|uid| uid == owner.uid);
     if !ours {
         return Err(Refusal::new(
             reason::CONFLICT,
@@ -275,29 +271,21 @@ pub fn plan_mirror_bytes(
     if existing_type != type_.as_str() {
         return Ok(MirrorAction::Replace(Box::new(desired)));
     }
-    let existing_data: BTreeMap<String, Vec<u8>> = existing
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.0.clone()))
-        .collect();
-    let contains = |have: &Option<BTreeMap<String, String>>, want: &BTreeMap<String, String>| {
+    let contains = |have: &[(String, String)], want: &BTreeMap<String, String>| {
         want.iter()
-            .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+            .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
     };
     // Labels and annotations this operator applied before but no longer declares: applying
     // without them makes the API server remove them (field ownership); others' stay.
-    let dropped = |field: &str, want: &BTreeMap<String, String>| {
-        owned_metadata_keys(existing, field)
-            .iter()
-            .any(|k| !want.contains_key(k))
+    let dropped = |owned: &[String], want: &BTreeMap<String, String>| {
+        owned.iter().any(|k| !want.contains_key(k))
     };
-    let in_sync = existing_data == bytes
-        && existing.string_data.is_none()
-        && contains(&existing.metadata.labels, &labels)
-        && contains(&existing.metadata.annotations, &annotations)
-        && !dropped("f:labels", &labels)
-        && !dropped("f:annotations", &annotations);
+    let in_sync = existing.data_is(&bytes)
+        && !existing.has_string_data
+        && contains(&existing.labels, &labels)
+        && contains(&existing.annotations, &annotations)
+        && !dropped(&existing.owned_labels, &labels)
+        && !dropped(&existing.owned_annotations, &annotations);
     Ok(if in_sync && !force {
         MirrorAction::InSync
     } else {
@@ -305,53 +293,17 @@ pub fn plan_mirror_bytes(
     })
 }
 
-/// The keys under `metadata.<field>` (`f:labels`, `f:annotations`) that the operator's field
-/// manager owns on `object` by server-side apply, read from `managedFields`, and still present.
-pub fn owned_metadata_keys(object: &KubeSecret, field: &str) -> Vec<String> {
-    let present = |k: &str| match field {
-        "f:labels" => object
-            .metadata
-            .labels
-            .as_ref()
-            .is_some_and(|m| m.contains_key(k)),
-        _ => object
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|m| m.contains_key(k)),
-    };
-    object
-        .metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .filter(|m| {
-            m.manager.as_deref() == Some(crate::controller::FIELD_MANAGER)
-                && m.operation.as_deref() == Some("Apply")
-        })
-        .filter_map(|m| m.fields_v1.as_ref())
-        .filter_map(|f| f.0.get("f:metadata")?.get(field)?.as_object())
-        .flat_map(|keys| keys.keys())
-        .filter_map(|k| k.strip_prefix("f:"))
-        .filter(|k| present(k))
-        .map(String::from)
-        .collect()
-}
-
 /// Keys of an existing mirrored Secret that the desired one lacks (added by hand). Server-side
 /// apply cannot remove fields another manager owns, so these are removed by a merge patch.
-pub fn stray_keys(existing: Option<&KubeSecret>, desired: &KubeSecret) -> Vec<String> {
+pub fn stray_keys(existing: Option<&StoredMirror>, desired: &KubeSecret) -> Vec<String> {
     let Some(existing) = existing else {
         return Vec::new();
     };
     let wanted = desired.data.as_ref();
     existing
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, _)| k)
+        .keys()
         .filter(|k| !wanted.is_some_and(|w| w.contains_key(*k)))
-        .cloned()
+        .map(String::from)
         .collect()
 }
 

@@ -10,8 +10,27 @@ use kube::api::ObjectMeta;
 
 use super::tests::*;
 use super::*;
+use crate::controller::vault_secret::stored_mirror::StoredMirror;
 use crate::crd::vault_secret::{MirrorSecretType, MirrorSpec, Ownership};
 use privx_client::SecretData;
+
+/// [`super::plan_mirror`] with the existing mirror as a whole Secret, stored as the store would.
+fn plan_mirror(
+    mirror: Option<&MirrorSpec>,
+    owner: &Owner<'_>,
+    data: &SecretData,
+    hash: &str,
+    existing: Option<&KubeSecret>,
+) -> Result<MirrorAction, Refusal> {
+    let stored = existing.map(|e| StoredMirror::from(e.clone()));
+    super::plan_mirror(mirror, owner, data, hash, stored.as_ref())
+}
+
+/// [`super::stray_keys`] with the existing mirror as a whole Secret.
+fn stray_keys(existing: Option<&KubeSecret>, desired: &KubeSecret) -> Vec<String> {
+    let stored = existing.map(|e| StoredMirror::from(e.clone()));
+    super::stray_keys(stored.as_ref(), desired)
+}
 
 fn owner() -> Owner<'static> {
     Owner {

@@ -74,12 +74,16 @@ impl Row {
             routine: false,
         };
         let resolved = BTreeMap::new();
+        let stored = self
+            .mirror
+            .clone()
+            .map(crate::controller::vault_secret::stored_mirror::StoredMirror::from);
         plan(&Observed {
             vs: &self.vs,
             target: &target(),
             source: self.source.clone(),
             templates: &[],
-            existing_mirror: self.mirror.as_ref(),
+            existing_mirror: stored.as_ref(),
             current: self.current.as_ref(),
             self_roles: &[],
             resolved_roles: &resolved,

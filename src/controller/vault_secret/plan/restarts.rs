@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use super::super::stored_mirror::StoredMirror;
 
 use super::events::{PlannedEvent, restart_target_unavailable};
 use crate::controller::hashing::HmacKey;
@@ -38,24 +38,15 @@ pub fn data_changed(
     previous: Option<&str>,
     new: &str,
     new_bytes: &BTreeMap<String, Vec<u8>>,
-    existing: Option<&KubeSecret>,
+    existing: Option<&StoredMirror>,
 ) -> bool {
     match previous {
         None => false,
         Some(previous) if key.made(previous) => previous != new,
         // Another key: the bytes decide. Without a mirror to compare with, the data may have
         // changed: restart rather than leave workloads on stale data.
-        Some(_) => existing.is_none_or(|m| &mirror_data(m) != new_bytes),
+        Some(_) => existing.is_none_or(|m| !m.data_is(new_bytes)),
     }
-}
-
-fn mirror_data(secret: &KubeSecret) -> BTreeMap<String, Vec<u8>> {
-    secret
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.0.clone()))
-        .collect()
 }
 
 /// The restart part of a sync: the targets to restart, the condition, and an event when its
@@ -119,14 +110,14 @@ mod tests {
         BTreeMap::from([("password".to_string(), v.as_bytes().to_vec())])
     }
 
-    fn mirror(v: &str) -> KubeSecret {
-        KubeSecret {
+    fn mirror(v: &str) -> StoredMirror {
+        StoredMirror::from(k8s_openapi::api::core::v1::Secret {
             data: Some(BTreeMap::from([(
                 "password".to_string(),
                 ByteString(v.as_bytes().to_vec()),
             )])),
             ..Default::default()
-        }
+        })
     }
 
     #[test]

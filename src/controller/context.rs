@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::recorder::Recorder;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Resource;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
@@ -12,6 +11,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::backoff::Backoff;
 use super::hashing::HmacKey;
+use super::recorder::Recorder;
 use super::roles::RoleCache;
 use super::tenancy::NameTemplate;
 use super::vault_secret::stored_mirror::StoredMirror;
@@ -117,7 +117,6 @@ pub struct Context {
 }
 
 impl Context {
-    /// The Namespace `name` as the store holds it.
     /// One more failure of `key` of `controller`: how long it waits before retrying.
     pub fn failed(&self, controller: &'static str, key: &str) -> std::time::Duration {
         let (delay, waiting) = self.backoff.next_delay(controller, key);
@@ -131,6 +130,7 @@ impl Context {
         self.metrics.retrying(controller, waiting);
     }
 
+    /// The Namespace `name` as the store holds it.
     pub fn namespace(&self, name: &str) -> Option<Arc<PartialObjectMeta<Namespace>>> {
         self.namespaces.get(&ObjectRef::new(name))
     }

@@ -7,8 +7,9 @@
 //! ([`super::context::SyncGate`]). Only real changes trigger ([`triggers`]): spec, labels,
 //! annotations, finalizers, deletion; never the echo of our own status, finalizer or mirror
 //! write. Objects are stripped of `managedFields` and `last-applied-configuration` before they
-//! enter a store. Watches are narrow or metadata-only: mirrors by the managed-by label (whole,
-//! the plan compares their data), source Secrets metadata-only and stored nowhere (an index of
+//! enter a store. Watches are narrow or metadata-only: mirrors by the managed-by label, stored
+//! as what the plan reads of them (`StoredMirror`: data as digests), source Secrets
+//! metadata-only and stored nowhere (an index of
 //! the names VaultSecrets reference maps their events), Namespaces metadata-only with only the
 //! operator's annotations kept. Watches back off on their own (0.5 s → 5 s, jittered) and
 //! report their health: readiness is false while any is down.
@@ -19,7 +20,6 @@ mod triggers;
 
 use std::sync::Arc;
 
-use super::recorder::Recorder;
 use futures::channel::mpsc;
 use futures::{StreamExt, future::BoxFuture, stream::BoxStream};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -36,6 +36,7 @@ use self::health::WatchHealth;
 use self::triggers::{Changes, SourceIndex, strip, strip_namespace};
 use super::backoff::WatchBackoff;
 use super::context::SyncGate;
+use super::recorder::Recorder;
 use super::vault_secret::stored_mirror::StoredMirror;
 use super::{
     Context, ControllerMetrics, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Settings, password_policy,

@@ -73,6 +73,11 @@ pub struct Args {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub refresh: Duration,
 
+    /// `spec.deletionPolicy` of every VaultSecret. With `Delete` the VaultSecrets are deleted
+    /// after the steady state, while the operator runs, and the cleanup is measured too.
+    #[arg(long, default_value = "Retain", value_parser = ["Retain", "Delete"])]
+    pub deletion_policy: String,
+
     /// Give up waiting for all VaultSecrets to be Ready after this long.
     #[arg(long, default_value = "30m", value_parser = parse_duration)]
     pub timeout: Duration,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use privx_operator::crd::VaultSecret;
 use serde_json::{Value, json};
@@ -188,10 +188,14 @@ pub async fn run<P: Probe>(
 
     progress(&format!("creating {n} push+mirror VaultSecrets"));
     let refresh = format!("{}s", args.refresh.as_secs());
+    let delete = args.deletion_policy == "Delete";
     let started = Instant::now();
     let created = create_all(&vault_secrets, n, args.create_concurrency, |i| {
         let mut spec = push_mirror_spec(&format!("src-{i}"));
         spec["refreshInterval"] = json!(refresh);
+        if delete {
+            spec["deletionPolicy"] = json!("Delete");
+        }
         vault_secret_object(ns, &format!("vs-{i}"), spec)
     })
     .await?;
@@ -239,6 +243,11 @@ pub async fn run<P: Probe>(
     tokio::time::sleep(args.refresh * 2 + Duration::from_secs(1)).await;
     let steady = probe.snapshot().await?;
     watch.abort();
+    let deletion = if delete {
+        Some(delete_all(args, &vault_secrets, n, probe, &steady).await?)
+    } else {
+        None
+    };
 
     let privx_new = diff(&after.privx, &before.privx);
     let writes_new = diff(
@@ -313,6 +322,8 @@ pub async fn run<P: Probe>(
             "privx_reads_per_object_per_refresh": round(privx_steady_reads / n as f64 / 2.0),
             "privx_calls_by_route": privx_steady,
         },
+        "deletion_policy": args.deletion_policy,
+        "deletion": deletion,
         "reconciles_per_new_object": round(reconciles_new / n as f64),
         "operator_cpu_ms_per_reconcile": round(1000.0 * cpu_new / reconciles_new.max(1.0)),
         "operator_cpu_seconds_to_all_ready": round(cpu_new),
@@ -328,5 +339,65 @@ pub async fn run<P: Probe>(
             "after": after.memory,
             "steady": steady.memory,
         },
+    }))
+}
+
+/// `deletionPolicy: Delete`: deletes every VaultSecret while the operator runs and waits until
+/// all are gone (their PrivX secrets deleted, finalizers released); what that cost per object.
+async fn delete_all(
+    args: &Args,
+    vault_secrets: &Api<VaultSecret>,
+    n: usize,
+    probe: &impl Probe,
+    steady: &Snapshot,
+) -> anyhow::Result<Value> {
+    progress(&format!(
+        "deleting {n} VaultSecrets (deletionPolicy: Delete)"
+    ));
+    let started = Instant::now();
+    // One delete per object, as many in flight as the creates had.
+    futures::stream::iter(0..n)
+        .map(|i| async move {
+            vault_secrets
+                .delete(&format!("vs-{i}"), &DeleteParams::default())
+                .await
+                .map(|_| ())
+        })
+        .buffer_unordered(args.create_concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    loop {
+        let left = vault_secrets
+            .list_metadata(&ListParams::default().limit(1))
+            .await?
+            .items
+            .len();
+        if left == 0 {
+            break;
+        }
+        if started.elapsed() > args.timeout {
+            anyhow::bail!(
+                "VaultSecrets still there {:?} after deleting them",
+                args.timeout
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let gone = started.elapsed();
+    progress(&format!("all VaultSecrets gone after {gone:?}"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = probe.snapshot().await?;
+    let privx = diff(&after.privx, &steady.privx);
+    let writes = diff(
+        &operator_writes(&after.metrics),
+        &operator_writes(&steady.metrics),
+    );
+    Ok(json!({
+        "all_gone_seconds": round(gone.as_secs_f64()),
+        "privx_calls_per_object": {
+            "total": round(total(&privx) / n as f64),
+            "by_route": per_object(&privx, n),
+        },
+        "kubernetes_writes_per_object": per_object(&writes, n),
     }))
 }

@@ -922,4 +922,19 @@ async fn an_identical_event_joins_the_series_of_the_first() {
     assert_eq!(down["regarding"]["uid"], "u-1");
     assert_eq!(down["reportingController"], "privx-operator");
     assert_eq!(recorder.cached(), 2);
+
+    // The first Event gone (deleted, or expired by the API server): the next one starts anew.
+    let name = down["metadata"]["name"].as_str().unwrap();
+    kube.remove(&format!(
+        "/apis/events.k8s.io/v1/namespaces/demo/events/{name}"
+    ));
+    recorder.publish(&event("down"), &regarding).await.unwrap();
+    assert_eq!(kube.write_counts().get("create events"), Some(&3));
+    let again = kube.list("/apis/events.k8s.io/v1/namespaces/demo/events");
+    assert!(
+        again
+            .iter()
+            .any(|e| e["note"] == "down" && e["series"].is_null()),
+        "{again:?}"
+    );
 }

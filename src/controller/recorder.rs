@@ -141,30 +141,35 @@ impl Recorder {
         let key = identity(&self.reporter, event, regarding);
         let now = Instant::now();
         let joined = self.lock().join(key, now);
-        let recent = match joined {
-            Some(recent) => {
-                let series = EventSeries {
-                    count: recent.count,
-                    last_observed_time: MicroTime(jiff::Timestamp::now()),
-                };
-                api.patch(
+        if let Some(recent) = joined {
+            let series = EventSeries {
+                count: recent.count,
+                last_observed_time: MicroTime(jiff::Timestamp::now()),
+            };
+            let patched = api
+                .patch(
                     &recent.name,
                     &PatchParams::default(),
                     &Patch::Merge(json!({ "series": series })),
                 )
-                .await?;
-                recent
-            }
-            None => {
-                let created = api
-                    .create(&PostParams::default(), &self.new_event(event, regarding))
-                    .await?;
-                Recent {
-                    name: created.metadata.name.unwrap_or_default(),
-                    count: 1,
-                    last: now,
+                .await;
+            match patched {
+                Ok(_) => {
+                    self.lock().record(key, recent);
+                    return Ok(());
                 }
+                // The first Event is gone (deleted, or expired by the API server): start anew.
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e),
             }
+        }
+        let created = api
+            .create(&PostParams::default(), &self.new_event(event, regarding))
+            .await?;
+        let recent = Recent {
+            name: created.metadata.name.unwrap_or_default(),
+            count: 1,
+            last: now,
         };
         self.lock().record(key, recent);
         Ok(())

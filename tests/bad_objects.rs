@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
+use privx_operator::controller::vault_secret::stored::StoredVaultSecret;
 use privx_operator::controller::{password_policy, vault_secret};
-use privx_operator::crd::{PasswordPolicy, VaultSecret};
+use privx_operator::crd::PasswordPolicy;
 use serde_json::{Value, json};
 use support::{Harness, NS, guard_of, policy_path, vs_path};
 
@@ -38,6 +39,11 @@ where
     K: kube::Resource + serde::de::DeserializeOwned,
 {
     Arc::new(guard_of(h.kube.get(path).expect("object exists")))
+}
+
+/// The VaultSecret at `path` as the store keeps it after its watch event.
+fn watched_vs(h: &Harness, path: &str) -> Arc<StoredVaultSecret> {
+    Arc::new(serde_json::from_value(h.kube.get(path).expect("object exists")).unwrap())
 }
 
 /// A condition of the raw object at `path`: (status, reason, message, observedGeneration).
@@ -68,12 +74,12 @@ async fn a_vault_secret_that_does_not_deserialise_is_reported_and_waits() {
     let h = Harness::new().await;
     let path = vs_path(NS, "db");
     h.kube.put(&path, bad_vault_secret("db"));
-    let guard: Arc<DeserializeGuard<VaultSecret>> = watched(&h, &path);
-    let invalid = guard.0.as_ref().expect_err("spec.source is not an object");
+    let stored = watched_vs(&h, &path);
+    let invalid = stored.decode().0.expect_err("spec.source is not an object");
     assert_eq!(invalid.metadata.name.as_deref(), Some("db"));
     h.sim.clear_requests();
 
-    let action = vault_secret::reconcile(guard, h.ctx.clone())
+    let action = vault_secret::reconcile(stored, h.ctx.clone())
         .await
         .expect("reported, not an error");
     assert_eq!(action, Action::await_change());
@@ -103,7 +109,7 @@ async fn a_vault_secret_that_does_not_deserialise_lets_go_of_its_finalizer() {
     deleted_with(&h, &path, json!([FINALIZER]));
     h.sim.clear_requests();
 
-    let action = vault_secret::reconcile(watched(&h, &path), h.ctx.clone())
+    let action = vault_secret::reconcile(watched_vs(&h, &path), h.ctx.clone())
         .await
         .unwrap();
     assert_eq!(action, Action::await_change());
@@ -116,7 +122,7 @@ async fn a_vault_secret_that_does_not_deserialise_lets_go_of_its_finalizer() {
     // Another controller's finalizer stays.
     h.kube.put(&path, bad_vault_secret("db"));
     deleted_with(&h, &path, json!(["example.com/keep", FINALIZER]));
-    vault_secret::reconcile(watched(&h, &path), h.ctx.clone())
+    vault_secret::reconcile(watched_vs(&h, &path), h.ctx.clone())
         .await
         .unwrap();
     assert_eq!(

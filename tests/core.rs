@@ -8,7 +8,6 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::core::DeserializeGuard;
 use privx_operator::controller::vault_secret;
 use privx_sim::{SimOptions, Simulator};
 use serde_json::json;
@@ -437,8 +436,7 @@ async fn a_stale_finalizer_patch_is_retried_quietly() {
     object["metadata"]["labels"] = json!({"touched": "yes"});
     h.kube.put(&vs_path(NS, "db"), object);
 
-    let result =
-        vault_secret::reconcile(Arc::new(DeserializeGuard(Ok(stale))), h.ctx.clone()).await;
+    let result = vault_secret::reconcile(Arc::new(stale.into()), h.ctx.clone()).await;
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(h.ready_reason("db").1, "Synced");
     assert!(
@@ -462,4 +460,40 @@ async fn a_stale_finalizer_patch_is_retried_quietly() {
         "yes",
         "the other writer's change is kept"
     );
+}
+
+/// The mirror watch triggers its owner: a hand edit of the mirrored Secret (another field
+/// manager) is put back without waiting for the refresh, and a deleted mirror comes back.
+#[tokio::test]
+async fn a_hand_edited_or_deleted_mirror_is_put_back_by_its_watch() {
+    let (kube, sim) = setup().await;
+    kube.put(
+        &secret_path(NS, "db-creds"),
+        secret_object(NS, "db-creds", &[("password", "pw-1")]),
+    );
+    let mut spec = push_mirror_spec("db-creds");
+    spec["refreshInterval"] = json!("1h");
+    kube.put(&vs_path(NS, "db"), vault_secret_object(NS, "db", spec));
+    let running = Running::start(&kube, &sim, privx_client_for(&sim, sim.credentials()), &[]);
+    eventually("Synced", SECS, || ready_reason(&kube, NS, "db") == "Synced").await;
+    let mirror_value = || {
+        kube.get(&secret_path(NS, "db"))
+            .and_then(|m| m["data"]["password"].as_str().map(String::from))
+    };
+    let original = mirror_value().expect("mirrored");
+
+    let mut edited = kube.get(&secret_path(NS, "db")).unwrap();
+    edited["data"]["password"] = json!("aGFuZC1lZGl0ZWQ=");
+    kube.put_as(&secret_path(NS, "db"), edited, "kubectl-edit");
+    eventually("the hand edit put back", SECS, || {
+        mirror_value().as_ref() == Some(&original)
+    })
+    .await;
+
+    kube.delete(&secret_path(NS, "db"));
+    eventually("the deleted mirror back", SECS, || {
+        mirror_value().as_ref() == Some(&original)
+    })
+    .await;
+    running.stop().await;
 }

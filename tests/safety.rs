@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use privx_client::{PrivxError, SecretData, SecretLocation, SecretWrite};
 use privx_operator::controller::vault_secret;
+use privx_operator::controller::vault_secret::stored::StoredVaultSecret;
 use privx_sim::Fault;
 use serde_json::{Value, json};
 use support::{Harness, NS, guard_of, vs_path};
@@ -206,9 +207,11 @@ async fn an_undeserialisable_object_is_cleaned_up_from_its_status() {
     let path = vs_path(NS, "db");
     edit(&h, &path, |o| o["spec"]["refreshInterval"] = json!(5));
     h.delete(&path);
-    let guard = Arc::new(guard_of(h.kube.get(&path).unwrap()));
-    assert!(guard.0.is_err(), "the object no longer deserialises");
-    vault_secret::reconcile(guard, h.ctx.clone()).await.unwrap();
+    let stored: Arc<StoredVaultSecret> = Arc::new(guard_of(h.kube.get(&path).unwrap()));
+    assert!(!stored.is_valid(), "the object no longer deserialises");
+    vault_secret::reconcile(stored, h.ctx.clone())
+        .await
+        .unwrap();
     assert!(
         !exists(&h, PRIVX_NAME).await,
         "deleted from what status recorded"
@@ -528,9 +531,11 @@ async fn without_status_or_spec_the_cleanup_target_annotation_still_cleans_up() 
         o["spec"]["refreshInterval"] = json!(5);
     });
     h.delete(&path);
-    let guard = Arc::new(guard_of(h.kube.get(&path).unwrap()));
-    assert!(guard.0.is_err(), "the object no longer deserialises");
-    vault_secret::reconcile(guard, h.ctx.clone()).await.unwrap();
+    let stored: Arc<StoredVaultSecret> = Arc::new(guard_of(h.kube.get(&path).unwrap()));
+    assert!(!stored.is_valid(), "the object no longer deserialises");
+    vault_secret::reconcile(stored, h.ctx.clone())
+        .await
+        .unwrap();
     assert!(
         !exists(&h, "k8s/demo/explicit").await,
         "deleted from the annotation"

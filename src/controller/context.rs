@@ -14,8 +14,9 @@ use super::hashing::HmacKey;
 use super::recorder::Recorder;
 use super::roles::RoleCache;
 use super::tenancy::NameTemplate;
-use super::vault_secret::stored_mirror::StoredMirror;
-use crate::crd::{PasswordPolicy, VaultSecret};
+use super::vault_secret::stored::StoredVaultSecret;
+use super::vault_secret::stored_mirror::{MirrorStore, StoredMirror};
+use crate::crd::PasswordPolicy;
 use privx_client::PrivxClient;
 
 /// Operator-wide settings of the controllers.
@@ -98,7 +99,7 @@ pub struct Context {
     pub roles: RoleCache,
     pub backoff: Backoff,
     /// Every watched VaultSecret (one store across the watched namespaces), for claim conflicts.
-    pub vault_secrets: Store<DeserializeGuard<VaultSecret>>,
+    pub vault_secrets: Store<StoredVaultSecret>,
     /// Which of those name which PrivX target (kept with the store by the reflector).
     pub claims: super::vault_secret::claims::ClaimIndex,
     /// All PasswordPolicies.
@@ -109,7 +110,7 @@ pub struct Context {
     pub mirror_state: super::refresh::MirrorState,
     /// The mirrored Secrets the operator wrote (by the managed-by label). A mirror not in it is
     /// read from the API (it may exist unlabelled, and must then be refused, not overwritten).
-    pub mirrors: Store<StoredMirror>,
+    pub mirrors: MirrorStore,
     /// Our own writes, so that their watch events do not start another reconcile.
     pub own_writes: OwnWrites,
     /// Opens once every store has listed its objects.
@@ -137,7 +138,7 @@ impl Context {
 
     /// The mirrored Secret `namespace/name` as the store holds it.
     pub fn mirror(&self, namespace: &str, name: &str) -> Option<Arc<StoredMirror>> {
-        self.mirrors.get(&ObjectRef::new(name).within(namespace))
+        self.mirrors.get(namespace, name)
     }
 }
 

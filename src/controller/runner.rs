@@ -7,8 +7,9 @@
 //! ([`super::context::SyncGate`]). Only real changes trigger ([`triggers`]): spec, labels,
 //! annotations, finalizers, deletion; never the echo of our own status, finalizer or mirror
 //! write. Objects are stripped of `managedFields` and `last-applied-configuration` before they
-//! enter a store. Watches are narrow or metadata-only: mirrors by the managed-by label, stored
-//! as what the plan reads of them (`StoredMirror`: data as digests), source Secrets
+//! enter a store. Watches are narrow or metadata-only: mirrors by the managed-by label, kept
+//! as what the plan reads of them (`MirrorStore` of `StoredMirror`: data as digests, no
+//! metadata), each event mapped to its VaultSecret owners after the store has it; source Secrets
 //! metadata-only and stored nowhere (an index of
 //! the names VaultSecrets reference maps their events), Namespaces metadata-only with only the
 //! operator's annotations kept. Watches back off on their own (0.5 s → 5 s, jittered) and
@@ -37,7 +38,8 @@ use self::triggers::{Changes, SourceIndex, strip, strip_namespace};
 use super::backoff::WatchBackoff;
 use super::context::SyncGate;
 use super::recorder::Recorder;
-use super::vault_secret::stored_mirror::StoredMirror;
+use super::vault_secret::stored::{StoredVaultSecret, VsRef};
+use super::vault_secret::stored_mirror::{MirrorStore, WatchedMirror};
 use super::{
     Context, ControllerMetrics, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Settings, password_policy,
     vault_secret,
@@ -110,8 +112,8 @@ pub async fn run(
     let health = WatchHealth::new(open_gate, on_watches);
 
     // Stores. VaultSecrets and mirrors: one store across the watched namespaces.
-    let (vs_store, vs_writer) = reflector::store::<DeserializeGuard<VaultSecret>>();
-    let (mirror_store, mirror_writer) = reflector::store::<StoredMirror>();
+    let (vs_store, vs_writer) = reflector::store::<StoredVaultSecret>();
+    let mirror_store = MirrorStore::default();
     let (namespace_store, namespace_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
     // PasswordPolicies feed both controllers: a shared store with two subscribers.
     let (policy_store, policy_writer) =
@@ -143,7 +145,7 @@ pub async fn run(
 
     // Triggers that do not come from a watched object of the controller's own streams: a
     // deleted PasswordPolicy, a source Secret event.
-    let (extra_tx, extra_rx) = mpsc::unbounded::<ObjectRef<DeserializeGuard<VaultSecret>>>();
+    let (extra_tx, extra_rx) = mpsc::unbounded::<VsRef>();
 
     // --- PasswordPolicies (cluster-wide, shared) ---
     let policy_changes = Changes::default();
@@ -165,7 +167,7 @@ pub async fn run(
                 let name = policy.name_any();
                 changes.forget(&name);
                 password_policy::forget(&ctx, &name);
-                for vs in referrers(&vs_store, |vs| policy_ref(vs) == Some(name.as_str())) {
+                for vs in referrers(&vs_store, |vs| vs.policy() == Some(name.as_str())) {
                     let _ = extra_tx.unbounded_send(vs);
                 }
             }
@@ -200,8 +202,8 @@ pub async fn run(
     // --- VaultSecrets: the controller's own stream ---
     let vs_changes = Changes::default();
     let source_index = SourceIndex::default();
-    let vs_streams: Vec<Events<DeserializeGuard<VaultSecret>>> =
-        scoped_apis::<DeserializeGuard<VaultSecret>>(&client, &options.namespaces)
+    let vs_streams: Vec<Events<StoredVaultSecret>> =
+        scoped_apis::<StoredVaultSecret>(&client, &options.namespaces)
             .into_iter()
             .map(|(scope, api)| {
                 let what = format!("VaultSecrets{}", scope_suffix(&scope));
@@ -215,8 +217,12 @@ pub async fn run(
             .collect();
     let vs_trigger = reflector::reflector(
         vs_writer,
-        scopes::merge(vs_streams, options.namespaces.clone(), vs_store.clone())
-            .modify(|vs| strip(vs.meta_mut())),
+        scopes::merge(
+            vs_streams,
+            options.namespaces.clone(),
+            in_namespace(vs_store.clone()),
+        )
+        .modify(|vs| strip(vs.meta_mut())),
     )
     .inspect({
         let ctx = ctx.clone();
@@ -224,8 +230,9 @@ pub async fn run(
         let index = source_index.clone();
         move |event| match event {
             Ok(watcher::Event::Apply(vs) | watcher::Event::InitApply(vs)) => {
-                index.set(&ObjectRef::from_obj(vs), source_of(vs));
-                ctx.claims.set(vs, &ctx.settings.name_template);
+                let decoded = vs.decode();
+                index.set(&ObjectRef::from_obj(vs), source_of(&decoded));
+                ctx.claims.set(&decoded, &ctx.settings.name_template);
             }
             Ok(watcher::Event::Delete(vs)) => {
                 let key = vault_secret::key_of(vs);
@@ -254,9 +261,9 @@ pub async fn run(
         }
     });
 
-    // --- Mirrors: whole Secrets by the managed-by label ---
-    let mirror_streams: Vec<Events<StoredMirror>> =
-        scoped_apis::<StoredMirror>(&client, &options.namespaces)
+    // --- Mirrors: whole Secrets by the managed-by label, kept as the plan reads them ---
+    let mirror_streams: Vec<Events<WatchedMirror>> =
+        scoped_apis::<WatchedMirror>(&client, &options.namespaces)
             .into_iter()
             .map(|(scope, api)| {
                 let what = format!("mirrored Secrets{}", scope_suffix(&scope));
@@ -269,26 +276,35 @@ pub async fn run(
                 )
             })
             .collect();
-    let mirror_triggers = reflector::reflector(
-        mirror_writer,
-        scopes::merge(
-            mirror_streams,
-            options.namespaces.clone(),
-            mirror_store.clone(),
-        )
-        .modify(|s| strip(s.meta_mut())),
-    )
-    .touched_objects()
-    .filter_map({
+    let mirror_triggers = scopes::merge(mirror_streams, options.namespaces.clone(), {
+        let store = mirror_store.clone();
+        move |ns: &str| store.in_namespace(ns)
+    })
+    .map({
         let ctx = ctx.clone();
-        move |secret| {
-            let pass = match &secret {
-                Ok(secret) => !ctx.own_writes.is_echo(secret),
-                Err(_) => false,
+        let store = mirror_store.clone();
+        move |event| {
+            let owners = match &event {
+                Ok(event) => {
+                    // The store first: the reconcile this triggers reads it.
+                    store.apply(event);
+                    match event {
+                        watcher::Event::Apply(m)
+                        | watcher::Event::InitApply(m)
+                        | watcher::Event::Delete(m)
+                            if !ctx.own_writes.is_echo(m) =>
+                        {
+                            m.owners()
+                        }
+                        _ => Vec::new(),
+                    }
+                }
+                Err(_) => Vec::new(),
             };
-            futures::future::ready(pass.then_some(secret))
+            futures::stream::iter(owners)
         }
-    });
+    })
+    .flatten();
 
     // --- Source Secrets: metadata only, stored nowhere, mapped through the index ---
     let source_triggers: Vec<_> =
@@ -339,7 +355,7 @@ pub async fn run(
     let policy_generations = Changes::default();
     let vs_controller = Controller::for_stream(vs_trigger, vs_store.clone())
         .with_config(controller_config)
-        .owns_stream(mirror_triggers)
+        .reconcile_on(mirror_triggers)
         .watches_shared_stream(
             policies_for_vault_secrets.filter(move |p| {
                 // Only a change of the policy's spec matters to the VaultSecrets that use it.
@@ -348,7 +364,7 @@ pub async fn run(
             }),
             move |policy| {
                 let name = policy.name_any();
-                referrers(&by_policy, |vs| policy_ref(vs) == Some(name.as_str()))
+                referrers(&by_policy, |vs| vs.policy() == Some(name.as_str()))
             },
         )
         .watches_stream(namespace_triggers, move |ns| {
@@ -414,6 +430,21 @@ pub async fn run(
     info!("controllers stopped");
 }
 
+/// What a kube store holds of one namespace, for [`scopes::merge`].
+fn in_namespace<K>(store: reflector::Store<K>) -> impl Fn(&str) -> Vec<K> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    move |namespace| {
+        store
+            .state()
+            .into_iter()
+            .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
+            .map(|o| o.as_ref().clone())
+            .collect()
+    }
+}
+
 /// Tasks that end with their owner: dropping it aborts them.
 struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
 
@@ -433,14 +464,6 @@ fn scope_suffix(scope: &Option<String>) -> String {
 }
 
 /// The PasswordPolicy a VaultSecret generates from.
-fn policy_ref(vs: &VaultSecret) -> Option<&str> {
-    vs.spec
-        .source
-        .as_ref()
-        .and_then(|s| s.generate.as_ref())
-        .map(|g| g.password_policy_ref.name.as_str())
-}
-
 /// The source Secret (namespace, name) a VaultSecret pushes from.
 fn source_of(vs: &DeserializeGuard<VaultSecret>) -> Option<(String, String)> {
     let vs = vs.0.as_ref().ok()?;
@@ -450,13 +473,13 @@ fn source_of(vs: &DeserializeGuard<VaultSecret>) -> Option<(String, String)> {
 
 /// The VaultSecrets in `store` that `pred` selects, as reconcile requests.
 fn referrers(
-    store: &reflector::Store<DeserializeGuard<VaultSecret>>,
-    pred: impl Fn(&VaultSecret) -> bool,
-) -> Vec<ObjectRef<DeserializeGuard<VaultSecret>>> {
+    store: &reflector::Store<StoredVaultSecret>,
+    pred: impl Fn(&StoredVaultSecret) -> bool,
+) -> Vec<VsRef> {
     store
         .state()
         .iter()
-        .filter(|g| g.0.as_ref().is_ok_and(&pred))
-        .map(|g| ObjectRef::from_obj(g.as_ref()))
+        .filter(|vs| vs.is_valid() && pred(vs))
+        .map(|vs| ObjectRef::from_obj(vs.as_ref()))
         .collect()
 }

@@ -19,6 +19,7 @@ use privx_client::config::{CredentialSource, PolicyGenerationSetting};
 use privx_client::{Credentials, PrivxClient, PrivxConfig};
 use privx_operator::controller::hashing::HmacKey;
 use privx_operator::controller::recorder::Recorder;
+use privx_operator::controller::vault_secret::stored::StoredVaultSecret;
 use privx_operator::controller::{
     Context, ControllerMetrics, Error, NoMetrics, Settings, password_policy, vault_secret,
 };
@@ -85,7 +86,7 @@ pub struct Harness {
     pub ctx: Arc<Context>,
     /// A PrivX client of another API client ("someone-else"), to change PrivX behind our back.
     pub someone_else: PrivxClient,
-    vs_writer: Writer<DeserializeGuard<VaultSecret>>,
+    vs_writer: Writer<StoredVaultSecret>,
     policy_writer: Writer<DeserializeGuard<PasswordPolicy>>,
     ns_writer: Writer<PartialObjectMeta<Namespace>>,
 }
@@ -155,7 +156,7 @@ impl Harness {
             policies: policy_store,
             namespaces: ns_store,
             mirror_state: Default::default(),
-            mirrors: reflector::store().0,
+            mirrors: Default::default(),
             own_writes: Default::default(),
             synced: Default::default(),
         });
@@ -271,12 +272,13 @@ impl Harness {
     pub async fn reconcile(&mut self, name: &str) -> Result<Action, Error> {
         let vs = self.get_vs(name);
         let guard = DeserializeGuard(Ok(vs));
-        self.vs_writer
-            .apply_watcher_event(&watcher::Event::Apply(guard.clone()));
         self.ctx
             .claims
             .set(&guard, &self.ctx.settings.name_template);
-        vault_secret::reconcile(Arc::new(guard), self.ctx.clone()).await
+        let stored = StoredVaultSecret::from(guard);
+        self.vs_writer
+            .apply_watcher_event(&watcher::Event::Apply(stored.clone()));
+        vault_secret::reconcile(Arc::new(stored), self.ctx.clone()).await
     }
 
     /// A PasswordPolicy in the fake API and in the store.
@@ -430,9 +432,6 @@ impl Harness {
 
 /// An object as a watch delivers it: deserialised through `DeserializeGuard`, so an object
 /// that does not match the Rust type arrives as `Err(InvalidObject)` carrying its metadata.
-pub fn guard_of<K>(object: Value) -> DeserializeGuard<K>
-where
-    K: kube::Resource + serde::de::DeserializeOwned,
-{
+pub fn guard_of<K: serde::de::DeserializeOwned>(object: Value) -> K {
     serde_json::from_value(object).expect("the metadata of any object deserialises")
 }

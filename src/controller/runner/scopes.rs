@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use futures::stream::{self, StreamExt};
 use kube::Resource;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event};
 
 use super::Events;
@@ -24,10 +24,12 @@ struct State<K: Resource<DynamicType = ()>> {
 }
 
 /// One event stream out of one per namespace (`namespaces[i]` is the scope of `streams[i]`);
-/// a single stream is passed on untouched.
-pub fn merge<K>(streams: Vec<Events<K>>, namespaces: Vec<String>, store: Store<K>) -> Events<K>
+/// a single stream is passed on untouched. `stored(namespace)` answers what the store holds of
+/// a namespace (for the deletions a re-list implies).
+pub fn merge<K, F>(streams: Vec<Events<K>>, namespaces: Vec<String>, stored: F) -> Events<K>
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    F: Fn(&str) -> Vec<K> + Send + 'static,
 {
     if streams.len() <= 1 {
         return stream::select_all(streams).boxed();
@@ -48,7 +50,7 @@ where
         .chain(
             tagged
                 .scan(state, move |state, (i, event)| {
-                    let out = step(state, i, event, &namespaces[i], &store);
+                    let out = step(state, i, event, &namespaces[i], &stored);
                     futures::future::ready(Some(stream::iter(out)))
                 })
                 .flatten(),
@@ -63,7 +65,7 @@ fn step<K>(
     i: usize,
     event: Item<K>,
     namespace: &str,
-    store: &Store<K>,
+    stored: &impl Fn(&str) -> Vec<K>,
 ) -> Vec<Item<K>>
 where
     K: Resource<DynamicType = ()> + Clone,
@@ -105,12 +107,10 @@ where
             let Some(seen) = state.relisting[i].take() else {
                 return Vec::new();
             };
-            store
-                .state()
+            stored(namespace)
                 .into_iter()
-                .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
-                .filter(|o| !seen.contains(&ObjectRef::from_obj(o.as_ref())))
-                .map(|o| Ok(Event::Delete(o.as_ref().clone())))
+                .filter(|o| !seen.contains(&ObjectRef::from_obj(o)))
+                .map(|o| Ok(Event::Delete(o)))
                 .collect()
         }
     }
@@ -120,7 +120,7 @@ where
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ConfigMap;
-    use kube::runtime::reflector;
+    use kube::runtime::reflector::{self, Store};
 
     fn cm(ns: &str, name: &str) -> ConfigMap {
         let mut c = ConfigMap::default();
@@ -153,7 +153,7 @@ mod tests {
         let mut merged = merge(
             vec![a_rx.boxed(), b_rx.boxed()],
             vec!["a".into(), "b".into()],
-            store.clone(),
+            super::super::in_namespace(store.clone()),
         );
         let mut pump = async |n: usize, writer: &mut reflector::store::Writer<ConfigMap>| {
             for _ in 0..n {

@@ -13,10 +13,8 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
-use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
-
-use crate::crd::VaultSecret;
 
 /// The annotation `kubectl apply` keeps the whole last applied object in.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -92,7 +90,7 @@ impl Changes {
     }
 }
 
-type VsRef = ObjectRef<DeserializeGuard<VaultSecret>>;
+use crate::controller::vault_secret::stored::VsRef;
 
 /// An object's (namespace, name).
 type Key = (String, String);

@@ -250,7 +250,8 @@ impl Reconciler<'_> {
                 self.ctx.vault_secrets.get(&at)
             })
             .collect();
-        let others = stored
+        let decoded: Vec<_> = stored.iter().map(|s| s.decode()).collect();
+        let others = decoded
             .iter()
             .filter_map(|g| g.0.as_ref().ok())
             .filter(|other| {

@@ -10,6 +10,7 @@ pub mod claims;
 mod cleanup;
 mod fetch;
 pub mod plan;
+pub mod stored;
 pub mod stored_mirror;
 
 use std::sync::{Arc, Mutex};
@@ -17,11 +18,11 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use tracing::instrument;
 
 use self::plan::Target;
+use self::stored::StoredVaultSecret;
 use super::common::{self, Stop};
 use super::{Context, Error};
 use crate::crd::{VaultSecret, VaultSecretStatus};
@@ -61,12 +62,10 @@ pub fn refresh_of(vs: &VaultSecret, default: Duration) -> Duration {
 }
 
 /// Entry point of every reconcile.
-#[instrument(skip_all, fields(namespace = guard.namespace().unwrap_or_default(), name = guard.name_any()))]
-pub async fn reconcile(
-    guard: Arc<DeserializeGuard<VaultSecret>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    let key = key_of(&guard);
+#[instrument(skip_all, fields(namespace = stored.namespace().unwrap_or_default(), name = stored.name_any()))]
+pub async fn reconcile(stored: Arc<StoredVaultSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = key_of(stored.as_ref());
+    let guard = stored.decode();
     common::reconcile_guarded(
         &guard,
         &ctx,
@@ -90,17 +89,8 @@ pub async fn reconcile(
 }
 
 /// Requeues a failed object with per-object exponential backoff.
-pub fn error_policy(
-    guard: Arc<DeserializeGuard<VaultSecret>>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    common::requeue_after_failure(
-        &ctx,
-        CONTROLLER,
-        &object_key(guard.namespace().as_deref(), &guard.name_any()),
-        error,
-    )
+pub fn error_policy(stored: Arc<StoredVaultSecret>, error: &Error, ctx: Arc<Context>) -> Action {
+    common::requeue_after_failure(&ctx, CONTROLLER, &key_of(stored.as_ref()), error)
 }
 
 fn object_key(namespace: Option<&str>, name: &str) -> String {
@@ -108,8 +98,11 @@ fn object_key(namespace: Option<&str>, name: &str) -> String {
 }
 
 /// The key of an object in metrics and the backoff map: `namespace/name`.
-pub fn key_of(guard: &DeserializeGuard<VaultSecret>) -> String {
-    object_key(guard.namespace().as_deref(), &guard.name_any())
+pub fn key_of(vs: &impl kube::Resource) -> String {
+    object_key(
+        vs.meta().namespace.as_deref(),
+        vs.meta().name.as_deref().unwrap_or_default(),
+    )
 }
 
 /// The object is gone (deleted, with or without a finalizer): it leaves the object gauge and

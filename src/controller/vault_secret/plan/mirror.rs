@@ -257,7 +257,7 @@ pub fn plan_mirror_bytes(
     let Some(existing) = existing else {
         return Ok(MirrorAction::Apply(Box::new(desired)));
     };
-    let ours = existing.owner_uids.iter().any(|uid| uid == owner.uid);
+    let ours = existing.owned_by(owner.uid);
     if !ours {
         return Err(Refusal::new(
             reason::CONFLICT,
@@ -267,25 +267,18 @@ pub fn plan_mirror_bytes(
             ),
         ));
     }
-    let existing_type = existing.type_.as_deref().unwrap_or("Opaque");
+    let existing_type = existing.type_();
     if existing_type != type_.as_str() {
         return Ok(MirrorAction::Replace(Box::new(desired)));
     }
-    let contains = |have: &[(String, String)], want: &BTreeMap<String, String>| {
-        want.iter()
-            .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
-    };
     // Labels and annotations this operator applied before but no longer declares: applying
     // without them makes the API server remove them (field ownership); others' stay.
-    let dropped = |owned: &[String], want: &BTreeMap<String, String>| {
-        owned.iter().any(|k| !want.contains_key(k))
-    };
     let in_sync = existing.data_is(&bytes)
-        && !existing.has_string_data
-        && contains(&existing.labels, &labels)
-        && contains(&existing.annotations, &annotations)
-        && !dropped(&existing.owned_labels, &labels)
-        && !dropped(&existing.owned_annotations, &annotations);
+        && !existing.has_string_data()
+        && existing.has_labels(&labels)
+        && existing.has_annotations(&annotations)
+        && !existing.drops_owned_labels(&labels)
+        && !existing.drops_owned_annotations(&annotations);
     Ok(if in_sync && !force {
         MirrorAction::InSync
     } else {

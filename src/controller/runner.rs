@@ -34,7 +34,8 @@ use kube::{Resource, ResourceExt};
 use tracing::info;
 
 use self::health::WatchHealth;
-use self::triggers::{Changes, SourceIndex, strip, strip_namespace};
+pub(crate) use self::triggers::strip;
+use self::triggers::{Changes, SourceIndex, strip_namespace};
 use super::backoff::WatchBackoff;
 use super::context::SyncGate;
 use super::recorder::Recorder;
@@ -464,11 +465,10 @@ fn scope_suffix(scope: &Option<String>) -> String {
 }
 
 /// The PasswordPolicy a VaultSecret generates from.
-/// The source Secret (namespace, name) a VaultSecret pushes from.
-fn source_of(vs: &DeserializeGuard<VaultSecret>) -> Option<(String, String)> {
+/// The source Secret a VaultSecret pushes from (in its namespace).
+fn source_of(vs: &DeserializeGuard<VaultSecret>) -> Option<&str> {
     let vs = vs.0.as_ref().ok()?;
-    let name = vs.spec.source.as_ref()?.secret_ref.as_ref()?.name.clone();
-    Some((vs.namespace().unwrap_or_default(), name))
+    Some(vs.spec.source.as_ref()?.secret_ref.as_ref()?.name.as_str())
 }
 
 /// The VaultSecrets in `store` that `pred` selects, as reconcile requests.

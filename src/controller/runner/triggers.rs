@@ -92,28 +92,28 @@ impl Changes {
 
 use crate::controller::vault_secret::stored::VsRef;
 
-/// An object's (namespace, name).
-type Key = (String, String);
-
-fn key_of(vs: &VsRef) -> Key {
-    (vs.namespace.clone().unwrap_or_default(), vs.name.clone())
-}
-
-/// The VaultSecrets pushing from one Secret, and the Secret's last seen resourceVersion.
+/// The VaultSecrets pushing from one Secret (their names: a source is in its VaultSecret's
+/// namespace), and the Secret's last seen resourceVersion.
 #[derive(Default)]
 struct Referrers {
     /// Sorted (almost always one).
-    objects: Vec<Key>,
-    seen: Option<String>,
+    objects: Box<[Box<str>]>,
+    seen: Option<Box<str>>,
 }
 
-/// Kept small: one entry per VaultSecret with a source and one per source Secret, no object
-/// references (the requests are built from the keys when a Secret changes).
+/// One namespace of the index.
+#[derive(Default)]
+struct InNamespace {
+    by_source: HashMap<Box<str>, Referrers>,
+    /// VaultSecret → its source Secret.
+    source_of: HashMap<Box<str>, Box<str>>,
+}
+
+/// Kept small (it holds every VaultSecret with a source): names by namespace, no object
+/// references (the requests are built from the names when a Secret changes).
 #[derive(Default)]
 struct Index {
-    by_source: HashMap<Key, Referrers>,
-    /// VaultSecret → its source Secret.
-    source_of: HashMap<Key, Key>,
+    namespaces: HashMap<Box<str>, InNamespace>,
 }
 
 /// Which VaultSecrets push from which Secret: maps the events of the metadata-only watch of
@@ -128,35 +128,64 @@ impl SourceIndex {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records the source of `vs` (or that it has none).
-    pub fn set(&self, vs: &VsRef, source: Option<(String, String)>) {
-        let key = key_of(vs);
+    /// Records the source Secret of `vs` (in its namespace), or that it has none.
+    pub fn set(&self, vs: &VsRef, source: Option<&str>) {
+        let namespace = vs.namespace.as_deref().unwrap_or_default();
+        let name = vs.name.as_str();
         let mut index = self.lock();
-        if index.source_of.get(&key) == source.as_ref() {
+        let current = index
+            .namespaces
+            .get(namespace)
+            .and_then(|n| n.source_of.get(name));
+        if current.map(|s| &**s) == source {
             return;
         }
-        Self::unlink(&mut index, &key);
-        if let Some(source) = source {
-            let objects = &mut index.by_source.entry(source.clone()).or_default().objects;
-            if let Err(at) = objects.binary_search(&key) {
-                objects.insert(at, key.clone());
-            }
-            index.source_of.insert(key, source);
+        Self::unlink(&mut index, namespace, name);
+        let Some(source) = source else {
+            return;
+        };
+        if !index.namespaces.contains_key(namespace) {
+            index
+                .namespaces
+                .insert(namespace.into(), InNamespace::default());
         }
+        let within = index.namespaces.get_mut(namespace).expect("just inserted");
+        let referrers = match within.by_source.get_mut(source) {
+            Some(r) => r,
+            None => within.by_source.entry(source.into()).or_default(),
+        };
+        if let Err(at) = referrers.objects.binary_search_by(|k| (**k).cmp(name)) {
+            let mut grown = referrers.objects.to_vec();
+            grown.insert(at, name.into());
+            referrers.objects = grown.into_boxed_slice();
+        }
+        within.source_of.insert(name.into(), source.into());
     }
 
     pub fn remove(&self, vs: &VsRef) {
-        Self::unlink(&mut self.lock(), &key_of(vs));
+        let namespace = vs.namespace.as_deref().unwrap_or_default();
+        Self::unlink(&mut self.lock(), namespace, &vs.name);
     }
 
-    fn unlink(index: &mut Index, key: &Key) {
-        if let Some(old) = index.source_of.remove(key)
-            && let Some(referrers) = index.by_source.get_mut(&old)
+    fn unlink(index: &mut Index, namespace: &str, name: &str) {
+        let Some(within) = index.namespaces.get_mut(namespace) else {
+            return;
+        };
+        if let Some(old) = within.source_of.remove(name)
+            && let Some(referrers) = within.by_source.get_mut(&old)
         {
-            referrers.objects.retain(|k| k != key);
+            referrers.objects = referrers
+                .objects
+                .iter()
+                .filter(|k| &***k != name)
+                .cloned()
+                .collect();
             if referrers.objects.is_empty() {
-                index.by_source.remove(&old);
+                within.by_source.remove(&old);
             }
+        }
+        if within.source_of.is_empty() {
+            index.namespaces.remove(namespace);
         }
     }
 
@@ -167,25 +196,30 @@ impl SourceIndex {
             return Vec::new();
         };
         let mut index = self.lock();
-        let Some(referrers) = index.by_source.get_mut(&(ns.clone(), name.clone())) else {
+        let Some(referrers) = index
+            .namespaces
+            .get_mut(ns.as_str())
+            .and_then(|n| n.by_source.get_mut(name.as_str()))
+        else {
             return Vec::new();
         };
-        let version = secret.metadata.resource_version.clone();
+        let version = secret.metadata.resource_version.as_deref();
         let deleted = secret.metadata.deletion_timestamp.is_some();
-        if !deleted && version.is_some() && referrers.seen == version {
+        if !deleted && version.is_some() && referrers.seen.as_deref() == version {
             return Vec::new();
         }
-        referrers.seen = version;
+        referrers.seen = version.map(Into::into);
         referrers
             .objects
             .iter()
-            .map(|(ns, name)| ObjectRef::new(name).within(ns))
+            .map(|name| ObjectRef::new(name).within(ns))
             .collect()
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.lock().source_of.len()
+        let index = self.lock();
+        index.namespaces.values().map(|n| n.source_of.len()).sum()
     }
 }
 
@@ -254,7 +288,7 @@ mod tests {
     fn the_source_index_maps_a_secret_to_its_referrers_once_per_version() {
         let index = SourceIndex::default();
         let vs = ObjectRef::new("db").within("demo");
-        index.set(&vs, Some(("demo".into(), "creds".into())));
+        index.set(&vs, Some("creds"));
         let secret = |rv: &str| PartialObjectMeta::<Secret> {
             metadata: ObjectMeta {
                 name: Some("creds".into()),
@@ -270,7 +304,16 @@ mod tests {
             "same version"
         );
         assert_eq!(index.referrers_if_changed(&secret("2")), vec![vs.clone()]);
-        index.set(&vs, Some(("demo".into(), "other".into())));
+        let second = ObjectRef::new("app").within("demo");
+        index.set(&second, Some("creds"));
+        assert_eq!(
+            index.referrers_if_changed(&secret("3")),
+            vec![second.clone(), vs.clone()],
+            "both, by name"
+        );
+        index.remove(&second);
+        assert_eq!(index.len(), 1);
+        index.set(&vs, Some("other"));
         assert!(
             index.referrers_if_changed(&secret("3")).is_empty(),
             "no longer referenced"

@@ -7,6 +7,7 @@
 //! Readers take the keys from here and the objects from the store, and check the target again.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
 use kube::core::DeserializeGuard;
@@ -17,6 +18,10 @@ use crate::controller::tenancy::NameTemplate;
 use crate::crd::VaultSecret;
 
 /// Object keys (`namespace/name`) by the PrivX target they name. Invalid objects name none.
+///
+/// Kept small (it holds every object): targets are kept as a digest (keyed per process), so a
+/// target's name is not stored twice; a digest that two targets share only adds a candidate,
+/// which the reader drops when it checks the target.
 #[derive(Default)]
 pub struct ClaimIndex {
     inner: Mutex<Inner>,
@@ -24,56 +29,67 @@ pub struct ClaimIndex {
 
 #[derive(Default)]
 struct Inner {
+    digests: RandomState,
     /// Sorted keys (almost always one: a second claimant is a conflict).
-    by_target: HashMap<Target, Vec<String>>,
-    by_key: HashMap<String, Target>,
+    by_target: HashMap<u64, Box<[Box<str>]>>,
+    by_key: HashMap<Box<str>, u64>,
 }
 
 impl Inner {
+    fn digest(&self, target: &Target) -> u64 {
+        self.digests.hash_one(target)
+    }
+
     fn remove(&mut self, key: &str) {
-        if let Some(old) = self.by_key.remove(key)
-            && let Some(keys) = self.by_target.get_mut(&old)
-        {
-            keys.retain(|k| k != key);
-            if keys.is_empty() {
+        let Some(old) = self.by_key.remove(key) else {
+            return;
+        };
+        if let Some(keys) = self.by_target.get_mut(&old) {
+            let rest: Box<[Box<str>]> = keys.iter().filter(|k| &***k != key).cloned().collect();
+            if rest.is_empty() {
                 self.by_target.remove(&old);
+            } else {
+                *keys = rest;
             }
         }
     }
 }
 
 impl ClaimIndex {
-    /// The object as the store now holds it.
     pub fn set(&self, guard: &DeserializeGuard<VaultSecret>, template: &NameTemplate) {
         let key = key_of(guard);
-        let target = guard.0.as_ref().ok().map(|vs| target_of(vs, template));
         let mut inner = self.inner.lock().expect("claim index lock");
-        if inner.by_key.get(&key) == target.as_ref() {
+        let digest = guard
+            .0
+            .as_ref()
+            .ok()
+            .map(|vs| inner.digest(&target_of(vs, template)));
+        if inner.by_key.get(key.as_str()) == digest.as_ref() {
             return;
         }
         inner.remove(&key);
-        if let Some(target) = target {
-            let keys = inner.by_target.entry(target.clone()).or_default();
-            if let Err(at) = keys.binary_search(&key) {
-                keys.insert(at, key.clone());
+        if let Some(digest) = digest {
+            let keys = inner.by_target.entry(digest).or_default();
+            if let Err(at) = keys.binary_search_by(|k| (**k).cmp(key.as_str())) {
+                let mut grown = keys.to_vec();
+                grown.insert(at, key.as_str().into());
+                *keys = grown.into_boxed_slice();
             }
-            inner.by_key.insert(key, target);
+            inner.by_key.insert(key.into_boxed_str(), digest);
         }
     }
 
-    /// The object `key` is gone from the store.
     pub fn remove(&self, key: &str) {
         self.inner.lock().expect("claim index lock").remove(key);
     }
 
-    /// The keys of the objects naming `target`, in key order.
+    /// The keys of the objects that may name `target` (check each object's target).
     pub fn naming(&self, target: &Target) -> Vec<String> {
-        self.inner
-            .lock()
-            .expect("claim index lock")
+        let inner = self.inner.lock().expect("claim index lock");
+        inner
             .by_target
-            .get(target)
-            .cloned()
+            .get(&inner.digest(target))
+            .map(|keys| keys.iter().map(|k| k.to_string()).collect())
             .unwrap_or_default()
     }
 }

@@ -75,9 +75,12 @@ impl StoredVaultSecret {
 }
 
 impl From<DeserializeGuard<VaultSecret>> for StoredVaultSecret {
+    /// Also drops what no controller reads of the metadata (`managedFields`, the
+    /// last-applied annotation).
     fn from(guard: DeserializeGuard<VaultSecret>) -> Self {
         match guard.0 {
-            Ok(vs) => {
+            Ok(mut vs) => {
+                crate::controller::runner::strip(&mut vs.metadata);
                 let body = BodyRef {
                     spec: &vs.spec,
                     status: vs.status.as_ref(),
@@ -96,11 +99,14 @@ impl From<DeserializeGuard<VaultSecret>> for StoredVaultSecret {
                     policy,
                 }
             }
-            Err(invalid) => Self {
-                metadata: invalid.metadata,
-                body: Err(invalid.error.into()),
-                policy: None,
-            },
+            Err(mut invalid) => {
+                crate::controller::runner::strip(&mut invalid.metadata);
+                Self {
+                    metadata: invalid.metadata,
+                    body: Err(invalid.error.into()),
+                    policy: None,
+                }
+            }
         }
     }
 }

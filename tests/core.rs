@@ -497,3 +497,36 @@ async fn a_hand_edited_or_deleted_mirror_is_put_back_by_its_watch() {
     .await;
     running.stop().await;
 }
+
+/// Refreshes wait in the runner's own queue (not the controller's scheduler) and still happen:
+/// with `refreshInterval: 10s` the object reads PrivX again about 10 s after its first sync,
+/// with no change to it.
+#[tokio::test]
+async fn an_unchanged_object_is_refreshed_after_its_interval() {
+    let (kube, sim) = setup().await;
+    kube.put(
+        &secret_path(NS, "db-creds"),
+        secret_object(NS, "db-creds", &[("password", "pw-1")]),
+    );
+    let mut spec = push_mirror_spec("db-creds");
+    spec["refreshInterval"] = json!("10s");
+    kube.put(&vs_path(NS, "db"), vault_secret_object(NS, "db", spec));
+    let running = Running::start(&kube, &sim, privx_client_for(&sim, sim.credentials()), &[]);
+    eventually("Synced", SECS, || ready_reason(&kube, NS, "db") == "Synced").await;
+    sim.clear_requests();
+    let before = reconciles(&running);
+    eventually("a refresh", Duration::from_secs(15), || {
+        privx_secret_calls(&sim)
+            .iter()
+            .any(|r| r.starts_with("GET"))
+    })
+    .await;
+    eventually("the refresh done", SECS, || reconciles(&running) > before).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        reconciles(&running),
+        before + 1.0,
+        "one reconcile: the refresh"
+    );
+    running.stop().await;
+}

@@ -113,6 +113,8 @@ pub struct Context {
     pub mirrors: MirrorStore,
     /// Our own writes, so that their watch events do not start another reconcile.
     pub own_writes: OwnWrites,
+    /// The objects waiting for their next refresh (the runner's; see `refreshes`).
+    pub refreshes: super::refreshes::Refreshes,
     /// Opens once every store has listed its objects.
     pub synced: SyncGate,
 }

@@ -16,6 +16,7 @@ pub mod outcome;
 pub mod password_policy;
 pub mod recorder;
 pub mod refresh;
+pub mod refreshes;
 pub mod restart;
 pub mod roles;
 pub mod runner;

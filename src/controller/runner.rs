@@ -141,6 +141,7 @@ pub async fn run(
         mirror_state: Default::default(),
         mirrors: mirror_store.clone(),
         own_writes: Default::default(),
+        refreshes: Default::default(),
         synced: gate,
     });
 
@@ -378,6 +379,24 @@ pub async fn run(
         .reconcile_on(extra_rx)
         .graceful_shutdown_on(shutdown.clone().cancelled_owned());
 
+    // Refreshes due: reconcile requests, every second (see `controller::refreshes`).
+    ctx.refreshes.activate();
+    let refresher = {
+        let ctx = ctx.clone();
+        let extra_tx = extra_tx.clone();
+        async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                for key in ctx.refreshes.take_due(tokio::time::Instant::now()) {
+                    if let Some((namespace, name)) = key.split_once('/') {
+                        let _ = extra_tx.unbounded_send(ObjectRef::new(name).within(namespace));
+                    }
+                }
+            }
+        }
+    };
     let ticker = {
         let health = health.clone();
         async move {
@@ -394,6 +413,7 @@ pub async fn run(
     let background = AbortOnDrop(vec![
         tokio::spawn(policy_reflector),
         tokio::spawn(ticker),
+        tokio::spawn(refresher),
         tokio::spawn({
             let gate = ctx.synced.clone();
             async move {

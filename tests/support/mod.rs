@@ -158,6 +158,7 @@ impl Harness {
             mirror_state: Default::default(),
             mirrors: Default::default(),
             own_writes: Default::default(),
+            refreshes: Default::default(),
             synced: Default::default(),
         });
         let mut h = Self {

@@ -102,8 +102,11 @@ impl Reconciler<'_> {
         ctx.metrics
             .object_condition(CONTROLLER, &self.key(), true, reason::SYNCED);
         Ok(match plan.requeue {
-            Some(every) => Action::requeue(jittered_refresh(every)),
-            None => Action::await_change(),
+            Some(every) => ctx.refreshes.after(&self.key(), jittered_refresh(every)),
+            None => {
+                ctx.refreshes.forget(&self.key());
+                Action::await_change()
+            }
         })
     }
 

@@ -109,6 +109,7 @@ pub fn key_of(vs: &impl kube::Resource) -> String {
 /// the backoff map.
 pub fn forget(ctx: &Context, key: &str) {
     ctx.metrics.forget_object(CONTROLLER, key);
+    ctx.refreshes.forget(key);
     ctx.recovered(CONTROLLER, key);
 }
 

@@ -14,7 +14,6 @@ mod privx;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -167,7 +166,7 @@ impl Metrics {
             objects,
             retrying,
             leader,
-            object_conditions: Mutex::new(HashMap::new()),
+            object_conditions: Mutex::default(),
         }
     }
 

@@ -1,7 +1,8 @@
 //! The per-condition object gauge: each object counts once in the series of each of its
 //! conditions' (status, reason), and leaves them when it is deleted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 
@@ -17,14 +18,30 @@ pub(super) struct ObjectLabels {
 
 /// What each object's conditions contribute to the gauge: by controller, by object key, the
 /// (condition, status, reason) of each condition. Kept small: at 10,000 objects this is one
-/// key and one short list per object.
-pub(super) type ObjectConditions = HashMap<&'static str, HashMap<String, Vec<Contribution>>>;
+/// boxed key and one short boxed list per object, and reasons (a handful of words) are kept
+/// once and shared.
+#[derive(Default)]
+pub(super) struct ObjectConditions {
+    by_controller: HashMap<&'static str, HashMap<Box<str>, Box<[Contribution]>>>,
+    reasons: HashSet<Arc<str>>,
+}
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Contribution {
     condition: &'static str,
     status: &'static str,
-    reason: Box<str>,
+    reason: Arc<str>,
+}
+
+impl ObjectConditions {
+    fn reason(&mut self, reason: &str) -> Arc<str> {
+        if let Some(known) = self.reasons.get(reason) {
+            return known.clone();
+        }
+        let new: Arc<str> = reason.into();
+        self.reasons.insert(new.clone());
+        new
+    }
 }
 
 impl Metrics {
@@ -39,15 +56,15 @@ impl Metrics {
         reason: &str,
     ) {
         let mut conditions = self.lock_object_conditions();
-        let objects = conditions.entry(controller).or_default();
-        let contributions = match objects.get_mut(key) {
-            Some(c) => c,
-            None => objects.entry(key.to_owned()).or_default(),
-        };
         let now = Contribution {
             condition,
             status,
-            reason: reason.into(),
+            reason: conditions.reason(reason),
+        };
+        let objects = conditions.by_controller.entry(controller).or_default();
+        let contributions = match objects.get_mut(key) {
+            Some(c) => c,
+            None => objects.entry(key.into()).or_default(),
         };
         match contributions.iter_mut().find(|c| c.condition == condition) {
             Some(before) if *before == now => return,
@@ -55,7 +72,11 @@ impl Metrics {
                 let before = std::mem::replace(before, now);
                 self.decrement_object(controller, condition, before.status, &before.reason);
             }
-            None => contributions.push(now),
+            None => {
+                let mut grown = contributions.to_vec();
+                grown.push(now);
+                *contributions = grown.into_boxed_slice();
+            }
         }
         self.objects
             .get_or_create(&object_labels(controller, condition, status, reason))
@@ -65,10 +86,14 @@ impl Metrics {
     /// Forgets every condition of an object (it was deleted).
     pub fn forget_object(&self, controller: &str, key: &str) {
         let mut conditions = self.lock_object_conditions();
-        let Some(gone) = conditions.get_mut(controller).and_then(|o| o.remove(key)) else {
+        let Some(gone) = conditions
+            .by_controller
+            .get_mut(controller)
+            .and_then(|o| o.remove(key))
+        else {
             return;
         };
-        for c in gone {
+        for c in gone.iter() {
             self.decrement_object(controller, c.condition, c.status, &c.reason);
         }
     }

@@ -12,8 +12,11 @@
 //! metadata), each event mapped to its VaultSecret owners after the store has it; source Secrets
 //! metadata-only and stored nowhere (an index of
 //! the names VaultSecrets reference maps their events), Namespaces metadata-only with only the
-//! operator's annotations kept. Watches back off on their own (0.5 s → 5 s, jittered) and
-//! report their health: readiness is false while any is down.
+//! operator's annotations kept. VaultSecrets are stored with spec and status compressed
+//! (`StoredVaultSecret`), and objects waiting for their next refresh wait in the runner's
+//! compact queue (`controller::refreshes`), not in the controller's scheduler. Watches back off
+//! on their own (0.5 s → 5 s, jittered) and report their health: readiness is false while any
+//! is down.
 
 mod health;
 mod scopes;

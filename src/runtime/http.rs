@@ -110,22 +110,29 @@ pub async fn serve(
     serve_on(listener, health, metrics, shutdown).await
 }
 
-/// Serves on an already bound listener (tests bind port 0 and read the port back).
-pub async fn serve_on(
+/// Serves on an already bound listener (tests bind port 0 and read the port back). The
+/// "serving" line is logged when this is called, not when the returned future first runs: a
+/// start-up that fails right after (no cluster) still shows that the listener was up.
+pub fn serve_on(
     listener: TcpListener,
     health: Health,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
-) -> Result<(), HttpError> {
-    let addr = listener.local_addr().map_err(|source| HttpError::Serve {
-        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-        source,
-    })?;
-    tracing::info!(%addr, "serving /livez, /readyz and /metrics");
-    axum::serve(listener, router(health, metrics))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(|source| HttpError::Serve { addr, source })
+) -> impl Future<Output = Result<(), HttpError>> + Send + 'static {
+    let addr = listener.local_addr();
+    if let Ok(addr) = &addr {
+        tracing::info!(%addr, "serving /livez, /readyz and /metrics");
+    }
+    async move {
+        let addr = addr.map_err(|source| HttpError::Serve {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+        axum::serve(listener, router(health, metrics))
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .map_err(|source| HttpError::Serve { addr, source })
+    }
 }
 
 async fn livez() -> &'static str {

@@ -38,6 +38,19 @@ async fn setup() -> (FakeKube, Simulator) {
     (kube, sim)
 }
 
+/// The fake API and the simulator with the source Secret `db-creds` and the VaultSecret `db`
+/// of `spec`, and the runner started on them.
+async fn running_with(spec: serde_json::Value) -> (FakeKube, Simulator, Running) {
+    let (kube, sim) = setup().await;
+    kube.put(
+        &secret_path(NS, "db-creds"),
+        secret_object(NS, "db-creds", &[("password", "pw-1")]),
+    );
+    kube.put(&vs_path(NS, "db"), vault_secret_object(NS, "db", spec));
+    let running = Running::start(&kube, &sim, privx_client_for(&sim, sim.credentials()), &[]);
+    (kube, sim, running)
+}
+
 fn reconciles(running: &Running) -> f64 {
     running
         .sample(r#"privx_operator_reconciles_total{controller="vaultsecret"}"#)
@@ -145,16 +158,7 @@ async fn a_new_delete_object_costs_at_most_three_kubernetes_writes_and_one_event
 /// else, which changes nothing the operator reads, does not.
 #[tokio::test]
 async fn spec_changes_trigger_and_status_writes_do_not() {
-    let (kube, sim) = setup().await;
-    kube.put(
-        &secret_path(NS, "db-creds"),
-        secret_object(NS, "db-creds", &[("password", "pw-1")]),
-    );
-    kube.put(
-        &vs_path(NS, "db"),
-        vault_secret_object(NS, "db", push_mirror_spec("db-creds")),
-    );
-    let running = Running::start(&kube, &sim, privx_client_for(&sim, sim.credentials()), &[]);
+    let (kube, _sim, running) = running_with(push_mirror_spec("db-creds")).await;
     eventually("Synced", SECS, || ready_reason(&kube, NS, "db") == "Synced").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = reconciles(&running);
@@ -226,16 +230,7 @@ async fn a_namespace_annotation_set_before_start_is_honoured_on_the_first_reconc
 /// Point 7: an object deleted without a finalizer (`Retain`) leaves the object gauge.
 #[tokio::test]
 async fn a_deleted_retain_object_leaves_the_object_gauge() {
-    let (kube, sim) = setup().await;
-    kube.put(
-        &secret_path(NS, "db-creds"),
-        secret_object(NS, "db-creds", &[("password", "pw-1")]),
-    );
-    kube.put(
-        &vs_path(NS, "db"),
-        vault_secret_object(NS, "db", push_mirror_spec("db-creds")),
-    );
-    let running = Running::start(&kube, &sim, privx_client_for(&sim, sim.credentials()), &[]);
+    let (kube, _sim, running) = running_with(push_mirror_spec("db-creds")).await;
     let ready = r#"privx_operator_objects{controller="vaultsecret",condition="Ready",status="True",reason="Synced"}"#;
     eventually("the object counted Ready", SECS, || {
         running.sample(ready) == Some(1.0)
@@ -364,16 +359,7 @@ async fn several_namespaces_share_one_controller_and_one_watch_per_cluster_kind(
 /// reconciles resume, and readiness is false while the watches are down.
 #[tokio::test]
 async fn watches_come_back_after_an_api_outage_and_readiness_follows() {
-    let (kube, sim) = setup().await;
-    kube.put(
-        &secret_path(NS, "db-creds"),
-        secret_object(NS, "db-creds", &[("password", "pw-1")]),
-    );
-    kube.put(
-        &vs_path(NS, "db"),
-        vault_secret_object(NS, "db", push_mirror_spec("db-creds")),
-    );
-    let running = Running::start(&kube, &sim, privx_client_for(&sim, sim.credentials()), &[]);
+    let (kube, sim, running) = running_with(push_mirror_spec("db-creds")).await;
     eventually("Synced", SECS, || ready_reason(&kube, NS, "db") == "Synced").await;
     assert!(running.up());
 
@@ -466,15 +452,9 @@ async fn a_stale_finalizer_patch_is_retried_quietly() {
 /// manager) is put back without waiting for the refresh, and a deleted mirror comes back.
 #[tokio::test]
 async fn a_hand_edited_or_deleted_mirror_is_put_back_by_its_watch() {
-    let (kube, sim) = setup().await;
-    kube.put(
-        &secret_path(NS, "db-creds"),
-        secret_object(NS, "db-creds", &[("password", "pw-1")]),
-    );
     let mut spec = push_mirror_spec("db-creds");
     spec["refreshInterval"] = json!("1h");
-    kube.put(&vs_path(NS, "db"), vault_secret_object(NS, "db", spec));
-    let running = Running::start(&kube, &sim, privx_client_for(&sim, sim.credentials()), &[]);
+    let (kube, _sim, running) = running_with(spec).await;
     eventually("Synced", SECS, || ready_reason(&kube, NS, "db") == "Synced").await;
     let mirror_value = || {
         kube.get(&secret_path(NS, "db"))
@@ -503,15 +483,9 @@ async fn a_hand_edited_or_deleted_mirror_is_put_back_by_its_watch() {
 /// with no change to it.
 #[tokio::test]
 async fn an_unchanged_object_is_refreshed_after_its_interval() {
-    let (kube, sim) = setup().await;
-    kube.put(
-        &secret_path(NS, "db-creds"),
-        secret_object(NS, "db-creds", &[("password", "pw-1")]),
-    );
     let mut spec = push_mirror_spec("db-creds");
     spec["refreshInterval"] = json!("10s");
-    kube.put(&vs_path(NS, "db"), vault_secret_object(NS, "db", spec));
-    let running = Running::start(&kube, &sim, privx_client_for(&sim, sim.credentials()), &[]);
+    let (kube, sim, running) = running_with(spec).await;
     eventually("Synced", SECS, || ready_reason(&kube, NS, "db") == "Synced").await;
     sim.clear_requests();
     let before = reconciles(&running);

@@ -222,12 +222,12 @@ pub async fn run(
             .collect();
     let vs_trigger = reflector::reflector(
         vs_writer,
+        // Stripped as they are decoded (`StoredVaultSecret`).
         scopes::merge(
             vs_streams,
             options.namespaces.clone(),
             in_namespace(vs_store.clone()),
-        )
-        .modify(|vs| strip(vs.meta_mut())),
+        ),
     )
     .inspect({
         let ctx = ctx.clone();

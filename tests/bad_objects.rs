@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use privx_operator::controller::vault_secret::stored::StoredVaultSecret;
+use privx_operator::controller::vault_secret::store::stored::StoredVaultSecret;
 use privx_operator::controller::{password_policy, vault_secret};
 use privx_operator::crd::PasswordPolicy;
 use serde_json::{Value, json};
@@ -179,7 +179,7 @@ async fn a_password_policy_that_does_not_deserialise_is_reported_once_and_waits(
     assert!(guard.0.is_err());
     h.sim.clear_requests();
 
-    let action = password_policy::reconcile(guard, h.ctx.clone())
+    let action = password_policy::reconcile(guard, h.ctx.core.clone())
         .await
         .expect("reported, not an error");
     assert_eq!(action, Action::await_change());
@@ -198,7 +198,7 @@ async fn a_password_policy_that_does_not_deserialise_is_reported_once_and_waits(
     // Nothing changed: the same report again writes nothing (a status write would be a
     // watch event, and the controller would trigger itself forever).
     h.kube.clear_requests();
-    password_policy::reconcile(watched(&h, &path), h.ctx.clone())
+    password_policy::reconcile(watched(&h, &path), h.ctx.core.clone())
         .await
         .unwrap();
     assert!(h.kube.writes().is_empty(), "{:?}", h.kube_writes());
@@ -229,7 +229,7 @@ async fn a_synced_password_policy_that_turns_undeserialisable_keeps_its_recorded
     object["metadata"]["generation"] = json!(2);
     h.policy_object(object);
     h.kube.clear_requests();
-    password_policy::reconcile(watched(&h, &path), h.ctx.clone())
+    password_policy::reconcile(watched(&h, &path), h.ctx.core.clone())
         .await
         .unwrap();
     assert_eq!(condition(&h, &path, "Ready").1, "InvalidSpec");
@@ -269,7 +269,7 @@ async fn a_password_policy_that_does_not_deserialise_lets_go_of_its_finalizer() 
     h.policy_object(bad_policy("bad"));
     deleted_with(&h, &path, json!([FINALIZER]));
     h.sim.clear_requests();
-    let action = password_policy::reconcile(watched(&h, &path), h.ctx.clone())
+    let action = password_policy::reconcile(watched(&h, &path), h.ctx.core.clone())
         .await
         .unwrap();
     assert_eq!(action, Action::await_change());

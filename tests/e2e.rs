@@ -15,8 +15,9 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use privx_client::{PrivxError, RoleHandle, SecretData, SecretLocation, SecretWrite};
-use privx_operator::controller::{
-    DATA_HASH_ANNOTATION, FINALIZER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, VAULT_SECRET_LABEL,
+use privx_operator::controller::core::finalizer::FINALIZER;
+use privx_operator::controller::vault_secret::{
+    DATA_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, VAULT_SECRET_LABEL,
 };
 use privx_operator::crd::{Ownership, PasswordPolicy, VaultSecret};
 use privx_sim::demo;

@@ -1042,9 +1042,10 @@ mod parts {
 /// is reconciled, and a change of its source Secret reaches the mirror.
 #[tokio::test]
 async fn the_runners_watches_see_changes_made_after_they_listed() {
-    use privx_operator::controller::hashing::HmacKey;
-    use privx_operator::controller::runner::{self, RunOptions};
-    use privx_operator::controller::{NoMetrics, Settings};
+    use privx_operator::controller::core::NoMetrics;
+    use privx_operator::controller::vault_secret::Settings;
+    use privx_operator::controller::vault_secret::hashing::HmacKey;
+    use privx_operator::runtime::runner::{self, RunOptions};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -1075,6 +1076,7 @@ async fn the_runners_watches_see_changes_made_after_they_listed() {
                     namespaces: vec![],
                     concurrency: 4,
                     instance: None,
+                    privx_identity: None,
                 },
                 stop,
                 move |up| synced.store(up, Ordering::SeqCst),

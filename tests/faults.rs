@@ -380,7 +380,7 @@ fn vault_requests(sim: &Simulator) -> usize {
 /// backoff (each pause at least half its step: 0.5 s, 1 s, 2 s, ...), plus one for a trigger
 /// that is not a retry (the object's own creation or its source's change).
 fn attempts_within(window: Duration) -> usize {
-    use privx_operator::controller::backoff::delay_for_attempt;
+    use privx_operator::controller::core::backoff::delay_for_attempt;
     let mut elapsed = Duration::ZERO;
     let mut attempts = 1;
     loop {
@@ -746,9 +746,10 @@ async fn a_create_whose_answer_is_lost_is_claimed_not_repeated() {
 /// through the layer) and, once the gate closes, no write of any kind reaches either side.
 #[tokio::test]
 async fn the_runner_through_gated_clients_stops_writing_when_the_gate_closes() {
-    use privx_operator::controller::hashing::HmacKey;
-    use privx_operator::controller::runner::{self, RunOptions};
-    use privx_operator::controller::{NoMetrics, Settings};
+    use privx_operator::controller::core::NoMetrics;
+    use privx_operator::controller::vault_secret::Settings;
+    use privx_operator::controller::vault_secret::hashing::HmacKey;
+    use privx_operator::runtime::runner::{self, RunOptions};
 
     let (kube, sim) = setup().await;
     let gate = LeaseGate::closed();
@@ -760,7 +761,6 @@ async fn the_runner_through_gated_clients_stops_writing_when_the_gate_closes() {
     let settings = Settings {
         self_roles: vec!["privx-operator".to_string()].into(),
         hmac_key: HmacKey::new(vec![7; 32]),
-        privx_identity: Some(sim.credentials().api_client_id.clone()),
         ..Settings::default()
     };
     let stop = tokio_util::sync::CancellationToken::new();
@@ -773,6 +773,7 @@ async fn the_runner_through_gated_clients_stops_writing_when_the_gate_closes() {
             namespaces: vec![],
             concurrency: 4,
             instance: None,
+            privx_identity: Some(sim.credentials().api_client_id.clone()),
         },
         stop.clone(),
         |_| {},

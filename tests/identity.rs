@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use privx_client::{AuthMethod, PrivxClient, PrivxConfig, TokenExchange};
-use privx_operator::controller::identity::{
+use privx_operator::identity::login::resolve_at_start;
+use privx_operator::identity::{
     IdentityError, NamespaceIdentities, NamespaceIdentityConfig, SelfRolesSetting,
     TokenRequestSource,
 };
 use privx_operator::runtime::http::Health;
-use privx_operator::runtime::identity::resolve_at_start;
 use privx_sim::{Fault, SeedIssuer, SeedSubject, SimOptions, Simulator, demo, demo_seed};
 use serde_json::{Value, json};
 use support::fake_kube::token::{TOKEN_ISSUER, token_public_key_pem};
@@ -31,9 +31,14 @@ fn push_spec() -> Value {
 
 async fn resolve(h: &Harness, setting: SelfRolesSetting) -> Health {
     let health = Health::new();
-    let resolved = resolve_at_start(&h.ctx.privx, &setting, &health, &CancellationToken::new())
-        .await
-        .expect("PrivX answers");
+    let resolved = resolve_at_start(
+        &h.ctx.privx,
+        &setting,
+        |n| health.set_note(n),
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("PrivX answers");
     assert_eq!(resolved.user_id.as_deref(), Some(demo::OPERATOR_CLIENT_ID));
     h.ctx.settings.self_roles.set(resolved.self_roles);
     health
@@ -102,7 +107,7 @@ async fn older_privx_without_users_current_falls_back_and_says_so() {
         let resolved = resolve_at_start(
             &h.ctx.privx,
             &SelfRolesSetting::Named(vec!["privx-operator".into()]),
-            &health,
+            |n| health.set_note(n),
             &CancellationToken::new(),
         )
         .await
@@ -114,7 +119,7 @@ async fn older_privx_without_users_current_falls_back_and_says_so() {
         let auto = resolve_at_start(
             &h.ctx.privx,
             &SelfRolesSetting::Auto,
-            &Health::new(),
+            |_| {},
             &CancellationToken::new(),
         )
         .await
@@ -277,7 +282,7 @@ async fn per_namespace_identity_caches_a_client_per_namespace_and_refuses_withou
         message.contains("team-b") && message.contains("\"privx\""),
         "{message}"
     );
-    let (refusal, _) = error.stop();
+    let (refusal, _) = privx_operator::controller::vault_secret::identity_stop(error);
     assert_eq!(refusal.reason, "IdentityNotFound");
     assert_eq!(refusal.message, message, "a stable message");
     // Every token request names the fixed ServiceAccount and audience, whatever the namespace.

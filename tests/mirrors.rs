@@ -525,7 +525,8 @@ fn with_key(mut h: Harness, key: u8) -> Harness {
     let mut ctx = Arc::try_unwrap(h.ctx)
         .ok()
         .expect("no other user of the context");
-    ctx.settings.hmac_key = privx_operator::controller::hashing::HmacKey::new(vec![key; 32]);
+    ctx.settings.hmac_key =
+        privx_operator::controller::vault_secret::hashing::HmacKey::new(vec![key; 32]);
     h.ctx = Arc::new(ctx);
     h
 }

@@ -605,7 +605,7 @@ async fn a_policy_in_use_keeps_the_finalizer_and_is_retried_with_backoff() {
             assert!(message.contains("deletionPolicy: Retain"), "{message}");
             // The controller's error policy backs off per object, longer each time.
             let guard = Arc::new(DeserializeGuard(Ok(h.get_policy("p"))));
-            let _ = password_policy::error_policy(guard, &error, h.ctx.clone());
+            let _ = password_policy::error_policy(guard, &error, h.ctx.core.clone());
             assert_eq!(
                 h.ctx.backoff.failures("passwordpolicy", backoff_key),
                 attempt
@@ -805,7 +805,7 @@ async fn a_privx_outage_fails_with_backoff_and_recovers_on_its_own() {
             "what was recorded is kept"
         );
         let guard = Arc::new(DeserializeGuard(Ok(h.get_policy("p"))));
-        let _ = password_policy::error_policy(guard, &error, h.ctx.clone());
+        let _ = password_policy::error_policy(guard, &error, h.ctx.core.clone());
         assert_eq!(h.ctx.backoff.failures("passwordpolicy", "p"), 1);
         let text = metrics.encode();
         assert!(
@@ -831,7 +831,7 @@ async fn a_privx_outage_fails_with_backoff_and_recovers_on_its_own() {
         h.policy("p", changed);
         let error = h.reconcile_policy("p").await.expect_err("still down");
         let guard = Arc::new(DeserializeGuard(Ok(h.get_policy("p"))));
-        let _ = password_policy::error_policy(guard, &error, h.ctx.clone());
+        let _ = password_policy::error_policy(guard, &error, h.ctx.core.clone());
         assert_eq!(h.ctx.backoff.failures("passwordpolicy", "p"), 1);
 
         // PrivX is back: synced, the failure count forgotten, the metrics follow.

@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use privx_client::SecretLocation;
-use privx_operator::controller::hashing::HmacKey;
-use privx_operator::controller::runner::{self, RunOptions};
-use privx_operator::controller::{NoMetrics, Settings};
+use privx_operator::controller::core::NoMetrics;
+use privx_operator::controller::vault_secret::Settings;
+use privx_operator::controller::vault_secret::hashing::HmacKey;
+use privx_operator::runtime::runner::{self, RunOptions};
 use privx_sim::{SimOptions, Simulator};
 use serde_json::json;
 use support::{FakeKube, NS, policy_path, privx_client_for, secret_path, vs_path};
@@ -62,6 +63,7 @@ fn spawn_runner(
                 namespaces: vec![],
                 concurrency: 4,
                 instance: None,
+                privx_identity: None,
             },
             stop,
             move |up| synced.store(up, Ordering::SeqCst),

@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Client;
 use kube::client::Body;
 use privx_client::{CallObserver, CallRecord};
-use privx_operator::controller::ControllerMetrics;
+use privx_operator::controller::core::ControllerMetrics;
 use privx_operator::runtime::crds::{CrdWait, wait_for_crds_established_every};
 use privx_operator::runtime::http::{Health, serve_on};
 use privx_operator::runtime::leader::{Attempt, LeaderElector, LeaseConfig};
@@ -88,7 +88,7 @@ async fn http_endpoints_serve_liveness_readiness_and_metrics_until_shutdown() {
     health.set_privx_ok(false);
     assert_eq!(get("/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
 
-    // As the controllers report a failed reconcile (an error's label, see `controller::error`).
+    // As the controllers report a failed reconcile (an error's label, see `controller::core::outcome`).
     ControllerMetrics::reconciled(
         &*metrics,
         "vaultsecret",
@@ -740,10 +740,11 @@ async fn sigterm_cancels_the_shutdown_token() {
 
 #[tokio::test]
 async fn every_kubernetes_write_of_a_reconcile_is_counted_by_verb_and_resource() {
-    use privx_operator::controller::hashing::HmacKey;
-    use privx_operator::controller::runner::{self, RunOptions};
-    use privx_operator::controller::{ControllerMetrics, Settings};
+    use privx_operator::controller::core::ControllerMetrics;
+    use privx_operator::controller::vault_secret::Settings;
+    use privx_operator::controller::vault_secret::hashing::HmacKey;
     use privx_operator::runtime::kube_writes;
+    use privx_operator::runtime::runner::{self, RunOptions};
     use support::running::{
         eventually, namespace_object, push_mirror_spec, ready_reason, secret_object,
         vault_secret_object,
@@ -776,13 +777,13 @@ async fn every_kubernetes_write_of_a_reconcile_is_counted_by_verb_and_resource()
         let settings = Settings {
             self_roles: vec!["privx-operator".to_string()].into(),
             hmac_key: HmacKey::new(vec![5; 32]),
-            privx_identity: Some(sim.credentials().api_client_id.clone()),
             ..Settings::default()
         };
         let options = RunOptions {
             namespaces: vec![],
             concurrency: 2,
             instance: None,
+            privx_identity: Some(sim.credentials().api_client_id.clone()),
         };
         runner::run(
             client,
@@ -881,7 +882,7 @@ async fn the_operators_client_hands_an_unavailable_api_back_after_a_few_retries(
 #[tokio::test]
 async fn an_identical_event_joins_the_series_of_the_first() {
     use kube::runtime::events::{Event, EventType, Reporter};
-    use privx_operator::controller::recorder::Recorder;
+    use privx_operator::controller::core::recorder::Recorder;
 
     let kube = support::FakeKube::default();
     let recorder = Recorder::new(

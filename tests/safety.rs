@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use privx_client::{PrivxError, SecretData, SecretLocation, SecretWrite};
 use privx_operator::controller::vault_secret;
-use privx_operator::controller::vault_secret::stored::StoredVaultSecret;
+use privx_operator::controller::vault_secret::store::stored::StoredVaultSecret;
 use privx_sim::Fault;
 use serde_json::{Value, json};
 use support::{Harness, NS, guard_of, vs_path};
@@ -247,7 +247,7 @@ async fn impatient() -> Harness {
             policy_unique_names: false,
             ..Default::default()
         },
-        Arc::new(privx_operator::controller::NoMetrics),
+        Arc::new(privx_operator::controller::core::NoMetrics),
         |c| {
             c.max_retries = 2;
         },
@@ -314,7 +314,7 @@ async fn an_undeserialisable_policy_is_cleaned_up_from_its_status() {
     edit(&h, &path, |o| o["spec"]["maxVersions"] = json!("many"));
     h.delete(&path);
     let guard = Arc::new(guard_of(h.kube.get(&path).unwrap()));
-    privx_operator::controller::password_policy::reconcile(guard, h.ctx.clone())
+    privx_operator::controller::password_policy::reconcile(guard, h.ctx.core.clone())
         .await
         .unwrap();
     assert_eq!(
@@ -458,7 +458,7 @@ async fn privx_fields_that_are_not_secret_keys_are_mirrored_through_key_mapping(
 /// stays and status says why.
 #[tokio::test]
 async fn with_per_namespace_identity_cleanup_never_deletes_as_the_operator() {
-    use privx_operator::controller::identity::{
+    use privx_operator::identity::{
         NamespaceIdentities, NamespaceIdentityConfig, SelfRolesSetting,
     };
     let mut h = Harness::new().await;

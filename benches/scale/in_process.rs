@@ -18,10 +18,11 @@ use privx_client::config::{
     DEFAULT_MAX_RETRIES, DEFAULT_RETRY_BASE_DELAY, PolicyGenerationSetting,
 };
 use privx_client::{Limits, limit};
-use privx_operator::controller::hashing::HmacKey;
-use privx_operator::controller::runner::{self, RunOptions};
-use privx_operator::controller::{ControllerMetrics, Settings};
+use privx_operator::controller::core::ControllerMetrics;
+use privx_operator::controller::vault_secret::Settings;
+use privx_operator::controller::vault_secret::hashing::HmacKey;
 use privx_operator::runtime::metrics::Metrics;
+use privx_operator::runtime::runner::{self, RunOptions};
 use privx_operator::runtime::{DEFAULT_CONCURRENCY, kube_writes};
 use privx_sim::{SimOptions, Simulator};
 use serde_json::{Value, json};
@@ -104,7 +105,6 @@ pub fn run(args: &Args) -> anyhow::Result<Value> {
         let settings = Settings {
             self_roles: vec!["privx-operator".to_string()].into(),
             hmac_key: HmacKey::new(vec![9; 32]),
-            privx_identity: Some(sim.credentials().api_client_id.clone()),
             ..Settings::default()
         };
         let controller_metrics: Arc<dyn ControllerMetrics> = metrics.clone();
@@ -118,6 +118,7 @@ pub fn run(args: &Args) -> anyhow::Result<Value> {
                 namespaces: Vec::new(),
                 concurrency: workers,
                 instance: None,
+                privx_identity: Some(sim.credentials().api_client_id.clone()),
             },
             stop.clone(),
             move |u| up.store(u, Ordering::SeqCst),

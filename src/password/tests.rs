@@ -309,3 +309,21 @@ fn lengths_are_uniform_within_bounds() {
         "{counts:?}: chi² {statistic:.1}"
     );
 }
+
+#[test]
+fn policies_the_validator_accepts_can_generate_passwords() {
+    for yaml in [
+        "maxVersions: 1",
+        "maxVersions: 1\npasswordMinLength: 1\npasswordMaxLength: 1\nuseLowerCase: false\nuseUpperCase: false\nuseSpecialCharacters: false",
+        "maxVersions: 1\npasswordMaxLength: 1024\npasswordMinLength: 1024",
+        "maxVersions: 1\npasswordMinLength: 4",
+    ] {
+        let spec: crate::crd::PasswordPolicySpec =
+            serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+        assert!(
+            crate::crd::validate::validate_password_policy(&spec).is_empty(),
+            "{yaml}"
+        );
+        assert!(generate(&PasswordRules::from(&spec)).is_ok(), "{yaml}");
+    }
+}

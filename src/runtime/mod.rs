@@ -1,21 +1,22 @@
-//! Process wiring for `privx-operator run`: configuration, logging, leader election, the HTTP
-//! endpoints (`/livez`, `/readyz`, `/metrics`), metrics (with the count of Kubernetes writes,
-//! `kube_writes`) and shutdown.
+//! Process wiring for `privx-operator run`: configuration, logging, leader election, the watches
+//! and stores that feed both controllers ([`runner`]), the HTTP endpoints (`/livez`, `/readyz`,
+//! `/metrics`), metrics (with the count of Kubernetes writes, `kube_writes`) and shutdown.
 //!
-//! Owns the process lifecycle. Must not contain reconcile logic (that is `controller`) nor
-//! speak HTTP to PrivX (that is `privx`).
+//! Owns the process lifecycle; the top of the import order (it may use every other module,
+//! none uses it). Must not contain reconcile logic (that is `controller`) nor speak HTTP to
+//! PrivX itself (that is the `privx-client` crate).
 
 mod args;
 pub mod crds;
 mod embedded;
 pub mod http;
-pub mod identity;
 pub mod kube_writes;
 pub mod leader;
 pub mod lease_gate;
 pub mod logging;
 pub mod metrics;
 mod operator;
+pub mod runner;
 pub mod shutdown;
 
 pub use args::{

@@ -21,12 +21,14 @@ use super::crds::{CrdWait, wait_for_crds_established};
 use super::http::{self, Health};
 use super::leader::{LeaderElector, LeaseConfig, default_identity};
 use super::metrics::Metrics;
-use super::{embedded, identity, logging, shutdown};
-use crate::controller::hashing::HmacKey;
-use crate::controller::identity::{SelfRoles, SelfRolesSetting};
-use crate::controller::runner::{self, RunOptions};
-use crate::controller::tenancy::NameTemplate;
-use crate::controller::{ControllerMetrics, Settings};
+use super::{embedded, logging, shutdown};
+use crate::controller::core::ControllerMetrics;
+use crate::controller::vault_secret::Settings;
+use crate::controller::vault_secret::hashing::HmacKey;
+use crate::controller::vault_secret::plan::tenancy::NameTemplate;
+use crate::identity::login as identity;
+use crate::identity::{SelfRoles, SelfRolesSetting};
+use crate::runtime::runner::{self, RunOptions};
 use privx_client::config::CredentialSource;
 use privx_client::{AuthMethod, PolicyGenerationSetting, PrivxClient, PrivxConfig};
 
@@ -192,8 +194,13 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
     }
     // Who the operator is in PrivX decides the self roles (and the author it claims): the
     // controllers start once PrivX has said.
-    let Some(resolved) =
-        identity::resolve_at_start(&privx, &self_roles_setting, &health, &shutdown).await
+    let Some(resolved) = identity::resolve_at_start(
+        &privx,
+        &self_roles_setting,
+        |n| health.set_note(n),
+        &shutdown,
+    )
+    .await
     else {
         elector_shutdown.cancel();
         return finish(http_task, embedded).await;
@@ -229,7 +236,6 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
         restart_debounce: args.rollout_restart_debounce,
         default_refresh: std::time::Duration::from_secs(3600),
         hmac_key,
-        privx_identity,
         namespace_identity,
     };
     let controller_metrics: Arc<dyn ControllerMetrics> = metrics.clone();
@@ -251,6 +257,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
             namespaces: args.namespaces.clone(),
             concurrency: args.concurrency,
             instance: std::env::var("POD_NAME").ok(),
+            privx_identity,
         },
         stop.clone(),
         move |up| health_synced.set_watches_synced(up),

@@ -760,7 +760,7 @@ impl E2e {
             .metadata
             .and_then(|m| m.annotations)
             .and_then(|a| {
-                a.get(privx_operator::controller::DATA_HASH_ANNOTATION)
+                a.get(privx_operator::controller::vault_secret::DATA_HASH_ANNOTATION)
                     .cloned()
             });
         (hash, d.metadata.generation.unwrap_or_default())

@@ -17,12 +17,12 @@ use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use privx_client::config::{CredentialSource, PolicyGenerationSetting};
 use privx_client::{Credentials, PrivxClient, PrivxConfig};
-use privx_operator::controller::hashing::HmacKey;
-use privx_operator::controller::recorder::Recorder;
-use privx_operator::controller::vault_secret::stored::StoredVaultSecret;
-use privx_operator::controller::{
-    Context, ControllerMetrics, Error, NoMetrics, Settings, password_policy, vault_secret,
-};
+use privx_operator::controller::core::recorder::Recorder;
+use privx_operator::controller::core::{self, ControllerMetrics, Error, NoMetrics};
+use privx_operator::controller::vault_secret::hashing::HmacKey;
+use privx_operator::controller::vault_secret::store::stored::StoredVaultSecret;
+use privx_operator::controller::vault_secret::{Context, Settings, Stores};
+use privx_operator::controller::{password_policy, vault_secret};
 use privx_operator::crd::{PasswordPolicy, VaultSecret};
 use privx_sim::{SimCredentials, SimOptions, Simulator};
 use serde_json::{Value, json};
@@ -131,36 +131,34 @@ impl Harness {
         let (vs_store, vs_writer) = reflector::store();
         let (policy_store, policy_writer) = reflector::store();
         let (ns_store, ns_writer) = reflector::store();
-        let ctx = Arc::new(Context {
-            client: client.clone(),
+        let core = Arc::new(core::Context::new(
+            client.clone(),
             privx,
-            settings: Settings {
-                self_roles: vec!["privx-operator".to_string()].into(),
-                hmac_key: HmacKey::new(vec![42; 32]),
-                privx_identity: Some(sim.credentials().api_client_id.clone()),
-                restart_debounce: std::time::Duration::ZERO,
-                ..Settings::default()
-            },
+            Some(sim.credentials().api_client_id.clone()),
             metrics,
-            recorder: Recorder::new(
+            Recorder::new(
                 client,
                 Reporter {
                     controller: "privx-operator-test".into(),
                     instance: None,
                 },
             ),
-            roles: Default::default(),
-            backoff: Default::default(),
-            vault_secrets: vs_store,
-            claims: Default::default(),
-            policies: policy_store,
-            namespaces: ns_store,
-            mirror_state: Default::default(),
-            mirrors: Default::default(),
-            own_writes: Default::default(),
-            refreshes: Default::default(),
-            synced: Default::default(),
-        });
+        ));
+        let ctx = Arc::new(Context::new(
+            core,
+            Settings {
+                self_roles: vec!["privx-operator".to_string()].into(),
+                hmac_key: HmacKey::new(vec![42; 32]),
+                restart_debounce: std::time::Duration::ZERO,
+                ..Settings::default()
+            },
+            Stores {
+                vault_secrets: vs_store,
+                policies: policy_store,
+                namespaces: ns_store,
+                mirrors: Default::default(),
+            },
+        ));
         let mut h = Self {
             kube,
             sim,
@@ -332,7 +330,7 @@ impl Harness {
     pub async fn reconcile_policy(&mut self, name: &str) -> Result<Action, Error> {
         let p = self.get_policy(name);
         self.sync_policy_store(name);
-        password_policy::reconcile(Arc::new(DeserializeGuard(Ok(p))), self.ctx.clone()).await
+        password_policy::reconcile(Arc::new(DeserializeGuard(Ok(p))), self.ctx.core.clone()).await
     }
 
     /// Marks an object deleted the way the API server does when it has finalizers.

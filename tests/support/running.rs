@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use privx_client::PrivxClient;
-use privx_operator::controller::hashing::HmacKey;
-use privx_operator::controller::runner::{self, RunOptions};
-use privx_operator::controller::{ControllerMetrics, Settings};
+use privx_operator::controller::core::ControllerMetrics;
+use privx_operator::controller::vault_secret::Settings;
+use privx_operator::controller::vault_secret::hashing::HmacKey;
 use privx_operator::runtime::metrics::Metrics;
+use privx_operator::runtime::runner::{self, RunOptions};
 use privx_sim::Simulator;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -71,7 +72,6 @@ impl Running {
             let mut settings = Settings {
                 self_roles: vec!["privx-operator".to_string()].into(),
                 hmac_key: HmacKey::new(vec![7; 32]),
-                privx_identity: Some(sim.credentials().api_client_id.clone()),
                 ..Settings::default()
             };
             tune(&mut settings);
@@ -79,6 +79,7 @@ impl Running {
                 namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
                 concurrency,
                 instance: None,
+                privx_identity: Some(sim.credentials().api_client_id.clone()),
             };
             async move {
                 runner::run(

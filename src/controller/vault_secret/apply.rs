@@ -9,12 +9,11 @@ use kube::runtime::controller::Action;
 use serde_json::json;
 use tracing::info;
 
-use super::plan::{MirrorAction, Plan, PrivxAction, Target, reason};
-use super::{CONTROLLER, Reconciler};
-use crate::controller::FIELD_MANAGER;
-use crate::controller::backoff::jittered_refresh;
-use crate::controller::common::{self, Stop};
-use crate::controller::restart::{Requester, Workload};
+use super::Reconciler;
+use super::plan::{MirrorAction, Plan, PrivxAction, Target};
+use crate::controller::core::FIELD_MANAGER;
+use crate::controller::core::{self, Stop};
+use crate::controller::vault_secret::restart::{Requester, Workload};
 use privx_client::PrivxClient;
 
 impl Reconciler<'_> {
@@ -28,9 +27,9 @@ impl Reconciler<'_> {
     ) -> Result<Action, Stop> {
         let ctx = self.ctx;
         *self.failure_status.lock().expect("not poisoned") = plan.failure_status.clone();
-        common::set_metadata(ctx, &self.api(), self.vs, &plan.metadata)
+        core::set_metadata(ctx, &self.api(), self.vs, &plan.metadata)
             .await
-            .map_err(common::error_stop)?;
+            .map_err(core::error_stop)?;
 
         if let (Some(privx), PrivxAction::Create(_) | PrivxAction::Update(_)) = (privx, &plan.privx)
         {
@@ -46,10 +45,10 @@ impl Reconciler<'_> {
                 PrivxAction::None => Ok(()),
             };
             written.map_err(|(verb, e)| {
-                common::privx_stop(e, &format!("{verb} secret {}", target.describe()))
+                core::privx_stop(e, &format!("{verb} secret {}", target.describe()))
             })?;
             // Nobody may read the old data from a listing taken before this write.
-            ctx.mirror_state.list_pages.invalidate().await;
+            ctx.list_pages.invalidate().await;
             info!(privx_name = %target.name, "PrivX secret written");
         }
 
@@ -64,17 +63,14 @@ impl Reconciler<'_> {
                 self.secrets()
                     .delete(&name, &DeleteParams::default())
                     .await
-                    .map_err(|e| {
-                        common::kube_stop("delete mirrored Secret to change its type", e)
-                    })?;
+                    .map_err(|e| core::kube_stop("delete mirrored Secret to change its type", e))?;
                 self.apply_mirror(secret).await?;
             }
         }
 
         for t in &plan.restarts {
             let namespace = self.namespace();
-            ctx.mirror_state
-                .restarts
+            ctx.restarts
                 .request(
                     &ctx.client,
                     &ctx.recorder,
@@ -93,21 +89,8 @@ impl Reconciler<'_> {
                 )
                 .await;
         }
-        for e in plan.events {
-            common::publish(&ctx.recorder, self.vs, e.type_, e.reason, e.note).await;
-        }
-        common::write_status(&self.api(), self.vs, plan.status, &plan.conditions)
+        self.report(plan.events, plan.status, &plan.conditions, plan.requeue)
             .await
-            .map_err(common::error_stop)?;
-        ctx.metrics
-            .object_condition(CONTROLLER, &self.key(), true, reason::SYNCED);
-        Ok(match plan.requeue {
-            Some(every) => ctx.refreshes.after(&self.key(), jittered_refresh(every)),
-            None => {
-                ctx.refreshes.forget(&self.key());
-                Action::await_change()
-            }
-        })
     }
 
     /// Keys added to the mirror by hand: server-side apply cannot remove fields another manager
@@ -134,7 +117,7 @@ impl Reconciler<'_> {
         self.ctx
             .own_writes
             .finish("Secret", Some(&namespace), name, patched.as_ref().ok());
-        patched.map_err(|e| common::kube_stop("remove keys added to the mirrored Secret", e))?;
+        patched.map_err(|e| core::kube_stop("remove keys added to the mirrored Secret", e))?;
         Ok(())
     }
 
@@ -156,7 +139,7 @@ impl Reconciler<'_> {
         self.ctx
             .own_writes
             .finish("Secret", Some(&namespace), &name, written.as_ref().ok());
-        written.map_err(|e| common::kube_stop("write mirrored Secret", e))?;
+        written.map_err(|e| core::kube_stop("write mirrored Secret", e))?;
         Ok(())
     }
 }

@@ -3,11 +3,13 @@
 
 use kube::runtime::controller::Action;
 
+use super::Context;
 use super::plan::{self, Target};
 use super::{CONTROLLER, object_key};
-use crate::controller::common::{self, Next};
-use crate::controller::deletion::{CleanupTarget, Deleted, namespace_policy};
-use crate::controller::{Context, Error};
+use crate::controller::core::Error;
+use crate::controller::core::deleted::Deleted;
+use crate::controller::core::finalizer::CleanupTarget;
+use crate::controller::core::{self, Next};
 use crate::crd::VaultSecretStatus;
 use crate::crd::vault_secret::PrivxSecretStatus;
 use privx_client::PrivxError;
@@ -16,7 +18,7 @@ use privx_client::PrivxError;
 /// after a re-check: its name and owner must be reachable from the namespace (the tenancy rule
 /// of creation) and PrivX's author must confirm the claim (status is writable by tenants). A
 /// status without a record (a crash before it was written) falls back to the target recorded with
-/// the finalizer ([`CLEANUP_TARGET_ANNOTATION`](crate::controller::deletion::CLEANUP_TARGET_ANNOTATION))
+/// the finalizer ([`CLEANUP_TARGET_ANNOTATION`](crate::controller::core::finalizer::CLEANUP_TARGET_ANNOTATION))
 /// or the computed target, deleted only when PrivX names the operator as its author. A refused claim
 /// keeps the finalizer (a person removes it to let go) and says why; everything else releases
 /// it. Works from status alone, so objects whose spec no longer deserialises clean up too
@@ -51,7 +53,7 @@ pub(super) async fn cleanup(
         .as_ref()
         .and_then(|s| s.privx.as_ref())
         .or(annotated.as_ref());
-    let policy = namespace_policy(ctx, &namespace);
+    let policy = ctx.namespace_policy(&namespace);
     let adopt = deleted.adopt();
     let candidate = cleanup_candidate(&CleanupInput {
         namespace: &namespace,
@@ -73,7 +75,7 @@ pub(super) async fn cleanup(
         Err(refusal) => return deleted.refuse(ctx, &refusal, PRIVX_SECRET).await,
     };
     // With per-namespace identity, the namespace reads and deletes as itself, as sync writes.
-    let privx = match crate::controller::identity::privx_for(ctx, &namespace).await {
+    let privx = match super::fetch::privx_for(ctx, &namespace).await {
         Ok(privx) => privx,
         Err((refusal, next)) => {
             deleted
@@ -89,9 +91,7 @@ pub(super) async fn cleanup(
     let target = &candidate.target;
     let fail = |e: PrivxError, action: String| async move {
         let message = format!("{action}: {e} (set spec.deletionPolicy: Retain to let go)");
-        let _ = deleted
-            .report(ctx, common::privx_reason(&e), &message)
-            .await;
+        let _ = deleted.report(ctx, core::privx_reason(&e), &message).await;
         Err(Error::privx(action)(e))
     };
     let current = match privx
@@ -111,7 +111,7 @@ pub(super) async fn cleanup(
     match cleanup_decision(
         &candidate,
         current.as_ref(),
-        ctx.settings.privx_identity.as_deref(),
+        ctx.privx_identity.as_deref(),
         adopt,
     ) {
         CleanupDecision::Release => {}

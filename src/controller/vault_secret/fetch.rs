@@ -1,7 +1,8 @@
 //! The fetch step: what Kubernetes (source Secret, template ConfigMaps, the mirror, the other
 //! VaultSecrets) and PrivX (role names) hold for this object.
 
-use super::stored_mirror::StoredMirror;
+use super::Context;
+use super::store::stored_mirror::StoredMirror;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -12,15 +13,18 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::plan::source::PolicyLookup;
 use super::plan::{self, SourceInput, Target, TargetCheck};
+use super::{FORCE_SYNC_ANNOTATION, REGENERATE_ANNOTATION};
 use super::{Reconciler, SOURCE_RETRY, object_key, target_of};
-use crate::controller::common::{self, Next, Stop};
-use crate::controller::refresh::{self, RefreshDecision, RefreshInput};
-use crate::controller::restart;
-use crate::controller::{FORCE_SYNC_ANNOTATION, REGENERATE_ANNOTATION};
+use crate::controller::core::{self, Next, Stop};
+use crate::controller::core::{Refusal, privx_stop, reason};
+use crate::controller::vault_secret::plan::refresh::{self, RefreshDecision, RefreshInput};
+use crate::controller::vault_secret::restart;
 use crate::crd::VaultSecret;
 use crate::crd::vault_secret::RolloutTarget;
+use crate::identity::IdentityError;
 use crate::template::Template;
 use privx_client::{PrivxClient, PrivxError, Secret, SecretLocation};
+use std::time::Duration;
 
 /// What the Kubernetes part of the fetch found.
 pub(super) struct KubeFetched {
@@ -102,22 +106,21 @@ impl Reconciler<'_> {
         read_current: bool,
     ) -> Result<PrivxFetched, Stop> {
         let ctx = self.ctx;
-        let privx = crate::controller::identity::privx_for(ctx, &self.namespace()).await?;
+        let privx = privx_for(ctx, &self.namespace()).await?;
         let (self_roles, resolved_roles) = self.resolve_roles(source).await?;
         let from_listing = if decision.routine
             && ctx.settings.namespace_identity.is_none()
             && matches!(source, SourceInput::ReadOnly)
             && target.location == SecretLocation::Shared
         {
-            ctx.mirror_state
-                .list_pages
+            ctx.list_pages
                 .get(
                     &ctx.privx,
                     &target.name,
                     refresh::listing_max_age(self.refresh()),
                 )
                 .await
-                .map_err(|e| common::privx_stop(e, "list shared secrets"))?
+                .map_err(|e| core::privx_stop(e, "list shared secrets"))?
         } else {
             None
         };
@@ -128,7 +131,7 @@ impl Reconciler<'_> {
                 Ok(secret) => Some(secret),
                 Err(PrivxError::NotFound { .. }) => None,
                 Err(e) => {
-                    return Err(common::privx_stop(
+                    return Err(core::privx_stop(
                         e,
                         &format!("read secret {}", target.describe()),
                     ));
@@ -223,7 +226,7 @@ impl Reconciler<'_> {
             let cm = api
                 .get_opt(&f.config_map_ref.name)
                 .await
-                .map_err(|e| common::kube_stop("read template ConfigMap", e))?;
+                .map_err(|e| core::kube_stop("read template ConfigMap", e))?;
             out.push(
                 cm.and_then(|c| c.data)
                     .and_then(|d| d.get(&f.config_map_ref.key).cloned()),
@@ -274,7 +277,7 @@ impl Reconciler<'_> {
                 .secrets()
                 .get_opt(&secret_ref.name)
                 .await
-                .map_err(|e| common::kube_stop("read source Secret", e))?;
+                .map_err(|e| core::kube_stop("read source Secret", e))?;
             let data = secret.map(|s| s.data.unwrap_or_default());
             return plan::source::from_secret(
                 &self.namespace(),
@@ -317,7 +320,7 @@ impl Reconciler<'_> {
         if matches!(source, SourceInput::ReadOnly) {
             return Ok((Vec::new(), BTreeMap::new()));
         }
-        let self_roles = crate::controller::identity::self_roles_for(self.ctx, &self.namespace())
+        let self_roles = self_roles_for(self.ctx, &self.namespace())
             .map_err(|refusal| (refusal, Next::After(self.refresh())))?;
         let names = plan::roles::names_to_resolve(&self.vs.spec, &self_roles);
         let resolved = if names.is_empty() {
@@ -327,7 +330,7 @@ impl Reconciler<'_> {
                 .roles
                 .resolve(&self.ctx.privx, &names)
                 .await
-                .map_err(|e| common::privx_stop(e, "resolve role names"))?
+                .map_err(|e| core::privx_stop(e, "resolve role names"))?
         };
         Ok((self_roles, resolved))
     }
@@ -343,7 +346,55 @@ impl Reconciler<'_> {
             .secrets()
             .get_opt(name)
             .await
-            .map_err(|e| common::kube_stop("read mirrored Secret", e))?;
+            .map_err(|e| core::kube_stop("read mirrored Secret", e))?;
         Ok(read.map(|secret| Arc::new(StoredMirror::from(secret))))
+    }
+}
+
+/// The self roles a VaultSecret in `namespace` adds to what it writes, or why it cannot write
+/// safely: every configured self role is one PrivX says the operator does not hold.
+pub fn self_roles_for(ctx: &Context, namespace: &str) -> Result<Vec<String>, Refusal> {
+    if let Some(ids) = &ctx.settings.namespace_identity
+        && let Some(roles) = ids.cached_self_roles(namespace)
+    {
+        return Ok(roles);
+    }
+    let state = ctx.settings.self_roles.get();
+    if !state.names.is_empty() && state.not_held.len() == state.names.len() {
+        return Err(Refusal::new(
+            reason::NOT_READABLE,
+            format!(
+                "PrivX says the operator holds none of its self roles {:?} (--privx-self-roles): it could not read back what it writes; grant one of them to the operator's PrivX identity, or use auto",
+                state.not_held
+            ),
+        ));
+    }
+    Ok(state.names)
+}
+
+/// The PrivX client that reconciles objects of `namespace`: the operator's own, or, with
+/// per-namespace identity on, that namespace's.
+pub async fn privx_for(ctx: &Context, namespace: &str) -> Result<PrivxClient, Stop> {
+    match &ctx.settings.namespace_identity {
+        None => Ok(ctx.privx.clone()),
+        Some(ids) => ids.client(namespace).await.map_err(identity_stop),
+    }
+}
+
+/// The status refusal and the next step of a reconcile that cannot get its identity.
+pub fn identity_stop(error: IdentityError) -> Stop {
+    match error {
+        IdentityError::MissingServiceAccount { .. } => (
+            Refusal::new(reason::IDENTITY_NOT_FOUND, error.to_string()),
+            Next::After(Duration::from_secs(60)),
+        ),
+        IdentityError::TokenRequest { .. } => (
+            Refusal::new(reason::IDENTITY_NOT_FOUND, error.to_string()),
+            Next::After(Duration::from_secs(60)),
+        ),
+        IdentityError::Privx { namespace, source } => privx_stop(
+            source,
+            &format!("log in to PrivX as the identity of namespace {namespace}"),
+        ),
     }
 }

@@ -1,17 +1,43 @@
 //! The VaultSecret controller: push declared data to PrivX, mirror PrivX data into a Kubernetes
 //! Secret, correct drift, report honestly.
 //!
-//! `sync` is a short driver: validate and fetch (module `fetch`), plan ([`plan`], pure: it
-//! decides every write, refusal, event, restart and the status), apply (module `apply`, the I/O
-//! in a safe order). Deletion is module `cleanup`. Nothing here decides what the plan can.
+//! Stages, one file each, driven by `Reconciler::sync` below: `fetch` (Kubernetes and PrivX
+//! reads) → [`plan`] (pure: admission and tenancy, the refresh decision, every write, refusal,
+//! event, restart, the finalizer and cleanup-target metadata and the status) → `apply` (the I/O
+//! in a safe order, status included). Deletion is `cleanup`. State lives apart from the stages:
+//! [`context`] (settings and what the reconcile reads), [`store`] (stores, indexes, queues,
+//! caches), [`restart`] (the debounced rollout restarts), [`hashing`] (the keyed data hash).
+//!
+//! Owns everything only VaultSecrets use. Must not import the PasswordPolicy controller or the
+//! process wiring (`runtime`); what both controllers share is in `controller::core`.
 
 mod apply;
-pub mod claims;
 mod cleanup;
+pub mod context;
 mod fetch;
+pub mod hashing;
 pub mod plan;
-pub mod stored;
-pub mod stored_mirror;
+mod report;
+pub mod restart;
+pub mod store;
+
+pub use crate::crd::vault_secret::FORCE_SYNC_ANNOTATION;
+pub use context::{Context, Settings, Stores};
+pub use fetch::identity_stop;
+
+/// Label on every Secret the operator writes (mirrors), used to narrow the Secret watch.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "privx-operator";
+/// Label naming the VaultSecret a mirrored Secret belongs to.
+pub const VAULT_SECRET_LABEL: &str = "privx-operator.dev/vaultsecret";
+/// Annotation carrying the keyed data hash on mirrored Secrets and pod templates.
+pub const DATA_HASH_ANNOTATION: &str = "privx-operator.dev/data-hash";
+/// Annotation a user changes to request a new generated password.
+pub const REGENERATE_ANNOTATION: &str = "privx-operator.dev/regenerate";
+/// Namespace annotation widening the PrivX names a namespace may reach (comma-separated globs).
+pub const ALLOWED_NAMES_ANNOTATION: &str = "privx-operator.dev/allowed-names";
+/// Namespace annotation listing PrivX user IDs whose personal vaults the namespace may reach.
+pub const ALLOWED_OWNERS_ANNOTATION: &str = "privx-operator.dev/allowed-owners";
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,9 +48,8 @@ use kube::runtime::controller::Action;
 use tracing::instrument;
 
 use self::plan::Target;
-use self::stored::StoredVaultSecret;
-use super::common::{self, Stop};
-use super::{Context, Error};
+use self::store::stored::StoredVaultSecret;
+use crate::controller::core::{self, Error, Stop};
 use crate::crd::{VaultSecret, VaultSecretStatus};
 use privx_client::SecretLocation;
 /// The controller's name in metrics and events.
@@ -35,7 +60,7 @@ pub const CONTROLLER: &str = "vaultsecret";
 const SOURCE_RETRY: Duration = Duration::from_secs(30);
 
 /// The PrivX target of a VaultSecret: explicit `spec.name`, or the operator's template.
-pub fn target_of(vs: &VaultSecret, ctx_template: &super::tenancy::NameTemplate) -> Target {
+pub fn target_of(vs: &VaultSecret, ctx_template: &plan::tenancy::NameTemplate) -> Target {
     let namespace = vs.namespace().unwrap_or_default();
     let name = vs
         .spec
@@ -66,7 +91,7 @@ pub fn refresh_of(vs: &VaultSecret, default: Duration) -> Duration {
 pub async fn reconcile(stored: Arc<StoredVaultSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = key_of(stored.as_ref());
     let guard = stored.decode();
-    common::reconcile_guarded(
+    core::reconcile_guarded(
         &guard,
         &ctx,
         CONTROLLER,
@@ -90,7 +115,7 @@ pub async fn reconcile(stored: Arc<StoredVaultSecret>, ctx: Arc<Context>) -> Res
 
 /// Requeues a failed object with per-object exponential backoff.
 pub fn error_policy(stored: Arc<StoredVaultSecret>, error: &Error, ctx: Arc<Context>) -> Action {
-    common::requeue_after_failure(&ctx, CONTROLLER, &key_of(stored.as_ref()), error)
+    core::requeue_after_failure(&ctx, CONTROLLER, &key_of(stored.as_ref()), error)
 }
 
 fn object_key(namespace: Option<&str>, name: &str) -> String {
@@ -145,7 +170,7 @@ impl Reconciler<'_> {
 
     async fn run(self) -> Result<Action, Error> {
         if self.vs.metadata.deletion_timestamp.is_some() {
-            let deleted = super::deletion::Deleted::of(self.ctx, self.vs);
+            let deleted = core::deleted::Deleted::of(self.ctx, self.vs);
             let computed = Some(target_of(self.vs, &self.ctx.settings.name_template));
             let writes = self.vs.spec.source.is_some();
             return cleanup::cleanup(self.ctx, &deleted, computed, writes).await;
@@ -153,11 +178,11 @@ impl Reconciler<'_> {
         let result = self.sync().await;
         let key = self.key();
         let base = self.failure_status.lock().expect("not poisoned").take();
-        let keys = common::ObjectKeys {
+        let keys = core::ObjectKeys {
             controller: CONTROLLER,
             key: &key,
         };
-        common::finish(self.ctx, &self.api(), self.vs, base, &keys, result).await
+        core::finish(self.ctx, &self.api(), self.vs, base, &keys, result).await
     }
 
     /// validate → fetch (Kubernetes) → refresh decision → fetch (PrivX) → plan → apply.
@@ -168,10 +193,10 @@ impl Reconciler<'_> {
             self.vs,
             &target,
             &ctx.settings.name_template,
-            &super::deletion::namespace_policy(ctx, &self.namespace()),
+            &ctx.namespace_policy(&self.namespace()),
         )?;
         let kube = self.fetch_kube().await?;
-        let decision = super::refresh::decide(&self.refresh_input(&target, &kube));
+        let decision = plan::refresh::decide(&self.refresh_input(&target, &kube));
         if !decision.read_privx {
             return self
                 .apply(plan::not_read(self.vs, &target), &target, None)
@@ -201,10 +226,11 @@ impl Reconciler<'_> {
                 inputs_hash: kube.inputs_hash.clone(),
                 refresh: self.refresh(),
                 settings: &ctx.settings,
-                now: &common::now_rfc3339(),
+                identity: ctx.privx_identity.as_deref(),
+                now: &core::now_rfc3339(),
             })?;
             match self.apply(plan, &target, Some(&fetched.privx)).await {
-                Err(stop) if !read_current && common::is_already_exists(&stop) => {
+                Err(stop) if !read_current && core::is_already_exists(&stop) => {
                     read_current = true;
                 }
                 result => return result,

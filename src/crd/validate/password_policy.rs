@@ -205,19 +205,4 @@ mod tests {
             }
         }
     }
-
-    #[test]
-    fn policies_the_validator_accepts_can_generate_passwords() {
-        use crate::password::{PasswordRules, generate};
-        for yaml in [
-            "maxVersions: 1",
-            "maxVersions: 1\npasswordMinLength: 1\npasswordMaxLength: 1\nuseLowerCase: false\nuseUpperCase: false\nuseSpecialCharacters: false",
-            "maxVersions: 1\npasswordMaxLength: 1024\npasswordMinLength: 1024",
-            "maxVersions: 1\npasswordMinLength: 4",
-        ] {
-            let spec = policy(yaml);
-            assert!(validate_password_policy(&spec).is_empty(), "{yaml}");
-            assert!(generate(&PasswordRules::from(&spec)).is_ok(), "{yaml}");
-        }
-    }
 }

@@ -196,7 +196,7 @@ impl Metrics {
     }
 }
 
-impl crate::controller::ControllerMetrics for Metrics {
+impl crate::controller::core::ControllerMetrics for Metrics {
     fn reconciled(
         &self,
         controller: &'static str,

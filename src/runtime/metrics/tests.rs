@@ -193,7 +193,7 @@ mod controller_metrics_tests {
     use std::time::Duration;
 
     use super::super::Metrics;
-    use crate::controller::ControllerMetrics;
+    use crate::controller::core::ControllerMetrics;
 
     fn sample(text: &str, series: &str) -> Option<f64> {
         text.lines()

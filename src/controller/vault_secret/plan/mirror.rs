@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ObjectMeta;
 
-use super::super::stored_mirror::StoredMirror;
 use super::{Refusal, reason};
-use crate::controller::{
+use crate::controller::vault_secret::store::stored_mirror::StoredMirror;
+use crate::controller::vault_secret::{
     DATA_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, VAULT_SECRET_LABEL,
 };
 use crate::crd::vault_secret::{MergePolicy, MirrorSecretType, MirrorSpec, RESERVED_KEY_PREFIX};
@@ -174,7 +174,7 @@ pub fn mirror_bytes(
 /// (as before templates existed), the mirrored bytes' hash with them (a template change
 /// changes what the application reads).
 pub fn mirror_hash(
-    key: &crate::controller::hashing::HmacKey,
+    key: &crate::controller::vault_secret::hashing::HmacKey,
     data_hash: &str,
     templated: bool,
     bytes: &BTreeMap<String, Vec<u8>>,

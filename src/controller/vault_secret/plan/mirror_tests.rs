@@ -10,7 +10,7 @@ use kube::api::ObjectMeta;
 
 use super::tests::*;
 use super::*;
-use crate::controller::vault_secret::stored_mirror::StoredMirror;
+use crate::controller::vault_secret::store::stored_mirror::StoredMirror;
 use crate::crd::vault_secret::{MirrorSecretType, MirrorSpec, Ownership};
 use privx_client::SecretData;
 
@@ -63,12 +63,16 @@ fn mirror_is_written_with_owner_label_and_hash() {
     assert_eq!(secret.type_.as_deref(), Some("Opaque"));
     let labels = secret.metadata.labels.clone().unwrap();
     assert_eq!(
-        labels[crate::controller::MANAGED_BY_LABEL],
+        labels[crate::controller::vault_secret::MANAGED_BY_LABEL],
         "privx-operator"
     );
-    assert_eq!(labels[crate::controller::VAULT_SECRET_LABEL], "app");
     assert_eq!(
-        secret.metadata.annotations.clone().unwrap()[crate::controller::DATA_HASH_ANNOTATION],
+        labels[crate::controller::vault_secret::VAULT_SECRET_LABEL],
+        "app"
+    );
+    assert_eq!(
+        secret.metadata.annotations.clone().unwrap()
+            [crate::controller::vault_secret::DATA_HASH_ANNOTATION],
         "hmac-sha256:ab"
     );
     let refs = secret.metadata.owner_references.clone().unwrap();

@@ -12,8 +12,8 @@
 use privx_client::{Secret, SecretLocation};
 
 use super::{Refusal, Target, reason};
-use crate::controller::may_be_ours;
-use crate::controller::tenancy::{NameTemplate, NamespacePolicy, check_access};
+use crate::controller::core::may_be_ours;
+use crate::controller::vault_secret::plan::tenancy::{NameTemplate, NamespacePolicy, check_access};
 use crate::crd::DeletionPolicy;
 use crate::crd::vault_secret::{Ownership, PrivxSecretStatus};
 
@@ -99,7 +99,7 @@ pub fn cleanup_candidate(input: &CleanupInput<'_>) -> Result<Option<CleanupCandi
             format!(
                 "status.privx names PrivX secret {}, which this namespace may not reach: {why}; it was not deleted, and the finalizer {} stays until it is removed by hand",
                 target.describe(),
-                crate::controller::FINALIZER
+                crate::controller::core::finalizer::FINALIZER
             ),
         )
     };
@@ -175,7 +175,7 @@ pub fn cleanup_decision(
                             Ownership::Created => "author",
                             Ownership::Adopted => "last writer",
                         },
-                        crate::controller::FINALIZER
+                        crate::controller::core::finalizer::FINALIZER
                     ),
                 ))
             }
@@ -239,8 +239,9 @@ mod tests {
         assert!(
             e.message.contains("legacy/db-password")
                 && e.message
-                    .contains(crate::controller::ALLOWED_NAMES_ANNOTATION)
-                && e.message.contains(crate::controller::FINALIZER),
+                    .contains(crate::controller::vault_secret::ALLOWED_NAMES_ANNOTATION)
+                && e.message
+                    .contains(crate::controller::core::finalizer::FINALIZER),
             "{}",
             e.message
         );

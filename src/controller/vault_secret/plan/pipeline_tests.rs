@@ -9,8 +9,9 @@ use k8s_openapi::api::core::v1::Secret as KubeSecret;
 
 use super::tests::{data, key, privx_secret, target};
 use super::*;
-use crate::controller::deletion::CLEANUP_TARGET_ANNOTATION;
-use crate::controller::{FINALIZER, Settings};
+use crate::controller::core::finalizer::CLEANUP_TARGET_ANNOTATION;
+use crate::controller::core::finalizer::FINALIZER;
+use crate::controller::vault_secret::Settings;
 use crate::crd::vault_secret::{
     MirrorSpec, Ownership, PrivxSecretStatus, RolloutKind, RolloutTarget,
 };
@@ -43,7 +44,6 @@ fn row(spec: VaultSecretSpec) -> Row {
         checks: Vec::new(),
         settings: Settings {
             hmac_key: key(),
-            privx_identity: Some("operator-client".into()),
             ..Settings::default()
         },
     }
@@ -66,7 +66,7 @@ fn delete_spec() -> VaultSecretSpec {
 
 impl Row {
     fn plan(&self) -> Result<Plan, Stop> {
-        let decision = crate::controller::refresh::RefreshDecision {
+        let decision = crate::controller::vault_secret::plan::refresh::RefreshDecision {
             read_privx: true,
             forced: false,
             last_force_sync: None,
@@ -77,7 +77,7 @@ impl Row {
         let stored = self
             .mirror
             .clone()
-            .map(crate::controller::vault_secret::stored_mirror::StoredMirror::from);
+            .map(crate::controller::vault_secret::store::stored_mirror::StoredMirror::from);
         plan(&Observed {
             vs: &self.vs,
             target: &target(),
@@ -99,6 +99,7 @@ impl Row {
             inputs_hash: "inputs".into(),
             refresh: Duration::from_secs(3600),
             settings: &self.settings,
+            identity: Some("operator-client"),
             now: "2026-01-01T00:00:00Z",
         })
     }
@@ -262,7 +263,7 @@ fn restarts_follow_the_data_not_the_key() {
     rekeyed.checks = r.checks.clone();
     rekeyed.mirror = r.mirror.clone();
     rekeyed.current = r.current.clone();
-    rekeyed.settings.hmac_key = crate::controller::hashing::HmacKey::new(vec![9; 32]);
+    rekeyed.settings.hmac_key = crate::controller::vault_secret::hashing::HmacKey::new(vec![9; 32]);
     let p = rekeyed.plan().unwrap();
     assert!(p.restarts.is_empty(), "a new key alone restarts nothing");
     assert_ne!(p.status.data_hash, r.vs.status.as_ref().unwrap().data_hash);
@@ -284,7 +285,7 @@ fn not_read_keeps_the_record_and_the_restart_condition() {
             ..Default::default()
         }),
         conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-            type_: crate::controller::restart::CONDITION.into(),
+            type_: crate::controller::vault_secret::restart::CONDITION.into(),
             status: "False".into(),
             reason: "TargetNotFound".into(),
             message: "gone".into(),
@@ -302,7 +303,7 @@ fn not_read_keeps_the_record_and_the_restart_condition() {
     let restart = p
         .conditions
         .iter()
-        .find(|c| c.type_ == crate::controller::restart::CONDITION)
+        .find(|c| c.type_ == crate::controller::vault_secret::restart::CONDITION)
         .unwrap();
     assert_eq!(
         (restart.status, restart.reason.as_str()),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::ownership;
 use super::{Refusal, SourceInput, Target, data_bytes, reason};
-use crate::controller::hashing::HmacKey;
+use crate::controller::vault_secret::hashing::HmacKey;
 use crate::crd::vault_secret::{Ownership, PrivxSecretStatus};
 use crate::crd::{VaultSecretSpec, VaultSecretStatus};
 use privx_client::{RoleHandle, Secret, SecretData, SecretWrite};
@@ -156,7 +156,7 @@ pub fn plan_privx(input: &PrivxInput<'_>) -> Result<PrivxPlan, Refusal> {
         None => {
             if roles_match
                 && looks_like_ours(&input.source, current.data.as_ref())
-                && crate::controller::may_be_ours(current.author.as_deref(), input.identity)
+                && crate::controller::core::may_be_ours(current.author.as_deref(), input.identity)
             {
                 // We created it and crashed before recording so: PrivX does not name another
                 // author and the content is exactly what we would have written.

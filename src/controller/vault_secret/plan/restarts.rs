@@ -9,11 +9,11 @@
 
 use std::collections::BTreeMap;
 
-use super::super::stored_mirror::StoredMirror;
+use crate::controller::vault_secret::store::stored_mirror::StoredMirror;
 
 use super::events::{PlannedEvent, restart_target_unavailable};
-use crate::controller::hashing::HmacKey;
-use crate::controller::restart;
+use crate::controller::vault_secret::hashing::HmacKey;
+use crate::controller::vault_secret::restart;
 use crate::crd::condition::DesiredCondition;
 use crate::crd::vault_secret::RolloutTarget;
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{Refusal, SourceInput, reason};
-use crate::controller::common::{Next, Stop};
+use crate::controller::core::{Next, Stop};
 use crate::crd::VaultSecretSpec;
 
 /// How soon a spec naming an unknown role looks again (the role may be created meanwhile).

@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::ByteString;
 
 use super::{Refusal, SourceInput, reason};
-use crate::controller::common::{Next, Stop};
+use crate::controller::core::{Next, Stop};
 use crate::crd::PasswordPolicySpec;
 use crate::crd::vault_secret::SourceSecretRef;
 use crate::password::{Password, PasswordRules};

@@ -1,8 +1,8 @@
 //! The conditions and messages of a VaultSecret's status (pure).
 
 use super::{Target, reason};
-use crate::controller::FORCE_SYNC_ANNOTATION;
-use crate::controller::restart;
+use crate::controller::vault_secret::FORCE_SYNC_ANNOTATION;
+use crate::controller::vault_secret::restart;
 use crate::crd::condition::{self, DesiredCondition};
 use crate::crd::vault_secret::{Ownership, RefreshPolicy};
 use crate::crd::{VaultSecret, VaultSecretStatus};

@@ -2,7 +2,7 @@
 //! rollout decisions.
 
 use super::*;
-use crate::controller::hashing::HmacKey;
+use crate::controller::vault_secret::hashing::HmacKey;
 use crate::crd::vault_secret::{Ownership, PrivxSecretStatus};
 use crate::crd::{VaultSecretSpec, VaultSecretStatus};
 use privx_client::{RoleHandle, Secret, SecretData, SecretLocation};

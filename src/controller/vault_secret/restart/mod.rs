@@ -1,0 +1,490 @@
+//! Rollout restarts without storms.
+//!
+//! A VaultSecret whose mirrored data changed *requests* restarts of its targets; it does not
+//! restart them itself. The [`Debouncer`] (pure, clock injected) turns requests into restarts:
+//! every request for a workload that arrives within one window of the first pending one joins
+//! it, and a workload is never restarted twice within one window, whatever happens. The
+//! [`RestartQueue`] runs the debouncer on a task of its own and makes the patches: the
+//! pod-template annotation for Deployments, StatefulSets and DaemonSets, `spec.restartAt` for
+//! Argo Rollouts ([`restart_patch`]).
+//!
+//! Pending restarts live in memory: an operator that stops inside a window loses them (the
+//! data is in the mirror already; the workload picks it up at its next restart).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::controller::core::recorder::Recorder;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::controller::core::FIELD_MANAGER;
+use crate::controller::vault_secret::DATA_HASH_ANNOTATION;
+use crate::crd::vault_secret::RolloutKind;
+
+/// The VaultSecret condition about its restart targets.
+pub const CONDITION: &str = "RestartTargets";
+/// Its reason when every target exists and may be read.
+pub const AVAILABLE: &str = "Available";
+
+/// The condition reasons of [`CONDITION`], as `'static` strings (for re-reporting one read
+/// back from status).
+pub fn reason_of(reason: &str) -> &'static str {
+    match reason {
+        "TargetNotFound" => "TargetNotFound",
+        "TargetForbidden" => "TargetForbidden",
+        "TargetUnavailable" => "TargetUnavailable",
+        _ => AVAILABLE,
+    }
+}
+
+/// Default debounce window (`--rollout-restart-debounce`).
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(5);
+
+/// A workload in a namespace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Workload {
+    pub namespace: String,
+    pub kind: RolloutKind,
+    pub name: String,
+}
+
+impl Workload {
+    pub fn describe(&self) -> String {
+        format!("{} {}/{}", self.kind.as_str(), self.namespace, self.name)
+    }
+}
+
+/// The VaultSecret that asked for a restart (for events).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Requester {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// A restart to make now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restart {
+    pub workload: Workload,
+    /// The value written to the workload: the data hash of the latest request. The same value
+    /// twice is no change for Kubernetes, so a retried patch never restarts twice.
+    pub token: String,
+    pub requested_by: BTreeSet<Requester>,
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    due: Instant,
+    token: String,
+    requested_by: BTreeSet<Requester>,
+}
+
+/// Requests in, at most one restart per workload per window out. No I/O, no clock of its own.
+#[derive(Debug)]
+pub struct Debouncer {
+    window: Duration,
+    pending: BTreeMap<Workload, Pending>,
+    last_restart: BTreeMap<Workload, Instant>,
+}
+
+impl Debouncer {
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            pending: BTreeMap::new(),
+            last_restart: BTreeMap::new(),
+        }
+    }
+
+    /// Asks for a restart of `workload` with `token`; returns when it will happen. The first
+    /// request of a burst fixes the time (one window later, and at least one window after the
+    /// workload's last restart); later requests join it with their token, without delaying it.
+    pub fn request(
+        &mut self,
+        now: Instant,
+        workload: Workload,
+        token: &str,
+        by: Requester,
+    ) -> Instant {
+        let earliest = self
+            .last_restart
+            .get(&workload)
+            .map_or(now, |last| *last + self.window);
+        let entry = self.pending.entry(workload).or_insert_with(|| Pending {
+            due: (now + self.window).max(earliest),
+            token: String::new(),
+            requested_by: BTreeSet::new(),
+        });
+        entry.token = token.to_string();
+        entry.requested_by.insert(by);
+        entry.due
+    }
+
+    /// The restarts due at `now`, taken out of the queue and recorded as made at `now`.
+    pub fn take_due(&mut self, now: Instant) -> Vec<Restart> {
+        let due: Vec<Workload> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.due <= now)
+            .map(|(w, _)| w.clone())
+            .collect();
+        due.into_iter()
+            .map(|workload| {
+                let p = self.pending.remove(&workload).expect("listed above");
+                self.last_restart.insert(workload.clone(), now);
+                Restart {
+                    workload,
+                    token: p.token,
+                    requested_by: p.requested_by,
+                }
+            })
+            .collect()
+    }
+
+    /// When the next restart is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.pending.values().map(|p| p.due).min()
+    }
+
+    /// Forgets restarts made more than one window ago (they no longer hold anything back).
+    pub fn prune(&mut self, now: Instant) {
+        let window = self.window;
+        self.last_restart
+            .retain(|_, last| now.saturating_duration_since(*last) < window);
+    }
+}
+
+/// The API group/version of a restart target's kind.
+pub fn api_version(kind: RolloutKind) -> &'static str {
+    match kind {
+        RolloutKind::Rollout => "argoproj.io/v1alpha1",
+        _ => "apps/v1",
+    }
+}
+
+fn plural(kind: RolloutKind) -> &'static str {
+    match kind {
+        RolloutKind::Deployment => "deployments",
+        RolloutKind::StatefulSet => "statefulsets",
+        RolloutKind::DaemonSet => "daemonsets",
+        RolloutKind::Rollout => "rollouts",
+    }
+}
+
+/// The JSON merge patch that restarts a workload. Deployments, StatefulSets and DaemonSets
+/// roll when their pod template changes: the annotation carries the data hash. An Argo
+/// Rollout is restarted the way Argo Rollouts expects (`kubectl argo rollouts restart`):
+/// `spec.restartAt`, a time; its controller replaces the pods created before it.
+pub fn restart_patch(kind: RolloutKind, token: &str, now: jiff::Timestamp) -> Value {
+    match kind {
+        RolloutKind::Rollout => json!({
+            "spec": {"restartAt": now
+                .round(jiff::TimestampRound::new().smallest(jiff::Unit::Second).mode(jiff::RoundMode::Trunc))
+                .unwrap_or(now)
+                .to_string()},
+        }),
+        _ => json!({
+            "spec": {"template": {"metadata": {"annotations": {DATA_HASH_ANNOTATION: token}}}},
+        }),
+    }
+}
+
+/// The dynamic API of a workload's kind in a namespace.
+pub fn workload_api(
+    client: kube::Client,
+    namespace: &str,
+    kind: RolloutKind,
+) -> Api<DynamicObject> {
+    let (group, version) = api_version(kind).split_once('/').expect("group/version");
+    let gvk = GroupVersionKind::gvk(group, version, kind.as_str());
+    let resource = ApiResource::from_gvk_with_plural(&gvk, plural(kind));
+    Api::namespaced_with(client, namespace, &resource)
+}
+
+/// Why a restart target cannot be restarted, from the API's answer to reading it.
+pub fn unavailable_reason(error: &kube::Error) -> (&'static str, &'static str) {
+    match error {
+        kube::Error::Api(s) if s.code == 404 => ("TargetNotFound", "does not exist"),
+        kube::Error::Api(s) if s.code == 403 => (
+            "TargetForbidden",
+            "may not be read or patched by the operator (RBAC; Argo Rollouts need rolloutRestart.argoRollouts in the chart)",
+        ),
+        _ => ("TargetUnavailable", "could not be read"),
+    }
+}
+
+/// The shared restart queue: the debouncer behind a lock, and the task that makes the
+/// restarts when they are due (started by the first request).
+pub struct RestartQueue {
+    debouncer: Mutex<Debouncer>,
+    wake: Notify,
+    started: std::sync::Once,
+}
+
+impl Default for RestartQueue {
+    fn default() -> Self {
+        Self {
+            debouncer: Mutex::new(Debouncer::new(DEFAULT_WINDOW)),
+            wake: Notify::new(),
+            started: std::sync::Once::new(),
+        }
+    }
+}
+
+impl RestartQueue {
+    /// Requests a restart, debounced by `window` (the operator's setting); with a zero window
+    /// the restart is made before this returns.
+    pub async fn request(
+        self: &Arc<Self>,
+        client: &kube::Client,
+        recorder: &Recorder,
+        window: Duration,
+        workload: Workload,
+        token: &str,
+        by: Requester,
+    ) {
+        let now = Instant::now();
+        let due = {
+            let mut d = self.debouncer.lock().expect("restart queue lock");
+            d.window = window;
+            d.request(now, workload, token, by)
+        };
+        if due <= now {
+            self.run_due(client, recorder).await;
+            return;
+        }
+        self.started.call_once(|| {
+            let queue = self.clone();
+            let client = client.clone();
+            let recorder = recorder.clone();
+            tokio::spawn(async move { queue.run(client, recorder).await });
+        });
+        self.wake.notify_one();
+    }
+
+    /// Restarts whatever is due, sleeping until the next one; forever.
+    async fn run(self: Arc<Self>, client: kube::Client, recorder: Recorder) {
+        loop {
+            let next = self
+                .debouncer
+                .lock()
+                .expect("restart queue lock")
+                .next_due();
+            match next {
+                Some(at) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at.into()) => {}
+                        _ = self.wake.notified() => continue,
+                    }
+                }
+                None => {
+                    self.wake.notified().await;
+                    continue;
+                }
+            }
+            self.run_due(&client, &recorder).await;
+        }
+    }
+
+    async fn run_due(&self, client: &kube::Client, recorder: &Recorder) {
+        let due = {
+            let mut d = self.debouncer.lock().expect("restart queue lock");
+            let now = Instant::now();
+            d.prune(now);
+            d.take_due(now)
+        };
+        for restart in due {
+            make_restart(client, recorder, &restart).await;
+        }
+    }
+}
+
+async fn make_restart(client: &kube::Client, recorder: &Recorder, restart: &Restart) {
+    let w = &restart.workload;
+    let api = workload_api(client.clone(), &w.namespace, w.kind);
+    let patch = restart_patch(w.kind, &restart.token, jiff::Timestamp::now());
+    let result = api
+        .patch(
+            &w.name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Merge(&patch),
+        )
+        .await;
+    let (type_, reason, note) = match &result {
+        Ok(_) => {
+            info!(workload = %w.describe(), "rollout restart");
+            (
+                EventType::Normal,
+                "RolloutRestarted",
+                format!(
+                    "restarted {} because the mirrored data changed",
+                    w.describe()
+                ),
+            )
+        }
+        Err(e) => {
+            warn!(workload = %w.describe(), error = %e, "rollout restart failed");
+            let (reason, what) = unavailable_reason(e);
+            (
+                EventType::Warning,
+                "RolloutRestartFailed",
+                format!("could not restart {}: it {what} ({reason})", w.describe()),
+            )
+        }
+    };
+    for by in &restart.requested_by {
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(format!("{}/{}", crate::crd::GROUP, crate::crd::VERSION)),
+            kind: Some("VaultSecret".into()),
+            namespace: Some(by.namespace.clone()),
+            name: Some(by.name.clone()),
+            uid: Some(by.uid.clone()),
+            ..Default::default()
+        };
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.clone()),
+            action: "RolloutRestart".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            warn!(error = %e, "could not publish event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn web() -> Workload {
+        Workload {
+            namespace: "demo".into(),
+            kind: RolloutKind::Deployment,
+            name: "web".into(),
+        }
+    }
+
+    fn by(name: &str) -> Requester {
+        Requester {
+            namespace: "demo".into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+        }
+    }
+
+    const W: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn several_vault_secrets_within_a_window_restart_one_deployment_once() {
+        let t0 = Instant::now();
+        let mut d = Debouncer::new(W);
+        assert_eq!(d.request(t0, web(), "h-a", by("a")), t0 + W);
+        assert_eq!(
+            d.request(t0 + Duration::from_secs(1), web(), "h-b", by("b")),
+            t0 + W
+        );
+        assert_eq!(
+            d.request(t0 + Duration::from_secs(4), web(), "h-c", by("c")),
+            t0 + W
+        );
+        assert!(
+            d.take_due(t0 + Duration::from_secs(4)).is_empty(),
+            "not yet"
+        );
+        let restarts = d.take_due(t0 + W);
+        assert_eq!(restarts.len(), 1);
+        assert_eq!(restarts[0].token, "h-c", "the latest data");
+        assert_eq!(
+            restarts[0].requested_by,
+            BTreeSet::from([by("a"), by("b"), by("c")])
+        );
+        assert!(d.take_due(t0 + W * 10).is_empty(), "nothing left");
+        assert_eq!(d.next_due(), None);
+    }
+
+    #[test]
+    fn a_workload_is_never_restarted_twice_within_a_window() {
+        let t0 = Instant::now();
+        let mut d = Debouncer::new(W);
+        d.request(t0, web(), "1", by("a"));
+        let first = t0 + W;
+        assert_eq!(d.take_due(first).len(), 1);
+        // A request right after the restart waits a full window after it.
+        let due = d.request(first + Duration::from_millis(10), web(), "2", by("a"));
+        assert!(due >= first + W, "{due:?}");
+        // Whatever the pattern of requests and polls, restarts of one workload are a window apart.
+        let mut restarts = vec![first];
+        let mut now = first;
+        for step in 0..400u64 {
+            now += Duration::from_millis(137 + (step * 7919) % 900);
+            if step % 3 != 0 {
+                d.request(now, web(), &step.to_string(), by("b"));
+            }
+            for r in d.take_due(now) {
+                assert_eq!(r.workload, web());
+                restarts.push(now);
+            }
+        }
+        assert!(restarts.len() > 10, "restarts happen: {}", restarts.len());
+        for pair in restarts.windows(2) {
+            assert!(pair[1] - pair[0] >= W, "{:?}", pair[1] - pair[0]);
+        }
+    }
+
+    #[test]
+    fn different_workloads_are_independent() {
+        let t0 = Instant::now();
+        let mut d = Debouncer::new(W);
+        let api = Workload {
+            name: "api".into(),
+            ..web()
+        };
+        let other_ns = Workload {
+            namespace: "other".into(),
+            ..web()
+        };
+        d.request(t0, web(), "x", by("a"));
+        d.request(t0 + Duration::from_secs(2), api.clone(), "x", by("a"));
+        d.request(t0, other_ns.clone(), "x", by("a"));
+        let at_w: Vec<Workload> = d.take_due(t0 + W).into_iter().map(|r| r.workload).collect();
+        assert_eq!(at_w, vec![web(), other_ns]);
+        assert_eq!(d.next_due(), Some(t0 + Duration::from_secs(2) + W));
+        assert_eq!(d.take_due(t0 + Duration::from_secs(7))[0].workload, api);
+    }
+
+    #[test]
+    fn a_zero_window_restarts_at_once() {
+        let t0 = Instant::now();
+        let mut d = Debouncer::new(Duration::ZERO);
+        assert_eq!(d.request(t0, web(), "x", by("a")), t0);
+        assert_eq!(d.take_due(t0).len(), 1);
+    }
+
+    #[test]
+    fn argo_rollouts_restart_through_spec_restart_at() {
+        let now: jiff::Timestamp = "2026-12-02T01:02:03.456Z".parse().unwrap();
+        assert_eq!(
+            restart_patch(RolloutKind::Rollout, "hash", now),
+            json!({"spec": {"restartAt": "2026-12-02T01:02:03Z"}})
+        );
+        assert_eq!(api_version(RolloutKind::Rollout), "argoproj.io/v1alpha1");
+        for kind in [
+            RolloutKind::Deployment,
+            RolloutKind::StatefulSet,
+            RolloutKind::DaemonSet,
+        ] {
+            assert_eq!(
+                restart_patch(kind, "hash", now),
+                json!({"spec": {"template": {"metadata": {"annotations": {DATA_HASH_ANNOTATION: "hash"}}}}})
+            );
+            assert_eq!(api_version(kind), "apps/v1");
+        }
+    }
+}

@@ -172,7 +172,7 @@ pub struct SimArgs {
     /// Leave `app_version` out of the /status answers.
     #[arg(long)]
     pub no_version: bool,
-    /// Inject a fault: [METHOD ]ROUTE=STATUS|drop|ok[:CODE][@RATE][,next=N][,latency=MS][,retry-after=S].
+    /// Inject a fault: `[METHOD ]ROUTE=STATUS|drop|ok[:CODE][@RATE][,next=N][,latency=MS][,retry-after=S]`.
     /// Repeatable.
     #[arg(long = "fault", value_name = "FAULT", value_parser = parse_fault)]
     pub faults: Vec<Fault>,

@@ -1077,6 +1077,7 @@ async fn the_runners_watches_see_changes_made_after_they_listed() {
                     concurrency: 4,
                     instance: None,
                     privx_identity: None,
+                    ..Default::default()
                 },
                 stop,
                 move |up| synced.store(up, Ordering::SeqCst),

@@ -774,6 +774,7 @@ async fn the_runner_through_gated_clients_stops_writing_when_the_gate_closes() {
             concurrency: 4,
             instance: None,
             privx_identity: Some(sim.credentials().api_client_id.clone()),
+            ..Default::default()
         },
         stop.clone(),
         |_| {},

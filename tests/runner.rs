@@ -46,6 +46,17 @@ fn spawn_runner(
     synced: &Arc<AtomicBool>,
     stop: &CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    spawn_runner_with(kube, privx, synced, stop, RunOptions::default())
+}
+
+/// [`spawn_runner`] with these options (concurrency 4 unless they say otherwise).
+fn spawn_runner_with(
+    kube: &FakeKube,
+    privx: privx_client::PrivxClient,
+    synced: &Arc<AtomicBool>,
+    stop: &CancellationToken,
+    options: RunOptions,
+) -> tokio::task::JoinHandle<()> {
     let synced = synced.clone();
     let stop = stop.clone();
     let client = kube.client();
@@ -60,10 +71,8 @@ fn spawn_runner(
             },
             Arc::new(NoMetrics),
             RunOptions {
-                namespaces: vec![],
                 concurrency: 4,
-                instance: None,
-                privx_identity: None,
+                ..options
             },
             stop,
             move |up| synced.store(up, Ordering::SeqCst),
@@ -226,4 +235,136 @@ async fn two_objects_naming_one_target_are_ordered_through_the_runners_index() {
         .await
         .expect("the runner stops on the signal")
         .unwrap();
+}
+
+/// `--selector` and `--controllers`: a release reconciles only the VaultSecrets its selector
+/// names (the watch itself is narrowed on the API server), and a controller that is not named
+/// does not run; the other release's objects are left alone.
+#[tokio::test]
+async fn a_release_reconciles_only_the_objects_its_selector_and_controllers_name() {
+    let (_sim, privx, kube) = demo_world().await;
+    kube.put(
+        &secret_path(NS, "db-creds"),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db-creds", "namespace": NS}, "data": {"password": "c2VjcmV0"}}),
+    );
+    let vault_secret = |name: &str, labels: serde_json::Value| {
+        json!({"apiVersion": "privx-operator.dev/v1alpha1", "kind": "VaultSecret",
+               "metadata": {"name": name, "namespace": NS, "labels": labels},
+               "spec": {"source": {"secretRef": {"name": "db-creds"}}}})
+    };
+    kube.put(&vs_path(NS, "other"), vault_secret("other", json!({})));
+    kube.put(
+        &vs_path(NS, "mine"),
+        vault_secret("mine", json!({"privx-operator.dev/release": "a"})),
+    );
+    kube.put(
+        &policy_path("mine"),
+        json!({"apiVersion": "privx-operator.dev/v1alpha1", "kind": "PasswordPolicy",
+               "metadata": {"name": "mine", "labels": {"privx-operator.dev/release": "a"}},
+               "spec": {"maxVersions": 3}}),
+    );
+
+    let synced = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
+    let run = spawn_runner_with(
+        &kube,
+        privx,
+        &synced,
+        &stop,
+        RunOptions {
+            password_policies: false,
+            selector: Some("privx-operator.dev/release=a".parse().unwrap()),
+            ..RunOptions::default()
+        },
+    );
+    eventually("the selected VaultSecret Synced", || {
+        kube.get(&vs_path(NS, "mine"))
+            .is_some_and(|o| o["status"]["conditions"][0]["reason"] == "Synced")
+    })
+    .await;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the runner stops on the signal")
+        .unwrap();
+
+    let vs_lists: Vec<String> = kube
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/vaultsecrets"))
+        .map(|r| r.query.clone())
+        .collect();
+    assert!(!vs_lists.is_empty());
+    assert!(
+        vs_lists
+            .iter()
+            .all(|q| q.contains("labelSelector=privx-operator.dev%2Frelease%3Da")),
+        "the VaultSecret watch carries the selector: {vs_lists:?}"
+    );
+    assert!(
+        kube.get(&vs_path(NS, "other")).unwrap()["status"].is_null(),
+        "the other release's VaultSecret is not touched"
+    );
+    assert!(
+        kube.get(&policy_path("mine")).unwrap()["status"].is_null(),
+        "no PasswordPolicy controller runs"
+    );
+    // Still read (VaultSecrets may generate to any policy), never written.
+    assert!(
+        kube.requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.path.ends_with("/passwordpolicies"))
+    );
+    assert!(
+        !kube
+            .requests()
+            .iter()
+            .any(|r| r.method != "GET" && r.path.contains("/passwordpolicies")),
+        "no PasswordPolicy write"
+    );
+}
+
+/// The PasswordPolicy controller alone, with a selector: the selected policy is reconciled, the
+/// unselected one is not, and no VaultSecret is watched.
+#[tokio::test]
+async fn the_policy_controller_alone_reconciles_only_selected_policies() {
+    let (_sim, privx, kube) = demo_world().await;
+    let policy = |name: &str, labels: serde_json::Value| {
+        json!({"apiVersion": "privx-operator.dev/v1alpha1", "kind": "PasswordPolicy",
+               "metadata": {"name": name, "labels": labels}, "spec": {"maxVersions": 3}})
+    };
+    kube.put(&policy_path("other"), policy("other", json!({"team": "b"})));
+    kube.put(&policy_path("mine"), policy("mine", json!({"team": "a"})));
+    let synced = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
+    let run = spawn_runner_with(
+        &kube,
+        privx,
+        &synced,
+        &stop,
+        RunOptions {
+            vault_secrets: false,
+            selector: Some("team=a".parse().unwrap()),
+            ..RunOptions::default()
+        },
+    );
+    eventually("the selected policy has a PrivX id", || {
+        kube.get(&policy_path("mine"))
+            .is_some_and(|o| o["status"]["id"].is_string())
+    })
+    .await;
+    eventually("watches synced", || synced.load(Ordering::SeqCst)).await;
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the runner stops on the signal")
+        .unwrap();
+    assert!(kube.get(&policy_path("other")).unwrap()["status"].is_null());
+    assert!(
+        !kube
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("/vaultsecrets") || r.path.ends_with("/secrets")),
+        "no VaultSecret, mirror or source watch"
+    );
 }

@@ -784,6 +784,7 @@ async fn every_kubernetes_write_of_a_reconcile_is_counted_by_verb_and_resource()
             concurrency: 2,
             instance: None,
             privx_identity: Some(sim.credentials().api_client_id.clone()),
+            ..Default::default()
         };
         runner::run(
             client,

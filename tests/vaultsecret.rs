@@ -666,3 +666,37 @@ async fn identical_secret_created_by_someone_else_is_not_claimed() {
     h.reconcile("db").await.unwrap();
     assert_eq!(h.ready_reason("db").1, "Conflict");
 }
+
+/// `status.lastSyncTime` (the `Last Sync` column) is written with a status write that happens
+/// anyway, never on its own: an unchanged object keeps it and costs no Kubernetes write; a sync
+/// that changes something moves it forward.
+#[tokio::test]
+async fn the_last_sync_time_rides_on_writes_that_happen_anyway() {
+    let mut h = Harness::new().await;
+    h.secret(NS, "db-creds", &[("password", "one")]);
+    h.vault_secret("db", push_spec());
+    h.reconcile("db").await.expect("first reconcile");
+    let first = h
+        .get_vs("db")
+        .status
+        .unwrap()
+        .last_sync_time
+        .expect("set with the first status write");
+
+    let writes = h.kube_writes().len();
+    h.reconcile("db").await.expect("steady reconcile");
+    assert_eq!(h.kube_writes().len(), writes, "steady state writes nothing");
+    assert_eq!(
+        h.get_vs("db").status.unwrap().last_sync_time,
+        Some(first.clone())
+    );
+
+    h.secret(NS, "db-creds", &[("password", "two")]);
+    h.reconcile("db").await.expect("reconcile after a change");
+    let second = h.get_vs("db").status.unwrap().last_sync_time.unwrap();
+    assert!(second.0 >= first.0, "{second:?} after {first:?}");
+    assert!(
+        h.kube_writes().len() > writes,
+        "the change was written, with the time"
+    );
+}

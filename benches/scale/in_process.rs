@@ -119,6 +119,7 @@ pub fn run(args: &Args) -> anyhow::Result<Value> {
                 concurrency: workers,
                 instance: None,
                 privx_identity: Some(sim.credentials().api_client_id.clone()),
+                ..Default::default()
             },
             stop.clone(),
             move |u| up.store(u, Ordering::SeqCst),

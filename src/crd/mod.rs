@@ -50,12 +50,14 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
     crds
 }
 
-/// `kubectl get` columns of every kind, after its own: Ready and its reason, and the age.
+/// `kubectl get` columns of every kind, after its own: Ready and its reason, when it last
+/// synced with a change, and the age.
 fn shared_printer_columns() -> Vec<CustomResourceColumnDefinition> {
     let ready = ".status.conditions[?(@.type==\"Ready\")]";
     [
         ("Ready", "string", format!("{ready}.status")),
         ("Reason", "string", format!("{ready}.reason")),
+        ("Last Sync", "date", ".status.lastSyncTime".to_string()),
         ("Age", "date", ".metadata.creationTimestamp".to_string()),
     ]
     .into_iter()

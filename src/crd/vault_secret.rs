@@ -366,6 +366,12 @@ pub struct VaultSecretStatus {
     /// The generation the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// When a successful sync last wrote this status (a change in PrivX, in the mirror or in
+    /// the conditions). A sync that changes nothing leaves it as it is, so a steady object costs
+    /// no Kubernetes writes; `privx_operator_oldest_sync_age_seconds` says how fresh the
+    /// controller's stalest object is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     /// What PrivX reports about the secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privx: Option<PrivxSecretStatus>,

@@ -30,6 +30,15 @@ pub enum PolicyGenerationArg {
     V35,
 }
 
+/// A controller `--controllers` can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ControllerName {
+    #[value(name = "vaultsecret")]
+    VaultSecret,
+    #[value(name = "passwordpolicy")]
+    PasswordPolicy,
+}
+
 /// Default of `--concurrency` (docs/configuration.md gives the measurements it comes from).
 pub const DEFAULT_CONCURRENCY: u16 = 16;
 
@@ -106,6 +115,23 @@ pub struct RunArgs {
         value_name = "NS,..."
     )]
     pub namespaces: Vec<String>,
+
+    /// Which controllers run, comma-separated: `vaultsecret`, `passwordpolicy` (default: both).
+    /// A release that runs only VaultSecrets still reads PasswordPolicies (generated passwords
+    /// follow one).
+    #[arg(
+        long,
+        env = "PRIVX_OPERATOR_CONTROLLERS",
+        value_delimiter = ',',
+        default_value = "vaultsecret,passwordpolicy",
+        value_name = "NAME,..."
+    )]
+    pub controllers: Vec<ControllerName>,
+
+    /// Label selector (`kubectl -l` syntax) of the VaultSecrets and PasswordPolicies this
+    /// release reconciles (default: all); with it, several releases share one cluster.
+    #[arg(long, env = "PRIVX_OPERATOR_SELECTOR", value_name = "SELECTOR")]
+    pub selector: Option<crate::runtime::selector::LabelSelector>,
 
     /// The operator's own namespace (its Lease and HMAC-key Secret live there).
     #[arg(long, env = "POD_NAMESPACE", value_name = "NS")]

@@ -17,9 +17,11 @@ pub mod logging;
 pub mod metrics;
 mod operator;
 pub mod runner;
+pub mod selector;
 pub mod shutdown;
 
 pub use args::{
-    AuthArgs, AuthMode, DEFAULT_CONCURRENCY, EdAlgNameArg, LogFormat, PolicyGenerationArg, RunArgs,
+    AuthArgs, AuthMode, ControllerName, DEFAULT_CONCURRENCY, EdAlgNameArg, LogFormat,
+    PolicyGenerationArg, RunArgs,
 };
 pub use operator::{CRD_NAMES, main};

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::args::ControllerName;
 use super::args::{PolicyGenerationArg, RunArgs};
 use super::crds::{CrdWait, wait_for_crds_established};
 use super::http::{self, Health};
@@ -258,6 +259,9 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
             concurrency: args.concurrency,
             instance: std::env::var("POD_NAME").ok(),
             privx_identity,
+            vault_secrets: args.controllers.contains(&ControllerName::VaultSecret),
+            password_policies: args.controllers.contains(&ControllerName::PasswordPolicy),
+            selector: args.selector.clone(),
         },
         stop.clone(),
         move |up| health_synced.set_watches_synced(up),

@@ -80,6 +80,7 @@ impl Running {
                 concurrency,
                 instance: None,
                 privx_identity: Some(sim.credentials().api_client_id.clone()),
+                ..Default::default()
             };
             async move {
                 runner::run(

@@ -31,6 +31,8 @@ pub trait ControllerMetrics: Send + Sync + 'static {
     fn forget_object(&self, controller: &'static str, key: &str);
     /// `objects` of the controller failed their last reconcile and wait to retry.
     fn retrying(&self, controller: &'static str, objects: usize);
+    /// `objects` of the controller wait for a reconcile that was asked for and has not started.
+    fn queued(&self, controller: &'static str, objects: usize);
 }
 
 /// Metrics that go nowhere (tests, tools).
@@ -41,6 +43,7 @@ impl ControllerMetrics for NoMetrics {
     fn object_condition(&self, _: &'static str, _: &str, _: bool, _: &str) {}
     fn forget_object(&self, _: &'static str, _: &str) {}
     fn retrying(&self, _: &'static str, _: usize) {}
+    fn queued(&self, _: &'static str, _: usize) {}
 }
 
 /// What both controllers share.

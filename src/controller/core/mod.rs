@@ -33,7 +33,7 @@ pub use outcome::{
 };
 pub use status::{
     Reported, apply_status, apply_status_returning, failure_conditions, now, now_rfc3339,
-    report_invalid_object, report_refusal, write_status,
+    report_invalid_object, report_refusal, write_status, write_synced_status,
 };
 
 /// The field manager of every server-side apply the operator makes.

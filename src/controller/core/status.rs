@@ -1,7 +1,7 @@
 //! Status writes of both kinds: server-side apply with our field manager, skipped when nothing
 //! but timestamps would change; refusals and objects that do not deserialise are reported here.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, error_boundary::InvalidObject};
 use kube::runtime::controller::Action;
@@ -188,6 +188,9 @@ pub trait Reported:
     fn conditions(status: &Self::Status) -> &[Condition];
     /// Sets the conditions and the observed generation.
     fn set_report(status: &mut Self::Status, conditions: Vec<Condition>, generation: Option<i64>);
+    /// When a successful sync last wrote the status.
+    fn last_sync_time(status: &Self::Status) -> Option<&Time>;
+    fn set_last_sync_time(status: &mut Self::Status, time: Option<Time>);
 }
 
 /// Both kinds keep `conditions` and `observedGeneration` in their status the same way.
@@ -209,6 +212,12 @@ macro_rules! reported {
                 status.conditions = conditions;
                 status.observed_generation = generation;
             }
+            fn last_sync_time(status: &Self::Status) -> Option<&Time> {
+                status.last_sync_time.as_ref()
+            }
+            fn set_last_sync_time(status: &mut Self::Status, time: Option<Time>) {
+                status.last_sync_time = time;
+            }
         }
     };
 }
@@ -219,18 +228,44 @@ reported!(crate::crd::PasswordPolicy, crate::crd::PasswordPolicyStatus);
 /// Server-side applies `status` with `conditions` when it differs from the object's current
 /// status. Unchanged conditions keep their transition times, so an unchanged status is never
 /// written (a write is a watch event; the controller would trigger itself forever).
+/// `lastSyncTime` stays as it was.
 pub async fn write_status<K: Reported>(
+    api: &Api<K>,
+    obj: &K,
+    status: K::Status,
+    conditions: &[condition::DesiredCondition],
+) -> Result<(), Error> {
+    write(api, obj, status, conditions, false).await
+}
+
+/// [`write_status`] after a successful sync: when the status is written anyway, it also
+/// records the time in `lastSyncTime` (never a write of its own).
+pub async fn write_synced_status<K: Reported>(
+    api: &Api<K>,
+    obj: &K,
+    status: K::Status,
+    conditions: &[condition::DesiredCondition],
+) -> Result<(), Error> {
+    write(api, obj, status, conditions, true).await
+}
+
+async fn write<K: Reported>(
     api: &Api<K>,
     obj: &K,
     mut status: K::Status,
     conditions: &[condition::DesiredCondition],
+    synced: bool,
 ) -> Result<(), Error> {
     let current = obj.status().cloned().unwrap_or_default();
     let generation = obj.meta().generation;
     let merged = condition::merge(K::conditions(&current), conditions, generation, now());
     K::set_report(&mut status, merged, generation);
+    K::set_last_sync_time(&mut status, K::last_sync_time(&current).cloned());
     if status == current {
         return Ok(());
+    }
+    if synced {
+        K::set_last_sync_time(&mut status, Some(now()));
     }
     apply_status(api, obj, &status).await
 }

@@ -25,7 +25,7 @@ impl Reconciler<'_> {
             )
             .await;
         }
-        core::write_status(&self.api(), self.policy, report.status, &report.conditions)
+        core::write_synced_status(&self.api(), self.policy, report.status, &report.conditions)
             .await
             .map_err(core::error_stop)?;
         ctx.metrics

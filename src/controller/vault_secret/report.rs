@@ -26,7 +26,7 @@ impl Reconciler<'_> {
         for e in events {
             core::publish(&ctx.recorder, self.vs, e.type_, e.reason, e.note).await;
         }
-        core::write_status(&self.api(), self.vs, status, conditions)
+        core::write_synced_status(&self.api(), self.vs, status, conditions)
             .await
             .map_err(core::error_stop)?;
         ctx.metrics

@@ -20,7 +20,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::Gauge as FloatGaugeBase;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use self::objects::{ObjectConditions, ObjectLabels};
@@ -52,6 +54,20 @@ struct WriteLabels {
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+type FloatGauge = FloatGaugeBase<f64, std::sync::atomic::AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    revision: String,
+}
+
+/// The source revision the binary was built from, when the build said (`PRIVX_OPERATOR_REVISION`
+/// at compile time, as the image build sets it); else `unknown`.
+pub const REVISION: &str = match option_env!("PRIVX_OPERATOR_REVISION") {
+    Some(revision) => revision,
+    None => "unknown",
+};
 
 fn reconcile_histogram() -> Histogram {
     Histogram::new(RECONCILE_BUCKETS)
@@ -69,6 +85,8 @@ pub struct Metrics {
     kubernetes_writes: Family<WriteLabels, Counter>,
     objects: Family<ObjectLabels, Gauge>,
     retrying: Family<ControllerLabels, Gauge>,
+    queued: Family<ControllerLabels, Gauge>,
+    oldest_sync_age: Family<ControllerLabels, FloatGauge>,
     leader: Gauge,
     /// What each object's conditions currently contribute to `objects`, so a change or a
     /// deletion moves exactly one count. The lock also serialises the gauge updates.
@@ -148,6 +166,27 @@ impl Metrics {
             "Objects whose last reconcile failed and that wait to retry with backoff, by controller",
             retrying.clone(),
         );
+        let queued = Family::<ControllerLabels, Gauge>::default();
+        registry.register(
+            "work_queue_depth",
+            "Objects whose reconcile was asked for (a change, a refresh that is due) and has not started yet, by controller",
+            queued.clone(),
+        );
+        let oldest_sync_age = Family::<ControllerLabels, FloatGauge>::default();
+        registry.register_with_unit(
+            "oldest_sync_age",
+            "How long ago the controller's stalest object last synced successfully (an object that never did: since it was first seen)",
+            Unit::Seconds,
+            oldest_sync_age.clone(),
+        );
+        registry.register(
+            "build",
+            "The operator's version and source revision",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                revision: REVISION.to_owned(),
+            }),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -165,6 +204,8 @@ impl Metrics {
             kubernetes_writes,
             objects,
             retrying,
+            queued,
+            oldest_sync_age,
             leader,
             object_conditions: Mutex::default(),
         }
@@ -188,6 +229,18 @@ impl Metrics {
 
     /// All metrics as OpenMetrics text (see [`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
+        self.encode_at(std::time::Instant::now())
+    }
+
+    /// [`Metrics::encode`] as of `now` (the staleness gauge is computed when scraped).
+    pub fn encode_at(&self, now: std::time::Instant) -> String {
+        for (controller, age) in self.staleness_at(now) {
+            self.oldest_sync_age
+                .get_or_create(&ControllerLabels {
+                    controller: controller.to_owned(),
+                })
+                .set(age);
+        }
         let mut text = String::new();
         // Writing into a String cannot fail; an error here would be a bug in an encoder.
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
@@ -221,6 +274,7 @@ impl crate::controller::core::ControllerMetrics for Metrics {
     }
 
     fn object_condition(&self, controller: &'static str, key: &str, ready: bool, reason: &str) {
+        self.touch_object(controller, key, ready);
         let status = if ready { "True" } else { "False" };
         self.set_object_condition(
             controller,
@@ -233,6 +287,14 @@ impl crate::controller::core::ControllerMetrics for Metrics {
 
     fn forget_object(&self, controller: &'static str, key: &str) {
         Metrics::forget_object(self, controller, key);
+    }
+
+    fn queued(&self, controller: &'static str, objects: usize) {
+        self.queued
+            .get_or_create(&ControllerLabels {
+                controller: controller.to_owned(),
+            })
+            .set(objects as i64);
     }
 
     fn retrying(&self, controller: &'static str, objects: usize) {

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
 
@@ -24,6 +25,9 @@ pub(super) struct ObjectLabels {
 pub(super) struct ObjectConditions {
     by_controller: HashMap<&'static str, HashMap<Box<str>, Box<[Contribution]>>>,
     reasons: HashSet<Arc<str>>,
+    /// By controller, by object key: when the object last synced successfully (or, until it
+    /// first does, when it was first reported), for the staleness gauge.
+    fresh_since: HashMap<&'static str, HashMap<Box<str>, Instant>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,9 +87,42 @@ impl Metrics {
             .inc();
     }
 
+    /// Records that `key` synced successfully now (`synced`), or only that it exists.
+    pub(super) fn touch_object(&self, controller: &'static str, key: &str, synced: bool) {
+        let mut conditions = self.lock_object_conditions();
+        let objects = conditions.fresh_since.entry(controller).or_default();
+        match objects.get_mut(key) {
+            Some(at) if synced => *at = Instant::now(),
+            Some(_) => {}
+            None => {
+                objects.insert(key.into(), Instant::now());
+            }
+        }
+    }
+
+    /// Per controller, how long ago its stalest object last synced successfully (an object that
+    /// never did counts from when it was first seen), as of `now`.
+    pub(super) fn staleness_at(&self, now: Instant) -> Vec<(&'static str, f64)> {
+        let conditions = self.lock_object_conditions();
+        conditions
+            .fresh_since
+            .iter()
+            .map(|(controller, objects)| {
+                let oldest = objects
+                    .values()
+                    .map(|at| now.saturating_duration_since(*at).as_secs_f64())
+                    .fold(0.0, f64::max);
+                (*controller, oldest)
+            })
+            .collect()
+    }
+
     /// Forgets every condition of an object (it was deleted).
     pub fn forget_object(&self, controller: &str, key: &str) {
         let mut conditions = self.lock_object_conditions();
+        if let Some(objects) = conditions.fresh_since.get_mut(controller) {
+            objects.remove(key);
+        }
         let Some(gone) = conditions
             .by_controller
             .get_mut(controller)

@@ -347,4 +347,58 @@ mod controller_metrics_tests {
             Some(1.0)
         );
     }
+
+    #[test]
+    fn the_stalest_object_per_controller_is_measured_from_its_last_successful_sync() {
+        let metrics = Arc::new(Metrics::new());
+        let reporter = as_controller_metrics(&metrics);
+        reporter.object_condition("vaultsecret", "demo/a", true, "Synced");
+        reporter.object_condition("vaultsecret", "demo/b", false, "PrivXUnavailable");
+        let start = std::time::Instant::now();
+        let age = |text: &str| {
+            sample(
+                text,
+                r#"privx_operator_oldest_sync_age_seconds{controller="vaultsecret"}"#,
+            )
+            .expect("the staleness gauge")
+        };
+        // 100 s later neither synced again: the stalest is at least 100 s old.
+        let later = start + Duration::from_secs(100);
+        assert!(age(&metrics.encode_at(later)) >= 100.0);
+        // b succeeds now; a is still as old as it was; once a is gone, only b counts.
+        reporter.object_condition("vaultsecret", "demo/b", true, "Synced");
+        assert!(age(&metrics.encode_at(later)) >= 100.0);
+        reporter.forget_object("vaultsecret", "demo/a");
+        let fresh = age(&metrics.encode_at(later));
+        assert!(fresh < 100.0 && fresh >= 99.0, "{fresh}");
+        // A failure does not count as a sync: b keeps the time of its last success.
+        reporter.object_condition("vaultsecret", "demo/b", false, "PrivXUnavailable");
+        let much_later = later + Duration::from_secs(50);
+        assert!(age(&metrics.encode_at(much_later)) >= 149.0);
+    }
+
+    #[test]
+    fn build_info_and_queue_depth_are_exported() {
+        let metrics = Arc::new(Metrics::new());
+        let reporter = as_controller_metrics(&metrics);
+        reporter.queued("vaultsecret", 7);
+        reporter.queued("passwordpolicy", 0);
+        let text = metrics.encode();
+        assert_eq!(
+            sample(
+                &text,
+                r#"privx_operator_work_queue_depth{controller="vaultsecret"}"#
+            ),
+            Some(7.0)
+        );
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("privx_operator_build_info{")
+                    && l.contains(&format!("version=\"{version}\""))
+                    && l.contains("revision=")
+                    && l.ends_with(" 1")),
+            "{text}"
+        );
+    }
 }

@@ -19,17 +19,20 @@
 //! is down.
 
 mod health;
+mod password_policies;
+mod queue;
 mod scopes;
 mod triggers;
+mod vault_secrets;
 
 use std::sync::Arc;
 
 use futures::channel::mpsc;
 use futures::{StreamExt, future::BoxFuture, stream::BoxStream};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
-use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -37,7 +40,8 @@ use kube::{Resource, ResourceExt};
 use tracing::info;
 
 use self::health::WatchHealth;
-use self::triggers::{Changes, SourceIndex, strip_namespace};
+use self::queue::Queued;
+use self::triggers::Changes;
 use crate::controller::core::backoff::WatchBackoff;
 use crate::controller::core::recorder::Recorder;
 use crate::controller::core::strip::strip;
@@ -45,9 +49,10 @@ use crate::controller::core::sync_gate::SyncGate;
 use crate::controller::core::{self, ControllerMetrics};
 use crate::controller::password_policy;
 use crate::controller::vault_secret::store::stored::{StoredVaultSecret, VsRef};
-use crate::controller::vault_secret::store::stored_mirror::{MirrorStore, WatchedMirror};
-use crate::controller::vault_secret::{self, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Settings};
+use crate::controller::vault_secret::store::stored_mirror::MirrorStore;
+use crate::controller::vault_secret::{self, Settings};
 use crate::crd::{PasswordPolicy, VaultSecret};
+use crate::runtime::selector::LabelSelector;
 use privx_client::PrivxClient;
 
 /// How the controllers run.
@@ -61,6 +66,26 @@ pub struct RunOptions {
     pub instance: Option<String>,
     /// The operator's PrivX identity (the author PrivX records for what it creates).
     pub privx_identity: Option<String>,
+    /// Run the VaultSecret controller.
+    pub vault_secrets: bool,
+    /// Run the PasswordPolicy controller.
+    pub password_policies: bool,
+    /// Only the VaultSecrets and PasswordPolicies with these labels are reconciled.
+    pub selector: Option<LabelSelector>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            namespaces: Vec::new(),
+            concurrency: crate::runtime::DEFAULT_CONCURRENCY,
+            instance: None,
+            privx_identity: None,
+            vault_secrets: true,
+            password_policies: true,
+            selector: None,
+        }
+    }
 }
 
 /// The source-Secret watch leaves out the Secret types that are never a VaultSecret's source
@@ -123,8 +148,14 @@ pub async fn run(
     // PasswordPolicies feed both controllers: a shared store with two subscribers.
     let (policy_store, policy_writer) =
         reflector::store_shared::<DeserializeGuard<PasswordPolicy>>(SHARED_BUFFER);
-    let policies_for_policy_controller = policy_writer.subscribe().expect("shared store");
-    let policies_for_vault_secrets = policy_writer.subscribe().expect("shared store");
+    // Only a controller that runs subscribes: a subscriber nobody reads would fill its buffer
+    // and stall the shared reflector.
+    let policies_for_policy_controller = options
+        .password_policies
+        .then(|| policy_writer.subscribe().expect("shared store"));
+    let policies_for_vault_secrets = options
+        .vault_secrets
+        .then(|| policy_writer.subscribe().expect("shared store"));
 
     let reporter = Reporter {
         controller: "privx-operator".into(),
@@ -157,8 +188,11 @@ pub async fn run(
 
     // --- PasswordPolicies (cluster-wide, shared) ---
     let policy_changes = Changes::default();
+    let vs_queued = Queued::new(vault_secret::CONTROLLER, core.metrics.clone());
+    let pp_queued = Queued::new(password_policy::CONTROLLER, core.metrics.clone());
     let policy_reflector = {
         let ctx = ctx.clone();
+        let pp_queued = pp_queued.clone();
         let extra_tx = extra_tx.clone();
         let vs_store = vs_store.clone();
         let changes = policy_changes.clone();
@@ -175,6 +209,7 @@ pub async fn run(
                 let name = policy.name_any();
                 changes.forget(&name);
                 password_policy::forget(&ctx, &name);
+                pp_queued.started(&name);
                 for vs in referrers(&vs_store, |vs| vs.policy() == Some(name.as_str())) {
                     let _ = extra_tx.unbounded_send(vs);
                 }
@@ -183,226 +218,39 @@ pub async fn run(
         })
     };
 
-    // --- Namespaces (metadata only, only our annotations kept) ---
-    let namespace_changes = Changes::default();
-    let namespace_triggers = reflector::reflector(
-        namespace_writer,
-        watch(
-            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            watcher::Config::default(),
+    let mut tasks: Vec<BoxFuture<'static, ()>> = Vec::new();
+    let mut refresher = None;
+    if let Some(policies) = policies_for_policy_controller {
+        tasks.push(password_policies::controller(
+            &core,
+            &options,
+            policies.boxed(),
+            policy_store.clone(),
+            policy_changes.clone(),
+            controller_config.clone(),
+            pp_queued,
+            shutdown.clone(),
+        ));
+    }
+    if let Some(policies) = policies_for_vault_secrets {
+        let (controller, due) = vault_secrets::controller(
+            &ctx,
+            &options,
             &health,
-            "Namespaces",
-        )
-        .modify(|ns| strip_namespace(ns.meta_mut())),
-    )
-    .touched_objects()
-    .filter_map({
-        let changes = namespace_changes.clone();
-        move |ns| {
-            let pass = match &ns {
-                Ok(ns) => changes.changed(&ns.name_any(), triggers::namespace_hash(ns)),
-                Err(_) => false,
-            };
-            futures::future::ready(pass.then_some(ns))
-        }
-    });
-
-    // --- VaultSecrets: the controller's own stream ---
-    let vs_changes = Changes::default();
-    let source_index = SourceIndex::default();
-    let vs_streams: Vec<Events<StoredVaultSecret>> =
-        scoped_apis::<StoredVaultSecret>(&client, &options.namespaces)
-            .into_iter()
-            .map(|(scope, api)| {
-                let what = format!("VaultSecrets{}", scope_suffix(&scope));
-                watch(
-                    api,
-                    watcher::Config::default().any_semantic(),
-                    &health,
-                    &what,
-                )
-            })
-            .collect();
-    let vs_trigger = reflector::reflector(
-        vs_writer,
-        // Stripped as they are decoded (`StoredVaultSecret`).
-        scopes::merge(
-            vs_streams,
-            options.namespaces.clone(),
-            in_namespace(vs_store.clone()),
-        ),
-    )
-    .inspect({
-        let ctx = ctx.clone();
-        let changes = vs_changes.clone();
-        let index = source_index.clone();
-        move |event| match event {
-            Ok(watcher::Event::Apply(vs) | watcher::Event::InitApply(vs)) => {
-                let decoded = vs.decode();
-                index.set(&ObjectRef::from_obj(vs), source_of(&decoded));
-                ctx.claims.set(&decoded, &ctx.settings.name_template);
-            }
-            Ok(watcher::Event::Delete(vs)) => {
-                let key = vault_secret::key_of(vs);
-                changes.forget(&key);
-                index.remove(&ObjectRef::from_obj(vs));
-                ctx.claims.remove(&key);
-                ctx.own_writes.forget(vs);
-                vault_secret::forget(&ctx, &key);
-            }
-            _ => {}
-        }
-    })
-    .applied_objects()
-    .filter_map({
-        let ctx = ctx.clone();
-        move |vs| {
-            let pass = match &vs {
-                Ok(vs) => {
-                    let changed = vs_changes.changed(&vault_secret::key_of(vs), triggers::hash(vs));
-                    let echo = ctx.own_writes.is_echo(vs);
-                    changed && !echo
-                }
-                Err(_) => false,
-            };
-            futures::future::ready(pass.then_some(vs))
-        }
-    });
-
-    // --- Mirrors: whole Secrets by the managed-by label, kept as the plan reads them ---
-    let mirror_streams: Vec<Events<WatchedMirror>> =
-        scoped_apis::<WatchedMirror>(&client, &options.namespaces)
-            .into_iter()
-            .map(|(scope, api)| {
-                let what = format!("mirrored Secrets{}", scope_suffix(&scope));
-                watch(
-                    api,
-                    watcher::Config::default()
-                        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
-                    &health,
-                    &what,
-                )
-            })
-            .collect();
-    let mirror_triggers = scopes::merge(mirror_streams, options.namespaces.clone(), {
-        let store = mirror_store.clone();
-        move |ns: &str| store.in_namespace(ns)
-    })
-    .map({
-        let ctx = ctx.clone();
-        let store = mirror_store.clone();
-        move |event| {
-            let owners = match &event {
-                Ok(event) => {
-                    // The store first: the reconcile this triggers reads it.
-                    store.apply(event);
-                    match event {
-                        watcher::Event::Apply(m)
-                        | watcher::Event::InitApply(m)
-                        | watcher::Event::Delete(m)
-                            if !ctx.own_writes.is_echo(m) =>
-                        {
-                            m.owners()
-                        }
-                        _ => Vec::new(),
-                    }
-                }
-                Err(_) => Vec::new(),
-            };
-            futures::stream::iter(owners)
-        }
-    })
-    .flatten();
-
-    // --- Source Secrets: metadata only, stored nowhere, mapped through the index ---
-    let source_triggers: Vec<_> =
-        scoped_apis::<PartialObjectMeta<Secret>>(&client, &options.namespaces)
-            .into_iter()
-            .map(|(scope, api)| {
-                let what = format!("source Secrets{}", scope_suffix(&scope));
-                let index = source_index.clone();
-                watch(
-                    api,
-                    watcher::Config::default().fields(SOURCE_FIELDS),
-                    &health,
-                    &what,
-                )
-                .touched_objects()
-                .filter_map(move |secret| {
-                    let refs = match secret {
-                        Ok(secret) => index.referrers_if_changed(&secret),
-                        Err(_) => Vec::new(),
-                    };
-                    futures::future::ready((!refs.is_empty()).then(|| futures::stream::iter(refs)))
-                })
-                .flatten()
-                .boxed()
-            })
-            .collect();
-    let source_triggers = futures::stream::select_all(source_triggers);
-
-    // --- The PasswordPolicy controller ---
-    let policy_controller = Controller::for_shared_stream(
-        policies_for_policy_controller.filter({
-            let changes = policy_changes.clone();
-            let ctx = ctx.clone();
-            move |p| {
-                let changed = changes.changed(&p.name_any(), triggers::hash(p.as_ref()));
-                let echo = ctx.own_writes.is_echo(p.as_ref());
-                futures::future::ready(changed && !echo)
-            }
-        }),
-        policy_store.clone(),
-    )
-    .with_config(controller_config.clone())
-    .graceful_shutdown_on(shutdown.clone().cancelled_owned());
-
-    // --- The VaultSecret controller ---
-    let by_policy = vs_store.clone();
-    let by_namespace = vs_store.clone();
-    let policy_generations = Changes::default();
-    let vs_controller = Controller::for_stream(vs_trigger, vs_store.clone())
-        .with_config(controller_config)
-        .reconcile_on(mirror_triggers)
-        .watches_shared_stream(
-            policies_for_vault_secrets.filter(move |p| {
-                // Only a change of the policy's spec matters to the VaultSecrets that use it.
-                let generation = p.meta().generation.unwrap_or_default() as u64;
-                futures::future::ready(policy_generations.changed(&p.name_any(), generation))
-            }),
-            move |policy| {
-                let name = policy.name_any();
-                referrers(&by_policy, |vs| vs.policy() == Some(name.as_str()))
+            vault_secrets::Feeds {
+                vs_writer,
+                namespace_writer,
+                policies: policies.boxed(),
+                extra_tx: extra_tx.clone(),
+                extra_rx,
             },
-        )
-        .watches_stream(namespace_triggers, move |ns| {
-            let name = ns.name_any();
-            referrers(&by_namespace, |vs| {
-                vs.namespace().as_deref() == Some(name.as_str())
-            })
-        })
-        .reconcile_on(source_triggers)
-        .reconcile_on(extra_rx)
-        .graceful_shutdown_on(shutdown.clone().cancelled_owned());
-
-    // Refreshes due: reconcile requests, every second (see `controller::vault_secret::store::refreshes`).
-    ctx.refreshes.activate();
-    let refresher = {
-        let ctx = ctx.clone();
-        let extra_tx = extra_tx.clone();
-        async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                every.tick().await;
-                for key in ctx.refreshes.take_due(tokio::time::Instant::now()) {
-                    if let Some((namespace, name)) = key.split_once('/') {
-                        let _ = extra_tx.unbounded_send(ObjectRef::new(name).within(namespace));
-                    }
-                }
-            }
-        }
-    };
+            controller_config,
+            vs_queued,
+            shutdown.clone(),
+        );
+        tasks.push(controller);
+        refresher = Some(due);
+    }
     let ticker = {
         let health = health.clone();
         async move {
@@ -420,7 +268,6 @@ pub async fn run(
     let background = AbortOnDrop(vec![
         tokio::spawn(policy_reflector),
         tokio::spawn(ticker),
-        tokio::spawn(refresher),
         tokio::spawn({
             let gate = ctx.synced.clone();
             async move {
@@ -429,27 +276,7 @@ pub async fn run(
             }
         }),
     ]);
-
-    let tasks: Vec<BoxFuture<'static, ()>> = vec![
-        Box::pin(
-            policy_controller
-                .run(
-                    password_policy::reconcile,
-                    password_policy::error_policy,
-                    core.clone(),
-                )
-                .for_each(|_| futures::future::ready(())),
-        ),
-        Box::pin(
-            vs_controller
-                .run(
-                    vault_secret::reconcile,
-                    vault_secret::error_policy,
-                    ctx.clone(),
-                )
-                .for_each(|_| futures::future::ready(())),
-        ),
-    ];
+    let _refresher = refresher.map(|r| AbortOnDrop(vec![tokio::spawn(r)]));
 
     // Controllers end on the shutdown signal once in-flight reconciles have drained.
     futures::future::join_all(tasks).await;

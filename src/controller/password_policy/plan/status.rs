@@ -177,6 +177,8 @@ pub fn report(
             updated: times.updated,
             conditions: Vec::new(),
             observed_generation: policy.metadata.generation,
+            // Kept or set when the status is written (`write_synced_status`).
+            last_sync_time: None,
         },
         conditions,
         ready_reason,

@@ -275,6 +275,8 @@ pub fn plan(o: &Observed<'_>) -> Result<Plan, Stop> {
     let new_status = VaultSecretStatus {
         conditions: Vec::new(),
         observed_generation: vs.metadata.generation,
+        // Kept or set when the status is written (`write_synced_status`).
+        last_sync_time: None,
         privx: Some(privx_status(target, &privx_plan, after.as_ref())),
         data_hash: Some(hash),
         mirror_secret_name: mirror_spec.map(|m| mirror_name(m, &name).to_string()),

@@ -95,8 +95,8 @@ pub enum PolicyUnknownFields {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum PolicyUnsetFields {
     /// Every field of the generation is answered; unset ones with their zero value (`0`,
-    /// `false`, `""` for durations), as a Go server marshals its struct. The vendor's Go SDK
-    /// reads such an answer and writes it back unchanged.
+    /// `false`, `""` for durations), as a server marshalling a Go struct would. The vendor's
+    /// Go SDK reads such an answer and writes it back unchanged.
     #[default]
     Zero,
     /// Unset fields are left out of answers.

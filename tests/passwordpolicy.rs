@@ -454,6 +454,54 @@ async fn either_answer_on_unknown_and_unset_fields_keeps_policies_synced() {
     }
 }
 
+/// The hardest case for detection: no version in `/status`, no policy in PrivX, no duration in
+/// the spec. The guess (v35) is sent to a v34 server; a refusing server names the v35 field, an
+/// ignoring one accepts the body without it. Either way the operator ends at v34, names the
+/// unsupported field, and stops writing.
+#[tokio::test]
+async fn a_guessed_generation_is_corrected_whether_unknown_fields_are_refused_or_ignored() {
+    for unknown in [PolicyUnknownFields::Refuse, PolicyUnknownFields::Ignore] {
+        let mut seed = privx_sim::demo_seed();
+        seed.policies.clear();
+        let mut h = Harness::with_generation(
+            PolicyGenerationSetting::Auto,
+            SimOptions {
+                seed,
+                report_version: false,
+                policy_unknown_fields: unknown,
+                ..sim(SimPolicyGeneration::V34)
+            },
+        )
+        .await;
+        h.policy("p", json!({"maxVersions": 3, "rotateOnRelease": true}));
+        // Refuse: the first pass stops at the refusal, which corrects the generation. Ignore:
+        // the first pass writes the guess, the second reads the v34 shape back and stops at
+        // the field v34 lacks. Each failed pass is retried by the controller's backoff.
+        let mut passes = Vec::new();
+        for _ in 0..3 {
+            passes.push(h.reconcile_policy("p").await.is_ok());
+        }
+        assert_eq!(passes.last(), Some(&true), "{unknown:?}: {passes:?}");
+        let (ready, reason, message) = h.policy_ready("p");
+        assert_eq!(
+            (ready.as_str(), reason.as_str()),
+            ("True", "UnsupportedField"),
+            "{unknown:?}: {message}"
+        );
+        assert!(message.contains("spec.rotateOnRelease"), "{message}");
+        h.sim.clear_requests();
+        h.kube.clear_requests();
+        h.reconcile_policy("p").await.unwrap();
+        let writes: Vec<String> = h
+            .privx_writes()
+            .into_iter()
+            .filter(|r| r.contains("password-polic"))
+            .collect();
+        assert_eq!(writes, Vec::<String>::new(), "{unknown:?}: steady");
+        assert_eq!(h.kube.event_reasons(), Vec::<String>::new(), "{unknown:?}");
+    }
+}
+
 #[tokio::test]
 async fn fields_the_server_generation_lacks_are_named_in_the_condition() {
     // (server, spec fields, the camelCase field the server lacks or None)

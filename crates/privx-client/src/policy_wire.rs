@@ -245,6 +245,15 @@ pub(crate) fn generation_from_status(status: &Value) -> Option<PolicyGeneration>
     }
 }
 
+/// Whether a policy body carries a duration (whose spelling tells the generation).
+pub(crate) fn has_duration(body: &Value) -> bool {
+    DURATIONS.iter().any(|f| {
+        body.get(*f)
+            .and_then(Value::as_str)
+            .is_some_and(|d| !d.trim().is_empty())
+    })
+}
+
 /// Whether a refusal's `property` hints that the other generation was expected.
 pub(crate) fn property_suggests_other_generation(property: &str) -> bool {
     let p = property.trim();
@@ -384,6 +393,23 @@ mod tests {
         );
         assert_eq!(generation_from_status(&json!({"status":"ok"})), None);
         assert_eq!(generation_from_status(&json!({"version":"devel"})), None);
+    }
+
+    #[test]
+    fn a_body_with_a_duration_shows_its_generation() {
+        assert!(has_duration(
+            &to_wire(&sample(), PolicyGeneration::V35).unwrap()
+        ));
+        let mut no_duration = PasswordPolicy {
+            name: "p".into(),
+            max_versions: Some(1),
+            ..Default::default()
+        };
+        no_duration.rotate_on_release = Some(true);
+        assert!(!has_duration(
+            &to_wire(&no_duration, PolicyGeneration::V35).unwrap()
+        ));
+        assert!(!has_duration(&json!({"rotation_interval": ""})));
     }
 
     #[test]

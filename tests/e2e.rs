@@ -221,11 +221,48 @@ async fn the_simulator_process_serves_someone_else_and_logs_requests() {
         )
         .await
         .unwrap();
-    let log = sim.requests().await;
+    // What counts as a write: the create above; not the refused create of the same name, nor
+    // the role lookups (POSTs that only read), nor the token grant.
+    let again = someone_else
+        .create_secret(
+            &SecretLocation::Shared,
+            "k8s/demo/by-hand",
+            &SecretWrite {
+                data: SecretData([("k".to_string(), json!("v"))].into()),
+                read_roles: vec![operator_role()],
+                write_roles: vec![operator_role()],
+            },
+        )
+        .await;
     assert!(
-        log.iter().any(|r| r.route == "POST /vault/api/v1/secrets"
-            && r.client_id.as_deref() == Some(demo::SOMEONE_ELSE_CLIENT_ID)),
-        "{log:?}"
+        matches!(again, Err(PrivxError::AlreadyExists { .. })),
+        "{again:?}"
+    );
+    let names = vec!["privx-operator".to_string()];
+    assert_eq!(someone_else.resolve_roles(&names).await.unwrap().len(), 1);
+    assert_eq!(someone_else.search_roles(&names).await.unwrap().len(), 1);
+    let log = sim.requests().await;
+    let routes: Vec<(&str, u16)> = log
+        .iter()
+        .filter(|r| r.client_id.as_deref() == Some(demo::SOMEONE_ELSE_CLIENT_ID))
+        .map(|r| (r.route.as_str(), r.status))
+        .collect();
+    for seen in [
+        ("POST /vault/api/v1/secrets", 201),
+        ("POST /vault/api/v1/secrets", 400),
+        ("POST /role-store/api/v1/roles/resolve", 200),
+        ("POST /role-store/api/v1/roles/search", 200),
+    ] {
+        assert!(routes.contains(&seen), "{seen:?} not in {routes:?}");
+    }
+    let writes: Vec<(String, u16)> = harness::writes_of(log, demo::SOMEONE_ELSE_CLIENT_ID)
+        .into_iter()
+        .map(|r| (r.route, r.status))
+        .collect();
+    assert_eq!(
+        writes,
+        [("POST /vault/api/v1/secrets".to_string(), 201)],
+        "only the successful create is a write"
     );
     assert!(sim.operator_writes().await.is_empty(), "not the operator's");
     sim.clear_requests().await;

@@ -14,7 +14,7 @@ use privx_client::{PasswordPolicy as PrivxPolicy, PrivxError};
 use privx_operator::controller::password_policy;
 use privx_operator::crd::Ownership;
 use privx_operator::runtime::metrics::Metrics;
-use privx_sim::{Fault, SimOptions, SimPolicyGeneration};
+use privx_sim::{Fault, PolicyUnknownFields, PolicyUnsetFields, SimOptions, SimPolicyGeneration};
 use serde_json::{Value, json};
 use support::{Harness, NS, policy_path};
 
@@ -410,6 +410,98 @@ async fn the_generation_setting_decides_the_wire_format() {
     }
 }
 
+/// Whether PrivX refuses or ignores fields it does not know, and whether it answers unset
+/// fields with zero values or leaves them out (docs/privx-api.md section 3), the operator
+/// syncs, detects the generation (without a version in `/status`) and then writes no more.
+#[tokio::test]
+async fn either_answer_on_unknown_and_unset_fields_keeps_policies_synced() {
+    for server in GENERATIONS {
+        for unknown in [PolicyUnknownFields::Refuse, PolicyUnknownFields::Ignore] {
+            for unset in [PolicyUnsetFields::Zero, PolicyUnsetFields::Omit] {
+                let case = format!("server {server:?}, unknown {unknown:?}, unset {unset:?}");
+                let mut h = Harness::with_generation(
+                    PolicyGenerationSetting::Auto,
+                    SimOptions {
+                        report_version: false,
+                        policy_unknown_fields: unknown,
+                        policy_unset_fields: unset,
+                        ..sim(server)
+                    },
+                )
+                .await;
+                h.policy("p", spec());
+                h.reconcile_policy("p")
+                    .await
+                    .unwrap_or_else(|e| panic!("{case}: {e}"));
+                assert_eq!(h.policy_ready("p").1, "Synced", "{case}");
+                let id = recorded_id(&h, "p");
+                let stored = privx_policy(&h, &id).await;
+                assert_eq!(stored.rotation_interval, Some(30 * DAY), "{case}");
+                assert_eq!(stored.max_versions, Some(5), "{case}");
+                h.sim.clear_requests();
+                h.reconcile_policy("p")
+                    .await
+                    .unwrap_or_else(|e| panic!("{case}: {e}"));
+                let writes: Vec<String> = h
+                    .privx_writes()
+                    .into_iter()
+                    .filter(|r| r.contains("password-polic"))
+                    .collect();
+                assert_eq!(writes, Vec::<String>::new(), "{case}: nothing drifted");
+                assert_eq!(h.policy_ready("p").1, "Synced", "{case}");
+            }
+        }
+    }
+}
+
+/// The hardest case for detection: no version in `/status`, no policy in PrivX, no duration in
+/// the spec. The guess (v35) is sent to a v34 server; a refusing server names the v35 field, an
+/// ignoring one accepts the body without it. Either way the operator ends at v34, names the
+/// unsupported field, and stops writing.
+#[tokio::test]
+async fn a_guessed_generation_is_corrected_whether_unknown_fields_are_refused_or_ignored() {
+    for unknown in [PolicyUnknownFields::Refuse, PolicyUnknownFields::Ignore] {
+        let mut seed = privx_sim::demo_seed();
+        seed.policies.clear();
+        let mut h = Harness::with_generation(
+            PolicyGenerationSetting::Auto,
+            SimOptions {
+                seed,
+                report_version: false,
+                policy_unknown_fields: unknown,
+                ..sim(SimPolicyGeneration::V34)
+            },
+        )
+        .await;
+        h.policy("p", json!({"maxVersions": 3, "rotateOnRelease": true}));
+        // Refuse: the first pass stops at the refusal, which corrects the generation. Ignore:
+        // the first pass writes the guess, the second reads the v34 shape back and stops at
+        // the field v34 lacks. Each failed pass is retried by the controller's backoff.
+        let mut passes = Vec::new();
+        for _ in 0..3 {
+            passes.push(h.reconcile_policy("p").await.is_ok());
+        }
+        assert_eq!(passes.last(), Some(&true), "{unknown:?}: {passes:?}");
+        let (ready, reason, message) = h.policy_ready("p");
+        assert_eq!(
+            (ready.as_str(), reason.as_str()),
+            ("True", "UnsupportedField"),
+            "{unknown:?}: {message}"
+        );
+        assert!(message.contains("spec.rotateOnRelease"), "{message}");
+        h.sim.clear_requests();
+        h.kube.clear_requests();
+        h.reconcile_policy("p").await.unwrap();
+        let writes: Vec<String> = h
+            .privx_writes()
+            .into_iter()
+            .filter(|r| r.contains("password-polic"))
+            .collect();
+        assert_eq!(writes, Vec::<String>::new(), "{unknown:?}: steady");
+        assert_eq!(h.kube.event_reasons(), Vec::<String>::new(), "{unknown:?}");
+    }
+}
+
 #[tokio::test]
 async fn fields_the_server_generation_lacks_are_named_in_the_condition() {
     // (server, spec fields, the camelCase field the server lacks or None)
@@ -467,8 +559,19 @@ async fn fields_the_server_generation_lacks_are_named_in_the_condition() {
                     ("False", "UnsupportedField")
                 );
                 assert!(message.contains(field), "{message}");
-                assert_eq!(stored.fallback_to_previous, None);
-                assert_eq!(stored.rotate_on_release, None);
+                // Not sent, so not stored. (The server's own unset fields may read back as
+                // zero values: that is PrivX's default, not something the operator sent.)
+                let unsent = match server {
+                    SimPolicyGeneration::V34 => [
+                        stored.rotate_on_release.is_some(),
+                        stored.max_checkout_duration.is_some(),
+                    ],
+                    SimPolicyGeneration::V35 => [
+                        stored.fallback_to_previous.is_some(),
+                        stored.delete_version_after.is_some(),
+                    ],
+                };
+                assert_eq!(unsent, [false, false], "{server:?} {extra}");
             }
             None => {
                 assert_eq!((ready.as_str(), ready_reason.as_str()), ("True", "Synced"));

@@ -36,7 +36,6 @@ use privx_client::config::CredentialSource;
 use privx_client::{Credentials, PrivxClient, PrivxConfig, SecretLocation};
 use privx_operator::crd::{PasswordPolicy, VaultSecret};
 use privx_sim::demo;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -180,24 +179,17 @@ where
     }
 }
 
-/// One request in the simulator's log (`GET /_sim/requests`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LoggedRequest {
-    pub method: String,
-    pub route: String,
-    pub path: String,
-    pub status: u16,
-    pub client_id: Option<String>,
-}
+/// One request in the simulator's log (`GET /_sim/requests`). Its `is_write` is the simulator's
+/// own: a 2xx `POST`, `PUT` or `DELETE` other than the read-only POSTs the simulator lists
+/// (`privx_sim::READ_ONLY_POSTS`: token grants, searches, role lookups). Refused and failed
+/// requests changed nothing and are not writes.
+pub use privx_sim::LoggedRequest;
 
-impl LoggedRequest {
-    pub fn is_write(&self) -> bool {
-        matches!(self.method.as_str(), "POST" | "PUT" | "DELETE")
-            && !self.route.contains("/oauth/token")
-            && !self.route.contains("/search/")
-            && !self.route.contains("/roles/resolve")
-    }
+/// The PrivX writes of `client_id` in a request log.
+pub fn writes_of(log: Vec<LoggedRequest>, client_id: &str) -> Vec<LoggedRequest> {
+    log.into_iter()
+        .filter(|r| r.client_id.as_deref() == Some(client_id) && r.is_write())
+        .collect()
 }
 
 /// The simulator child process.
@@ -287,13 +279,9 @@ impl Simulator {
             .expect("DELETE /_sim/requests");
     }
 
-    /// Requests the operator's API client made that change PrivX.
+    /// Requests the operator's API client made that changed PrivX ([`writes_of`]).
     pub async fn operator_writes(&self) -> Vec<LoggedRequest> {
-        self.requests()
-            .await
-            .into_iter()
-            .filter(|r| r.client_id.as_deref() == Some(demo::OPERATOR_CLIENT_ID) && r.is_write())
-            .collect()
+        writes_of(self.requests().await, demo::OPERATOR_CLIENT_ID)
     }
 }
 

@@ -245,6 +245,15 @@ pub(crate) fn generation_from_status(status: &Value) -> Option<PolicyGeneration>
     }
 }
 
+/// Whether a policy body carries a duration (whose spelling tells the generation).
+pub(crate) fn has_duration(body: &Value) -> bool {
+    DURATIONS.iter().any(|f| {
+        body.get(*f)
+            .and_then(Value::as_str)
+            .is_some_and(|d| !d.trim().is_empty())
+    })
+}
+
 /// Whether a refusal's `property` hints that the other generation was expected.
 pub(crate) fn property_suggests_other_generation(property: &str) -> bool {
     let p = property.trim();
@@ -309,6 +318,36 @@ mod tests {
     }
 
     #[test]
+    fn reads_answers_with_every_field_zero_filled() {
+        // A server that answers every field of its generation, unset ones with zero values
+        // ("" for durations), as PrivX's Go SDK models them: "" is "not set", not an error.
+        let v35 = json!({"id":"1","name":"p","rotation_interval":"P30D","retry_interval":"",
+            "password_min_length":0,"password_max_length":0,"use_special_characters":false,
+            "use_lower_case":false,"use_upper_case":false,"use_numbers":false,"max_versions":5,
+            "number_of_retries":0,"max_concurrent_checkouts":0,"max_checkout_duration":"",
+            "rotate_on_release":false,"verify_after_rotation":false});
+        let policy = from_wire(v35.clone()).unwrap();
+        assert_eq!(
+            policy.rotation_interval,
+            Some(Duration::from_secs(30 * 86400))
+        );
+        assert_eq!(policy.retry_interval, None);
+        assert_eq!(policy.max_checkout_duration, None);
+        assert_eq!(policy.max_concurrent_checkouts, Some(0));
+        assert_eq!(generation_from_policy(&v35), Some(PolicyGeneration::V35));
+        let v34 = json!({"name":"p","rotation_interval":"","retry_interval":"",
+            "delete_version_after":"","fallback_to_previous":false,"max_versions":5});
+        let policy = from_wire(v34.clone()).unwrap();
+        assert_eq!(policy.delete_version_after, None);
+        assert_eq!(generation_from_policy(&v34), Some(PolicyGeneration::V34));
+        // Without generation-only fields, empty durations say nothing about the generation.
+        assert_eq!(
+            generation_from_policy(&json!({"rotation_interval":"","retry_interval":"5m0s"})),
+            Some(PolicyGeneration::V34)
+        );
+    }
+
+    #[test]
     fn accepts_every_list_shape() {
         let p = json!({"name":"p"});
         for body in [
@@ -354,6 +393,23 @@ mod tests {
         );
         assert_eq!(generation_from_status(&json!({"status":"ok"})), None);
         assert_eq!(generation_from_status(&json!({"version":"devel"})), None);
+    }
+
+    #[test]
+    fn a_body_with_a_duration_shows_its_generation() {
+        assert!(has_duration(
+            &to_wire(&sample(), PolicyGeneration::V35).unwrap()
+        ));
+        let mut no_duration = PasswordPolicy {
+            name: "p".into(),
+            max_versions: Some(1),
+            ..Default::default()
+        };
+        no_duration.rotate_on_release = Some(true);
+        assert!(!has_duration(
+            &to_wire(&no_duration, PolicyGeneration::V35).unwrap()
+        ));
+        assert!(!has_duration(&json!({"rotation_interval": ""})));
     }
 
     #[test]

@@ -87,10 +87,29 @@ impl PrivxClient {
             "password policies".into(),
         );
         let body: Value = self.execute_json(&call).await?;
-        policy_wire::policy_list_items(body).ok_or_else(|| PrivxError::Other {
+        let items = policy_wire::policy_list_items(body).ok_or_else(|| PrivxError::Other {
             operation: call.ctx.operation.clone(),
             message: "the answer is neither {count, items} nor a list".into(),
-        })
+        })?;
+        items.iter().for_each(|p| self.learn_generation_from(p));
+        Ok(items)
+    }
+
+    /// While the generation is only guessed, a policy whose shape shows one decides it.
+    fn learn_generation_from(&self, policy: &Value) {
+        let mut state = self.inner.generation.lock().expect("generation lock");
+        let GenerationState::Guessed(guess) = *state else {
+            return;
+        };
+        if let Some(shown) = policy_wire::generation_from_policy(policy) {
+            if shown != guess {
+                tracing::info!(
+                    generation = policy_wire::generation_name(shown),
+                    "a PrivX password policy shows the other generation; switching"
+                );
+            }
+            *state = GenerationState::Known(shown);
+        }
     }
 
     fn policy_from_value(operation: &str, value: Value) -> Result<PasswordPolicy> {
@@ -121,6 +140,7 @@ impl PrivxClient {
             format!("password policy {id:?}"),
         );
         let body: Value = self.execute_json(&call).await?;
+        self.learn_generation_from(&body);
         Self::policy_from_value(&call.ctx.operation, body)
     }
 
@@ -192,14 +212,16 @@ impl PrivxClient {
 
     /// Sends a policy in the server's generation. While the generation is only guessed, a
     /// refusal naming a duration or generation-specific field switches to the other
-    /// generation once (remembered) and sends again.
+    /// generation once (remembered) and sends again; an accepted body with a duration
+    /// confirms the guess.
     async fn write_policy(
         &self,
         policy: &PasswordPolicy,
         make_call: impl Fn(&Value) -> Result<Call>,
     ) -> Result<Answer> {
         let generation = self.policy_generation().await?;
-        let call = make_call(&policy_wire::to_wire(policy, generation)?)?;
+        let body = policy_wire::to_wire(policy, generation)?;
+        let call = make_call(&body)?;
         let result = self.execute(&call).await;
         let guessed = matches!(
             *self.inner.generation.lock().expect("generation lock"),
@@ -225,8 +247,13 @@ impl PrivxClient {
                 self.execute(&call).await
             }
             Ok(answer) => {
-                *self.inner.generation.lock().expect("generation lock") =
-                    GenerationState::Known(generation);
+                // Only a duration's spelling is checked by every server; generation-only
+                // fields prove nothing to one that ignores unknown fields. Without a duration
+                // the guess stands until a policy read shows the generation.
+                if policy_wire::has_duration(&body) {
+                    *self.inner.generation.lock().expect("generation lock") =
+                        GenerationState::Known(generation);
+                }
                 Ok(answer)
             }
             other => other,

@@ -31,6 +31,8 @@ pub use seed::{
 pub use server::{SimCredentials, Simulator};
 pub use state::{EndpointCounter, LoggedRequest};
 
+pub use routes::READ_ONLY_POSTS;
+
 /// Largest request body the simulator accepts (larger: 413).
 pub const MAX_BODY_BYTES: usize = routes::MAX_BODY_BYTES;
 
@@ -76,6 +78,31 @@ pub enum PolicyListShape {
     WrappedInArray,
 }
 
+/// What a password-policy write does with a field the served generation lacks (the other
+/// generation's, or one no generation has).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyUnknownFields {
+    /// 400 `INVALID_REQUEST_DATA` naming the field: checks that a client sends only its
+    /// generation's fields.
+    #[default]
+    Refuse,
+    /// Dropped unstored, as Go's JSON decoder does by default (the vendor's Go SDK sends every
+    /// v35 field, also to a v34 server).
+    Ignore,
+}
+
+/// How policy answers show a field of the served generation that no write has set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyUnsetFields {
+    /// Every field of the generation is answered; unset ones with their zero value (`0`,
+    /// `false`, `""` for durations), as a server marshalling a Go struct would. The vendor's
+    /// Go SDK reads such an answer and writes it back unchanged.
+    #[default]
+    Zero,
+    /// Unset fields are left out of answers.
+    Omit,
+}
+
 /// How to start a [`Simulator`].
 #[derive(Clone, Debug)]
 pub struct SimOptions {
@@ -89,7 +116,7 @@ pub struct SimOptions {
     /// Status of "name already exists": 400 (VALUE_DUPLICATE) or 409.
     pub duplicate_status: u16,
     pub policy_generation: SimPolicyGeneration,
-    /// Whether `/status` answers carry `app_version`.
+    /// Whether `/status` answers carry `version` and `app_version`.
     pub report_version: bool,
     pub faults: Vec<Fault>,
     pub unreadable_secret: UnreadableSecret,
@@ -104,6 +131,10 @@ pub struct SimOptions {
     pub policy_normalise_durations: bool,
     /// Error code of deleting a policy in use (always status 400).
     pub policy_in_use_code: String,
+    /// Refuse or ignore policy fields the served generation lacks.
+    pub policy_unknown_fields: PolicyUnknownFields,
+    /// Answer unset policy fields with zero values, or leave them out.
+    pub policy_unset_fields: PolicyUnsetFields,
 }
 
 impl Default for SimOptions {
@@ -124,6 +155,8 @@ impl Default for SimOptions {
             policy_unique_names: true,
             policy_normalise_durations: false,
             policy_in_use_code: "INVALID_REQUEST_DATA".to_string(),
+            policy_unknown_fields: PolicyUnknownFields::Refuse,
+            policy_unset_fields: PolicyUnsetFields::Zero,
         }
     }
 }
@@ -169,7 +202,7 @@ pub struct SimArgs {
     /// Password-policy API generation to serve.
     #[arg(long, value_enum, default_value = "v35")]
     pub policy_generation: SimPolicyGeneration,
-    /// Leave `app_version` out of the /status answers.
+    /// Leave `version` and `app_version` out of the /status answers.
     #[arg(long)]
     pub no_version: bool,
     /// Inject a fault: `[METHOD ]ROUTE=STATUS|drop|ok[:CODE][@RATE][,next=N][,latency=MS][,retry-after=S]`.
@@ -197,6 +230,12 @@ pub struct SimArgs {
     /// Error code of deleting a password policy in use.
     #[arg(long, value_name = "CODE", default_value = "INVALID_REQUEST_DATA")]
     pub policy_in_use_code: String,
+    /// What a password-policy write does with a field the served generation lacks.
+    #[arg(long, value_enum, default_value = "refuse")]
+    pub policy_unknown_fields: PolicyUnknownFields,
+    /// How password-policy answers show fields no write has set.
+    #[arg(long, value_enum, default_value = "zero")]
+    pub policy_unset_fields: PolicyUnsetFields,
 }
 
 impl SimArgs {
@@ -222,6 +261,8 @@ impl SimArgs {
             policy_unique_names: !self.policy_duplicate_names,
             policy_normalise_durations: self.policy_normalise_durations,
             policy_in_use_code: self.policy_in_use_code.clone(),
+            policy_unknown_fields: self.policy_unknown_fields,
+            policy_unset_fields: self.policy_unset_fields,
         })
     }
 }

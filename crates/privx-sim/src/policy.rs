@@ -1,11 +1,12 @@
 //! Password-policy bodies of both generations (docs/privx-api.md section 3): which fields each generation
 //! has, strict validation of a request body, duration spellings (Go for v34, ISO 8601 for v35)
-//! and translation between them (used for seed policies and the normalising option).
+//! and translation between them (used for seed policies and the normalising option), and the
+//! fields of an answer.
 
 use serde_json::{Map, Value};
 
-use super::SimPolicyGeneration;
 use super::error::ApiError;
+use super::{PolicyUnknownFields, PolicyUnsetFields, SimPolicyGeneration};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
@@ -64,11 +65,20 @@ fn kind_of(field: &str, generation: SimPolicyGeneration) -> Option<Kind> {
         .map(|(_, kind)| *kind)
 }
 
+/// Whether `value` of `field` means "not set": `null`, or `""` for a duration (the zero value
+/// the vendor's Go SDK sends for every duration it has no value for).
+fn is_unset(field: &str, value: &Value, generation: SimPolicyGeneration) -> bool {
+    value.is_null()
+        || (value.as_str() == Some("") && kind_of(field, generation) == Some(Kind::Duration))
+}
+
 /// Checks a request body against `generation` and returns the policy fields to store (server-set
-/// fields and `null`s removed). Errors name the field at fault in `property`.
+/// fields, unset values and, with [`PolicyUnknownFields::Ignore`], unknown fields removed).
+/// Errors name the field at fault in `property`.
 pub(crate) fn validate_policy(
     body: &Value,
     generation: SimPolicyGeneration,
+    unknown_fields: PolicyUnknownFields,
 ) -> Result<Map<String, Value>, ApiError> {
     let Value::Object(object) = body else {
         return Err(ApiError::new(
@@ -79,10 +89,13 @@ pub(crate) fn validate_policy(
     };
     let mut fields = Map::new();
     for (field, value) in object {
-        if SERVER_SET_FIELDS.contains(&field.as_str()) || value.is_null() {
+        if SERVER_SET_FIELDS.contains(&field.as_str()) || is_unset(field, value, generation) {
             continue;
         }
         let Some(kind) = kind_of(field, generation) else {
+            if unknown_fields == PolicyUnknownFields::Ignore {
+                continue;
+            }
             let message = if other_fields(generation).iter().any(|(n, _)| n == field) {
                 format!("field {field} does not exist in this PrivX version's password policies")
             } else {
@@ -192,7 +205,9 @@ pub(crate) fn translate_policy(
         if SERVER_SET_FIELDS.contains(&field.as_str()) {
             continue;
         }
-        if other_fields(generation).iter().any(|(n, _)| n == field) {
+        if other_fields(generation).iter().any(|(n, _)| n == field)
+            || is_unset(field, value, generation)
+        {
             continue;
         }
         if kind_of(field, generation) == Some(Kind::Duration)
@@ -210,6 +225,27 @@ pub(crate) fn translate_policy(
         out.insert(field.clone(), value.clone());
     }
     Ok(out)
+}
+
+/// The stored fields as an answer shows them: with [`PolicyUnsetFields::Zero`] every field of
+/// `generation` is present, unset ones with their zero value (`0`, `false`, `""`).
+pub(crate) fn answer_fields(
+    stored: &Map<String, Value>,
+    generation: SimPolicyGeneration,
+    unset_fields: PolicyUnsetFields,
+) -> Map<String, Value> {
+    let mut out = stored.clone();
+    if unset_fields == PolicyUnsetFields::Zero {
+        for (field, kind) in COMMON_FIELDS.iter().chain(own_fields(generation)) {
+            let zero = match kind {
+                Kind::Text | Kind::Duration => Value::String(String::new()),
+                Kind::Count => Value::from(0),
+                Kind::Flag => Value::Bool(false),
+            };
+            out.entry(*field).or_insert(zero);
+        }
+    }
+    out
 }
 
 /// The canonical spelling of a whole number of seconds in `generation`.
@@ -365,6 +401,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const REFUSE: PolicyUnknownFields = PolicyUnknownFields::Refuse;
+
     #[test]
     fn go_durations_parse() {
         assert_eq!(parse_go_duration("720h0m0s"), Some(720 * 3600));
@@ -403,33 +441,39 @@ mod tests {
     #[test]
     fn wrong_generation_duration_names_the_field() {
         let body = json!({"name": "p", "max_versions": 3, "rotation_interval": "720h0m0s"});
-        let error = validate_policy(&body, SimPolicyGeneration::V35).unwrap_err();
+        let error = validate_policy(&body, SimPolicyGeneration::V35, REFUSE).unwrap_err();
         assert_eq!(error.code, "VALUE_INCORRECT_FORMAT");
         assert_eq!(error.property.as_deref(), Some("rotation_interval"));
-        assert!(validate_policy(&body, SimPolicyGeneration::V34).is_ok());
+        assert!(validate_policy(&body, SimPolicyGeneration::V34, REFUSE).is_ok());
     }
 
     #[test]
     fn other_generation_field_is_refused() {
         let body = json!({"name": "p", "max_versions": 3, "rotate_on_release": true});
-        let error = validate_policy(&body, SimPolicyGeneration::V34).unwrap_err();
+        let error = validate_policy(&body, SimPolicyGeneration::V34, REFUSE).unwrap_err();
         assert_eq!(error.code, "INVALID_REQUEST_DATA");
         assert_eq!(error.property.as_deref(), Some("rotate_on_release"));
     }
 
     #[test]
     fn required_fields_are_checked() {
-        let error =
-            validate_policy(&json!({"max_versions": 3}), SimPolicyGeneration::V34).unwrap_err();
+        let error = validate_policy(
+            &json!({"max_versions": 3}),
+            SimPolicyGeneration::V34,
+            REFUSE,
+        )
+        .unwrap_err();
         assert_eq!(
             (error.code.as_str(), error.property.as_deref()),
             ("REQUIRED_VALUE_MISSING", Some("name"))
         );
-        let error = validate_policy(&json!({"name": "x"}), SimPolicyGeneration::V34).unwrap_err();
+        let error =
+            validate_policy(&json!({"name": "x"}), SimPolicyGeneration::V34, REFUSE).unwrap_err();
         assert_eq!(error.property.as_deref(), Some("max_versions"));
         let error = validate_policy(
             &json!({"name": "x", "max_versions": "3"}),
             SimPolicyGeneration::V34,
+            REFUSE,
         )
         .unwrap_err();
         assert_eq!(error.code, "VALUE_INCORRECT_TYPE");
@@ -446,5 +490,109 @@ mod tests {
         let v34 = translate_policy(&v35, SimPolicyGeneration::V34).unwrap();
         assert_eq!(v34["rotation_interval"], "720h0m0s");
         assert_eq!(v34["retry_interval"], "5m0s");
+    }
+
+    #[test]
+    fn empty_durations_are_unset_in_both_generations() {
+        for generation in [SimPolicyGeneration::V34, SimPolicyGeneration::V35] {
+            let body = json!({"name": "p", "max_versions": 3, "rotation_interval": "",
+                "retry_interval": ""});
+            let fields = validate_policy(&body, generation, REFUSE).unwrap();
+            assert!(!fields.contains_key("rotation_interval"), "{generation:?}");
+            assert!(!fields.contains_key("retry_interval"), "{generation:?}");
+        }
+        let body = json!({"name": "p", "max_versions": 3, "max_checkout_duration": ""});
+        let fields = validate_policy(&body, SimPolicyGeneration::V35, REFUSE).unwrap();
+        assert!(!fields.contains_key("max_checkout_duration"));
+        // Only durations: an empty name is still missing, and "" is no number.
+        let error = validate_policy(
+            &json!({"name": "", "max_versions": 3}),
+            SimPolicyGeneration::V35,
+            REFUSE,
+        )
+        .unwrap_err();
+        assert_eq!(error.property.as_deref(), Some("name"));
+        let error = validate_policy(
+            &json!({"name": "p", "max_versions": 3, "max_concurrent_checkouts": ""}),
+            SimPolicyGeneration::V35,
+            REFUSE,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (error.code.as_str(), error.property.as_deref()),
+            ("VALUE_INCORRECT_TYPE", Some("max_concurrent_checkouts"))
+        );
+        // A v35 field sent to v34 is unknown there, empty or not.
+        let error = validate_policy(&body, SimPolicyGeneration::V34, REFUSE).unwrap_err();
+        assert_eq!(error.property.as_deref(), Some("max_checkout_duration"));
+    }
+
+    #[test]
+    fn ignored_unknown_fields_are_not_stored() {
+        let body = json!({"name": "p", "max_versions": 3, "rotate_on_release": true,
+            "max_checkout_duration": "PT1H", "colour": "blue", "fallback_to_previous": true});
+        let error = validate_policy(&body, SimPolicyGeneration::V34, REFUSE).unwrap_err();
+        assert_eq!(error.code, "INVALID_REQUEST_DATA");
+        let fields =
+            validate_policy(&body, SimPolicyGeneration::V34, PolicyUnknownFields::Ignore).unwrap();
+        let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["fallback_to_previous", "max_versions", "name"]);
+        // Ignoring names does not loosen the checks of known fields.
+        let bad = json!({"name": "p", "max_versions": 3, "rotation_interval": "P30D",
+            "rotate_on_release": true});
+        let error = validate_policy(&bad, SimPolicyGeneration::V34, PolicyUnknownFields::Ignore)
+            .unwrap_err();
+        assert_eq!(
+            (error.code.as_str(), error.property.as_deref()),
+            ("VALUE_INCORRECT_FORMAT", Some("rotation_interval"))
+        );
+    }
+
+    #[test]
+    fn answers_carry_every_field_of_the_generation() {
+        let stored = validate_policy(
+            &json!({"name": "p", "max_versions": 3, "rotation_interval": "P30D"}),
+            SimPolicyGeneration::V35,
+            REFUSE,
+        )
+        .unwrap();
+        let answer = answer_fields(&stored, SimPolicyGeneration::V35, PolicyUnsetFields::Zero);
+        let mut expected: Vec<&str> = COMMON_FIELDS
+            .iter()
+            .chain(V35_FIELDS)
+            .map(|(n, _)| *n)
+            .collect();
+        expected.sort_unstable();
+        let mut names: Vec<&str> = answer.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, expected);
+        assert_eq!(answer["rotation_interval"], "P30D");
+        assert_eq!(answer["max_checkout_duration"], "");
+        assert_eq!(answer["max_concurrent_checkouts"], 0);
+        assert_eq!(answer["rotate_on_release"], false);
+        // Written back unchanged, the zero-filled answer stores what was stored.
+        let again =
+            validate_policy(&Value::Object(answer), SimPolicyGeneration::V35, REFUSE).unwrap();
+        assert_eq!(
+            again.get("rotation_interval"),
+            stored.get("rotation_interval")
+        );
+        assert!(!again.contains_key("max_checkout_duration"));
+        let v34 = answer_fields(&stored, SimPolicyGeneration::V34, PolicyUnsetFields::Zero);
+        assert_eq!(v34["delete_version_after"], "");
+        assert!(!v34.contains_key("max_checkout_duration"));
+        assert_eq!(
+            answer_fields(&stored, SimPolicyGeneration::V35, PolicyUnsetFields::Omit),
+            stored
+        );
+    }
+
+    #[test]
+    fn translation_drops_empty_durations() {
+        let fields = json!({"name": "p", "rotation_interval": "", "retry_interval": "5m"});
+        let v35 = translate_policy(fields.as_object().unwrap(), SimPolicyGeneration::V35).unwrap();
+        assert!(!v35.contains_key("rotation_interval"));
+        assert_eq!(v35["retry_interval"], "PT5M");
     }
 }

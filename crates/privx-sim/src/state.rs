@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
@@ -14,11 +14,13 @@ use super::fault::Fault;
 use super::policy::translate_policy;
 use super::seed::{Seed, SeedError};
 use super::{
-    ListCount, PolicyListShape, SimCredentials, SimOptions, SimPolicyGeneration, UnreadableSecret,
+    ListCount, PolicyListShape, PolicyUnknownFields, PolicyUnsetFields, SimCredentials, SimOptions,
+    SimPolicyGeneration, UnreadableSecret,
 };
 
-/// One request as the simulator saw it. Never holds bodies or secret data.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// One request as the simulator saw it (also as `GET /_sim/requests` answers it). Never holds
+/// bodies or secret data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoggedRequest {
     pub method: String,
@@ -31,6 +33,23 @@ pub struct LoggedRequest {
     pub error_code: Option<String>,
     /// The calling API client's client id, when known.
     pub client_id: Option<String>,
+}
+
+impl LoggedRequest {
+    /// Whether this request changed PrivX: a `POST`, `PUT` or `DELETE` answered 2xx, other
+    /// than the read-only POSTs of [`READ_ONLY_POSTS`](crate::READ_ONLY_POSTS). A refused write
+    /// (4xx), a failed one and an unanswered one (status 0) are not writes. A write handled
+    /// before an `afterHandling` fault replaced its answer is logged with the fault's status
+    /// and so is not counted either.
+    pub fn is_write(&self) -> bool {
+        let changing_method = matches!(self.method.as_str(), "POST" | "PUT" | "DELETE");
+        let read_only_post = self.method == "POST"
+            && self
+                .route
+                .strip_prefix("POST ")
+                .is_some_and(|template| crate::READ_ONLY_POSTS.contains(&template));
+        changing_method && (200..300).contains(&self.status) && !read_only_post
+    }
 }
 
 /// How often one route was called, by status.
@@ -54,6 +73,8 @@ pub(crate) struct Config {
     pub policy_unique_names: bool,
     pub policy_normalise_durations: bool,
     pub policy_in_use_code: String,
+    pub policy_unknown_fields: PolicyUnknownFields,
+    pub policy_unset_fields: PolicyUnsetFields,
 }
 
 pub(crate) struct RoleRecord {
@@ -247,6 +268,8 @@ impl SimState {
                 policy_unique_names: options.policy_unique_names,
                 policy_normalise_durations: options.policy_normalise_durations,
                 policy_in_use_code: options.policy_in_use_code.clone(),
+                policy_unknown_fields: options.policy_unknown_fields,
+                policy_unset_fields: options.policy_unset_fields,
             },
             store: Mutex::new(store),
             faults: Mutex::new(options.faults.clone()),
@@ -533,13 +556,16 @@ fn build_store(seed: &Seed, generation: SimPolicyGeneration) -> Result<Store, Se
                 message,
             })?;
         // Seed policies must pass the same validation as API writes.
-        super::policy::validate_policy(&Value::Object(fields.clone()), generation).map_err(
-            |e| SeedError::Policy {
-                policy: name.clone(),
-                field: e.property.clone().unwrap_or_default(),
-                message: e.message.clone(),
-            },
-        )?;
+        super::policy::validate_policy(
+            &Value::Object(fields.clone()),
+            generation,
+            PolicyUnknownFields::Refuse,
+        )
+        .map_err(|e| SeedError::Policy {
+            policy: name.clone(),
+            field: e.property.clone().unwrap_or_default(),
+            message: e.message.clone(),
+        })?;
         let id = policy.id.clone().unwrap_or_else(new_uuid);
         let record = PolicyRecord {
             fields,
@@ -565,4 +591,66 @@ fn build_store(seed: &Seed, generation: SimPolicyGeneration) -> Result<Store, Se
         policies,
         tokens: HashMap::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoggedRequest;
+
+    fn logged(route: &str, status: u16) -> LoggedRequest {
+        let method = route.split(' ').next().unwrap_or_default().to_string();
+        LoggedRequest {
+            method,
+            route: route.to_string(),
+            path: String::new(),
+            status,
+            error_code: None,
+            client_id: None,
+        }
+    }
+
+    #[test]
+    fn a_write_is_a_successful_state_changing_request() {
+        for (route, status) in [
+            ("POST /vault/api/v1/secrets", 201),
+            ("POST /vault/api/v1/user/{user_id}/secrets", 201),
+            ("PUT /vault/api/v1/secrets/{name}", 200),
+            ("DELETE /vault/api/v1/user/{user_id}/secrets/{name}", 200),
+            ("POST /secrets-manager/api/v1/password-policy", 201),
+            ("PUT /secrets-manager/api/v1/password-policy/{id}", 200),
+            ("DELETE /secrets-manager/api/v1/password-policy/{id}", 200),
+        ] {
+            assert!(logged(route, status).is_write(), "{route} {status}");
+        }
+        for (route, status) in [
+            // Reads, also the POSTs that only read.
+            ("GET /vault/api/v1/secrets/{name}", 200),
+            ("POST /auth/api/v1/oauth/token", 200),
+            ("POST /auth/api/v1/token/login", 200),
+            ("POST /vault/api/v1/search/secrets", 200),
+            ("POST /role-store/api/v1/roles/resolve", 200),
+            ("POST /role-store/api/v1/roles/search", 200),
+            // Refused, failed or unanswered writes changed nothing.
+            ("POST /vault/api/v1/secrets", 400),
+            ("POST /vault/api/v1/secrets", 409),
+            ("PUT /vault/api/v1/secrets/{name}", 403),
+            ("DELETE /secrets-manager/api/v1/password-policy/{id}", 400),
+            ("PUT /vault/api/v1/secrets/{name}", 503),
+            ("POST /vault/api/v1/secrets", 0),
+            ("POST *", 404),
+        ] {
+            assert!(!logged(route, status).is_write(), "{route} {status}");
+        }
+    }
+
+    #[test]
+    fn the_log_entry_reads_back_from_its_json() {
+        let entry = logged("POST /role-store/api/v1/roles/search", 200);
+        let json = serde_json::to_value(&entry).unwrap();
+        assert_eq!(json["route"], "POST /role-store/api/v1/roles/search");
+        assert_eq!(
+            serde_json::from_value::<LoggedRequest>(json).unwrap(),
+            entry
+        );
+    }
 }

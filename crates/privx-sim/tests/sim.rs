@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use privx_sim::{
-    Fault, SeedApiClient, SimCredentials, SimOptions, SimPolicyGeneration, Simulator,
-    UnreadableSecret, demo, demo_seed,
+    Fault, PolicyUnknownFields, PolicyUnsetFields, SeedApiClient, SimCredentials, SimOptions,
+    SimPolicyGeneration, Simulator, UnreadableSecret, demo, demo_seed,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -295,6 +295,8 @@ async fn status_reports_the_version_unless_told_not_to() {
             body["app_version"].as_str().unwrap().starts_with("34."),
             "{body}"
         );
+        // The vendor's Go SDK reads `version`.
+        assert_eq!(body["version"], body["app_version"], "{body}");
     }
     let v35 = start_default().await;
     let body: Value = http
@@ -306,6 +308,7 @@ async fn status_reports_the_version_unless_told_not_to() {
         .await
         .unwrap();
     assert!(body["app_version"].as_str().unwrap().starts_with("35."));
+    assert_eq!(body["version"], body["app_version"], "{body}");
     let hidden = start(SimOptions {
         report_version: false,
         ..Default::default()
@@ -324,6 +327,7 @@ async fn status_reports_the_version_unless_told_not_to() {
         .unwrap();
     assert_eq!(body["status"], "ok");
     assert!(body.get("app_version").is_none());
+    assert!(body.get("version").is_none());
 }
 
 // ------------------------------------------------------------------------------------------
@@ -850,6 +854,195 @@ async fn policies_v35_and_options() {
     let (_, body) = api.post(POLICY, old_field).await;
     assert_privx_error(&body, "INVALID_REQUEST_DATA");
     assert_eq!(body["property"], "fallback_to_previous");
+}
+
+/// Every field of a v35 policy as the vendor's Go SDK models it (besides the server-set ones).
+const V35_FIELDS: [&str; 15] = [
+    "name",
+    "rotation_interval",
+    "password_min_length",
+    "password_max_length",
+    "use_special_characters",
+    "use_lower_case",
+    "use_upper_case",
+    "use_numbers",
+    "max_versions",
+    "number_of_retries",
+    "retry_interval",
+    "max_concurrent_checkouts",
+    "max_checkout_duration",
+    "rotate_on_release",
+    "verify_after_rotation",
+];
+
+/// A policy body as the vendor's Go SDK sends a new one: every v35 field, zero values for
+/// what the caller left unset (`""` for durations).
+fn sdk_policy(name: &str) -> Value {
+    json!({"name": name, "rotation_interval": "", "password_min_length": 0,
+           "password_max_length": 0, "use_special_characters": false, "use_lower_case": false,
+           "use_upper_case": false, "use_numbers": false, "max_versions": 2,
+           "number_of_retries": 0, "retry_interval": "", "max_concurrent_checkouts": 0,
+           "max_checkout_duration": "", "rotate_on_release": false,
+           "verify_after_rotation": false})
+}
+
+fn without_update_stamps(mut policy: Value) -> Value {
+    let map = policy.as_object_mut().unwrap();
+    map.remove("updated");
+    map.remove("updated_by");
+    policy
+}
+
+#[tokio::test]
+async fn sdk_read_then_write_of_an_unchanged_policy_succeeds() {
+    let sim = start_default().await;
+    let api = Api::operator(&sim).await;
+    let (status, created) = api
+        .post(POLICY, json!({"name": "minimal", "max_versions": 1}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let minimal = created["id"].as_str().unwrap().to_string();
+    let (status, created) = api.post(POLICY, sdk_policy("from-the-sdk")).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let from_sdk = created["id"].as_str().unwrap().to_string();
+
+    // Every answer carries every field of the generation; unset ones with zero values.
+    let (_, list) = api.get(POLICIES).await;
+    for item in list["items"].as_array().unwrap() {
+        for field in V35_FIELDS {
+            assert!(item.get(field).is_some(), "{field} missing from {item}");
+        }
+        assert!(item.get("fallback_to_previous").is_none(), "{item}");
+    }
+    let (_, answer) = api.get(&format!("{POLICY}/{minimal}")).await;
+    assert_eq!(answer["max_checkout_duration"], "");
+    assert_eq!(answer["rotation_interval"], "");
+    assert_eq!(answer["max_concurrent_checkouts"], 0);
+    assert_eq!(answer["rotate_on_release"], false);
+
+    // The SDK's read-then-write: each policy put back exactly as read is accepted and
+    // changes nothing but the update stamps.
+    for id in [demo::POLICY_DEFAULT_ROTATION, &minimal, &from_sdk] {
+        let path = format!("{POLICY}/{id}");
+        let (status, before) = api.get(&path).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, answer) = api.put(&path, before.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{id}: {answer}");
+        let (_, after) = api.get(&path).await;
+        assert_eq!(
+            without_update_stamps(after),
+            without_update_stamps(before),
+            "{id}"
+        );
+    }
+    // Set durations stay as written.
+    let (_, seeded) = api
+        .get(&format!("{POLICY}/{}", demo::POLICY_DEFAULT_ROTATION))
+        .await;
+    assert_eq!(seeded["rotation_interval"], "P30D");
+    // "" is "not set" for durations only.
+    let mut bad = sdk_policy("bad");
+    bad["max_concurrent_checkouts"] = json!("");
+    let (status, body) = api.post(POLICY, bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_privx_error(&body, "VALUE_INCORRECT_TYPE");
+    assert_eq!(body["property"], "max_concurrent_checkouts");
+}
+
+#[tokio::test]
+async fn unset_policy_fields_can_be_left_out_of_answers() {
+    let sim = start(SimOptions {
+        policy_unset_fields: PolicyUnsetFields::Omit,
+        ..Default::default()
+    })
+    .await;
+    let api = Api::operator(&sim).await;
+    let (status, created) = api.post(POLICY, sdk_policy("sdk")).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (_, policy) = api
+        .get(&format!("{POLICY}/{}", created["id"].as_str().unwrap()))
+        .await;
+    // The empty durations were "not set"; the zero numbers and flags were values.
+    assert!(policy.get("max_checkout_duration").is_none(), "{policy}");
+    assert!(policy.get("rotation_interval").is_none(), "{policy}");
+    assert_eq!(policy["max_concurrent_checkouts"], 0);
+    assert_eq!(policy["rotate_on_release"], false);
+}
+
+#[tokio::test]
+async fn unknown_policy_fields_are_refused_or_ignored() {
+    // The SDK's body for a v34 server: v34 durations, but every v35 field too.
+    let mut sdk_to_v34 = sdk_policy("sdk");
+    sdk_to_v34["rotation_interval"] = json!("720h0m0s");
+    sdk_to_v34["colour"] = json!("blue");
+    let v34_only = ["delete_version_after", "fallback_to_previous"];
+    let v35_only = [
+        "max_concurrent_checkouts",
+        "max_checkout_duration",
+        "rotate_on_release",
+        "verify_after_rotation",
+    ];
+
+    // Default: refused, naming the field.
+    let sim = start(SimOptions {
+        policy_generation: SimPolicyGeneration::V34,
+        ..Default::default()
+    })
+    .await;
+    let api = Api::operator(&sim).await;
+    let (status, body) = api.post(POLICY, sdk_to_v34.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_privx_error(&body, "INVALID_REQUEST_DATA");
+    let property = body["property"].as_str().unwrap();
+    assert!(
+        v35_only.contains(&property) || property == "colour",
+        "{body}"
+    );
+
+    // Ignored: accepted, not stored, not answered; a read-then-write works too.
+    let sim = start(SimOptions {
+        policy_generation: SimPolicyGeneration::V34,
+        policy_unknown_fields: PolicyUnknownFields::Ignore,
+        ..Default::default()
+    })
+    .await;
+    let api = Api::operator(&sim).await;
+    let (status, created) = api.post(POLICY, sdk_to_v34.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let path = format!("{POLICY}/{}", created["id"].as_str().unwrap());
+    let (_, policy) = api.get(&path).await;
+    assert_eq!(policy["rotation_interval"], "720h0m0s");
+    for field in v35_only.iter().chain(&["colour"]) {
+        assert!(policy.get(*field).is_none(), "{field} in {policy}");
+    }
+    for field in v34_only {
+        assert!(policy.get(field).is_some(), "{field} missing from {policy}");
+    }
+    let (status, body) = api.put(&path, sdk_to_v34.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Ignoring names loosens nothing else: a v35 duration is still refused by a v34 server.
+    let mut iso = sdk_to_v34.clone();
+    iso["rotation_interval"] = json!("P30D");
+    let (status, body) = api.put(&path, iso).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["property"], "rotation_interval");
+
+    // Either way round: a v35 server ignores v34 fields.
+    let sim = start(SimOptions {
+        policy_unknown_fields: PolicyUnknownFields::Ignore,
+        ..Default::default()
+    })
+    .await;
+    let api = Api::operator(&sim).await;
+    let mut old = v35_policy("old");
+    old["fallback_to_previous"] = json!(true);
+    let (status, created) = api.post(POLICY, old).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (_, policy) = api
+        .get(&format!("{POLICY}/{}", created["id"].as_str().unwrap()))
+        .await;
+    assert!(policy.get("fallback_to_previous").is_none(), "{policy}");
+    assert_eq!(policy["max_checkout_duration"], "PT1H");
 }
 
 // ------------------------------------------------------------------------------------------

@@ -195,10 +195,13 @@ fn hex_token() -> String {
 pub(super) async fn status(State(state): State<Shared>) -> Json<Value> {
     let mut body = json!({"status": "ok", "api_version": "v1"});
     if state.config.report_version {
-        body["app_version"] = json!(match state.config.generation {
+        let version = match state.config.generation {
             SimPolicyGeneration::V34 => "34.2.0",
             SimPolicyGeneration::V35 => "35.1.0",
-        });
+        };
+        // The vendor's Go SDK reads `version`; older tools read `app_version`: both are sent.
+        body["version"] = json!(version);
+        body["app_version"] = json!(version);
     }
     Json(body)
 }

@@ -31,6 +31,21 @@ use super::state::{Caller, SimState};
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub(crate) const TOKEN_ROUTE: &str = "/auth/api/v1/oauth/token";
 pub(crate) const TOKEN_LOGIN_ROUTE: &str = "/auth/api/v1/token/login";
+const SECRETS_SEARCH_ROUTE: &str = "/vault/api/v1/search/secrets";
+const ROLES_RESOLVE_ROUTE: &str = "/role-store/api/v1/roles/resolve";
+const ROLES_SEARCH_ROUTE: &str = "/role-store/api/v1/roles/search";
+
+/// The route templates served to `POST` that change nothing in PrivX: the two token endpoints
+/// and the three searches. Every other POST, and every PUT and DELETE, changes PrivX's state
+/// when it succeeds ([`crate::LoggedRequest::is_write`]). The router registers these routes
+/// through the same constants, so the list names what is served.
+pub const READ_ONLY_POSTS: [&str; 5] = [
+    TOKEN_ROUTE,
+    TOKEN_LOGIN_ROUTE,
+    SECRETS_SEARCH_ROUTE,
+    ROLES_RESOLVE_ROUTE,
+    ROLES_SEARCH_ROUTE,
+];
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 100;
 
@@ -67,7 +82,7 @@ pub(crate) fn privx_router(state: Shared) -> Router<Shared> {
             "/vault/api/v1/metadata/secrets/{name}",
             get(vault::metadata_shared),
         )
-        .route("/vault/api/v1/search/secrets", post(vault::search))
+        .route(SECRETS_SEARCH_ROUTE, post(vault::search))
         .route("/vault/api/v1/schemas", get(vault::schemas))
         .route(
             "/vault/api/v1/user/{user_id}/secrets",
@@ -97,14 +112,8 @@ pub(crate) fn privx_router(state: Shared) -> Router<Shared> {
                 .put(secrets_manager::put_policy)
                 .delete(secrets_manager::delete_policy),
         )
-        .route(
-            "/role-store/api/v1/roles/resolve",
-            post(role_store::resolve_roles),
-        )
-        .route(
-            "/role-store/api/v1/roles/search",
-            post(role_store::search_roles),
-        )
+        .route(ROLES_RESOLVE_ROUTE, post(role_store::resolve_roles))
+        .route(ROLES_SEARCH_ROUTE, post(role_store::search_roles))
         .route("/role-store/api/v1/roles", get(role_store::list_roles))
         .route(
             "/role-store/api/v1/users/current",

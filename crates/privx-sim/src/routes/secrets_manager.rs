@@ -11,7 +11,7 @@ use super::vault::duplicate;
 use super::{JsonBody, Shared};
 use crate::PolicyListShape;
 use crate::error::ApiError;
-use crate::policy::{translate_policy, validate_policy};
+use crate::policy::{answer_fields, translate_policy, validate_policy};
 use crate::state::{Caller, PolicyRecord, SimState, Store, lock, new_uuid, now_rfc3339};
 
 fn require_admin(caller: &Caller) -> Result<(), ApiError> {
@@ -24,8 +24,12 @@ fn require_admin(caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
-fn policy_json(id: &str, policy: &PolicyRecord) -> Value {
-    let mut out = policy.fields.clone();
+fn policy_json(state: &SimState, id: &str, policy: &PolicyRecord) -> Value {
+    let mut out = answer_fields(
+        &policy.fields,
+        state.config.generation,
+        state.config.policy_unset_fields,
+    );
     out.insert("id".into(), json!(id));
     out.insert("created".into(), json!(policy.created));
     out.insert("updated".into(), json!(policy.updated));
@@ -40,7 +44,11 @@ fn policy_not_found(id: &str) -> ApiError {
 
 /// Validates a policy body and applies the normalising option.
 fn checked_policy(state: &SimState, body: &Value) -> Result<Map<String, Value>, ApiError> {
-    let fields = validate_policy(body, state.config.generation)?;
+    let fields = validate_policy(
+        body,
+        state.config.generation,
+        state.config.policy_unknown_fields,
+    )?;
     if state.config.policy_normalise_durations {
         translate_policy(&fields, state.config.generation)
             .map_err(|m| ApiError::new(400, "VALUE_INCORRECT_FORMAT", m))
@@ -90,7 +98,7 @@ pub(super) async fn list_policies(
     items.sort_by_key(|(_, p)| name(p));
     let items: Vec<Value> = items
         .into_iter()
-        .map(|(id, p)| policy_json(id, p))
+        .map(|(id, p)| policy_json(&state, id, p))
         .collect();
     let body = json!({"count": items.len(), "items": items});
     Ok(Json(match state.config.policy_list_shape {
@@ -135,7 +143,7 @@ pub(super) async fn get_policy(
         .policies
         .get(&id)
         .ok_or_else(|| policy_not_found(&id))?;
-    Ok(Json(policy_json(&id, policy)))
+    Ok(Json(policy_json(&state, &id, policy)))
 }
 
 pub(super) async fn put_policy(
@@ -161,7 +169,7 @@ pub(super) async fn put_policy(
     if state.config.policy_put_empty_body {
         Ok(StatusCode::OK.into_response())
     } else {
-        Ok(Json(policy_json(&id, policy)).into_response())
+        Ok(Json(policy_json(&state, &id, policy)).into_response())
     }
 }
 

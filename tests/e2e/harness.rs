@@ -309,6 +309,9 @@ impl Operator {
             .args(["--privx-url", &self.privx_url])
             .args(["--operator-namespace", &self.namespace])
             .args(["--namespaces", &self.namespace])
+            // Only this test's objects: PasswordPolicies are cluster-scoped, and a cluster may
+            // hold others (another release's, or a previous run's) that must be left alone.
+            .args(["--selector", &format!("{E2E_LABEL}={}", self.namespace)])
             .args(["--http-addr", &format!("127.0.0.1:{}", self.http_port)])
             .args(["--log-level", "info,privx_operator=debug"])
             .stdin(Stdio::null())
@@ -551,10 +554,17 @@ impl E2e {
         let kind = doc["kind"].as_str().unwrap_or_default().to_string();
         match kind.as_str() {
             "Secret" => self.apply_namespaced::<Secret>(doc).await,
-            "VaultSecret" => self.apply_namespaced::<VaultSecret>(doc).await,
+            "VaultSecret" => {
+                // The operator this test starts reconciles only what carries its selector.
+                let mut doc = doc;
+                doc["metadata"]["labels"][E2E_LABEL] = json!(self.ns);
+                self.apply_namespaced::<VaultSecret>(doc).await
+            }
             "Deployment" => self.apply_namespaced::<Deployment>(doc).await,
             "StatefulSet" => self.apply_namespaced::<StatefulSet>(doc).await,
             "PasswordPolicy" => {
+                let mut doc = doc;
+                doc["metadata"]["labels"][E2E_LABEL] = json!(self.ns);
                 let name = doc["metadata"]["name"].as_str().expect("metadata.name");
                 Api::<PasswordPolicy>::all(self.client.clone())
                     .patch(name, &apply_params(), &Patch::Apply(&doc))

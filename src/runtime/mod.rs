@@ -8,6 +8,7 @@
 mod args;
 pub mod crds;
 mod embedded;
+pub mod hooks;
 pub mod http;
 pub mod identity;
 pub mod kube_writes;

@@ -136,7 +136,7 @@ fn chart_crds_are_byte_identical_to_the_generated_ones() {
     );
     let template = read(&chart().join("templates/crds.yaml"));
     assert!(template.contains(".Files.Glob \"files/crds/*.yaml\""));
-    assert!(template.contains("helm.sh/resource-policy: keep"));
+    assert!(template.contains("\"helm.sh/resource-policy\" \"keep\""));
     assert_eq!(
         values()["crds"],
         json!({"install": true, "keep": true, "annotations": {}})
@@ -1077,11 +1077,40 @@ fn the_e2e_service_account_rbac_is_the_charts() {
 // ---------------------------------------------------------------------------------------------
 // Monitoring shipped with the chart
 
-/// The series names the operator exports, from its own registry: `# TYPE` lines of the
-/// OpenMetrics text name each family (registered families appear before any sample exists);
-/// counters are scraped as `_total`, histograms as `_bucket`, `_sum` and `_count`.
+/// The series names the operator exports, from its own registry: one report through every
+/// reporting interface (a family without a sample is not encoded at all), then the `# TYPE`
+/// lines of the OpenMetrics text, one per family; counters are scraped as `_total`, histograms
+/// as `_bucket`, `_sum` and `_count`. Fails when the registry has a family no report reached.
 fn exported_series() -> BTreeSet<String> {
-    let text = privx_operator::runtime::metrics::Metrics::new().encode();
+    use privx_client::{CallObserver, CallRecord};
+    use privx_operator::controller::ControllerMetrics;
+    let metrics = privx_operator::runtime::metrics::Metrics::new();
+    metrics.reconciled("vaultsecret", std::time::Duration::from_millis(5), None);
+    metrics.reconciled(
+        "vaultsecret",
+        std::time::Duration::from_millis(5),
+        Some("kubernetes"),
+    );
+    metrics.object_condition("vaultsecret", "demo/app", true, "Synced");
+    metrics.retrying("vaultsecret", 1);
+    metrics.on_call(&CallRecord {
+        endpoint: "GET /vault/api/v1/secrets/{name}",
+        status: 200,
+        duration: std::time::Duration::from_millis(5),
+    });
+    metrics.on_token_refresh(true);
+    metrics.kubernetes_write("patch", "vaultsecrets/status");
+    metrics.set_leader(true);
+    let text = metrics.encode();
+
+    let source = read(&repo().join("src/runtime/metrics/mod.rs"));
+    let registered = source.matches("registry.register(").count()
+        + source.matches("registry.register_with_unit(").count();
+    let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+    assert_eq!(
+        families, registered,
+        "src/runtime/metrics registers {registered} families, the reports above reached {families}: report into the new one here"
+    );
     let mut series = BTreeSet::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("# TYPE ") else {
@@ -1127,14 +1156,14 @@ fn alerts_and_dashboard_use_only_metrics_the_operator_exports() {
             && exported.contains("privx_operator_leader"),
         "the registry's families: {exported:?}"
     );
-    let rule = read(&chart().join("templates/prometheusrule.yaml"));
+    let rule = read(&chart().join("files/prometheus-rules.yaml"));
     let dashboard = read(&chart().join("dashboards/privx-operator.json"));
     let operations = read(&repo().join("docs/operations.md"));
     let alerts_doc = &operations[operations
         .find("## Alerts")
         .expect("operations.md has its alerts")..];
     for (what, text, at_least) in [
-        ("templates/prometheusrule.yaml", rule.as_str(), 6),
+        ("files/prometheus-rules.yaml", rule.as_str(), 6),
         ("dashboards/privx-operator.json", dashboard.as_str(), 9),
         ("docs/operations.md alerts", alerts_doc, 6),
     ] {
@@ -1154,7 +1183,7 @@ fn alerts_and_dashboard_use_only_metrics_the_operator_exports() {
         );
     }
     // Every alert of the chart's rule is also in the docs (one list, documented once).
-    let alert_re = regex::Regex::new(r"(?m)^\s+- alert: (\w+)$").unwrap();
+    let alert_re = regex::Regex::new(r"(?m)^\s*- alert: (\w+)$").unwrap();
     let chart_alerts: BTreeSet<&str> = alert_re
         .captures_iter(&rule)
         .map(|c| c.get(1).unwrap().as_str())
@@ -1163,6 +1192,7 @@ fn alerts_and_dashboard_use_only_metrics_the_operator_exports() {
         .captures_iter(alerts_doc)
         .map(|c| c.get(1).unwrap().as_str())
         .collect();
+    assert!(chart_alerts.len() >= 7, "{chart_alerts:?}");
     assert_eq!(chart_alerts, doc_alerts, "chart alerts vs docs/operations.md");
     // The dashboard is JSON with panels.
     let dashboard: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
@@ -1173,7 +1203,7 @@ fn alerts_and_dashboard_use_only_metrics_the_operator_exports() {
 fn the_metric_check_catches_a_name_the_operator_lacks() {
     let exported = exported_series();
     let unknown = unknown_metrics(
-        "rate(privx_operator_reconciles_total[5m]) + privx_operator_reconcile_total",
+        "rate(privx_operator_reconciles_total[5m]) + privx_operator_reconcile_total + privx_operator_leader",
         &exported,
     );
     assert_eq!(

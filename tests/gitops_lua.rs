@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use mlua::{Lua, LuaSerdeExt, SerializeOptions, Table};
+use mlua::serde::SerializeOptions;
+use mlua::{Lua, LuaSerdeExt, Table};
 use privx_operator::controller::outcome::reason;
 use privx_operator::crd::condition::{DesiredCondition, READY, SYNCED, merge};
 use privx_operator::crd::{

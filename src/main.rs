@@ -48,9 +48,10 @@ fn main() -> ExitCode {
             };
         }
         Command::UninstallCheck(args) => {
-            return match runtime().map_err(anyhow::Error::from).and_then(|rt| {
-                rt.block_on(privx_operator::runtime::hooks::uninstall_check(args))
-            }) {
+            return match runtime()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(privx_operator::runtime::hooks::uninstall_check(args)))
+            {
                 Ok(code) => code,
                 Err(error) => fail(error),
             };

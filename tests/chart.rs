@@ -1162,6 +1162,7 @@ fn alerts_and_dashboard_use_only_metrics_the_operator_exports() {
     let alerts_doc = &operations[operations
         .find("## Alerts")
         .expect("operations.md has its alerts")..];
+    let name_re = regex::Regex::new(r"\bprivx_operator_[a-z0-9_]+\b").unwrap();
     for (what, text, at_least) in [
         ("files/prometheus-rules.yaml", rule.as_str(), 6),
         ("dashboards/privx-operator.json", dashboard.as_str(), 9),
@@ -1172,8 +1173,7 @@ fn alerts_and_dashboard_use_only_metrics_the_operator_exports() {
             unknown.is_empty(),
             "{what} uses metrics the operator does not export: {unknown:?}"
         );
-        let used = regex::Regex::new(r"\bprivx_operator_[a-z0-9_]+\b")
-            .unwrap()
+        let used = name_re
             .find_iter(text)
             .map(|m| m.as_str())
             .collect::<BTreeSet<_>>();
@@ -1193,7 +1193,10 @@ fn alerts_and_dashboard_use_only_metrics_the_operator_exports() {
         .map(|c| c.get(1).unwrap().as_str())
         .collect();
     assert!(chart_alerts.len() >= 7, "{chart_alerts:?}");
-    assert_eq!(chart_alerts, doc_alerts, "chart alerts vs docs/operations.md");
+    assert_eq!(
+        chart_alerts, doc_alerts,
+        "chart alerts vs docs/operations.md"
+    );
     // The dashboard is JSON with panels.
     let dashboard: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
     assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 8));

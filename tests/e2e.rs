@@ -498,7 +498,11 @@ async fn push_stores_the_data_in_privx_and_mirrors_it() {
     // 7: the example keeps deletionPolicy Retain (the default), so no finalizer
     // (`deletion_retains_or_deletes_the_privx_secret_as_declared` covers Delete).
     assert!(
-        vs.metadata.finalizers.clone().unwrap_or_default().is_empty(),
+        vs.metadata
+            .finalizers
+            .clone()
+            .unwrap_or_default()
+            .is_empty(),
         "{:?}",
         vs.metadata.finalizers
     );

@@ -65,11 +65,18 @@ fn health(script: &str, obj: &Value) -> (String, String) {
         .unwrap_or_else(|e| panic!("the health script failed: {e}"));
     (
         result.get::<String>("status").unwrap(),
-        result.get::<Option<String>>("message").unwrap().unwrap_or_default(),
+        result
+            .get::<Option<String>>("message")
+            .unwrap()
+            .unwrap_or_default(),
     )
 }
 
-fn conditions(ready: bool, reason: &str, generation: i64) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+fn conditions(
+    ready: bool,
+    reason: &str,
+    generation: i64,
+) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     let synced = ready && reason != reason::UNSUPPORTED_FIELD;
     merge(
         &[],
@@ -184,14 +191,20 @@ fn stale_or_missing_status_is_progressing() {
 fn force_sync_action() -> (String, String) {
     let text = script("resource.customizations.actions.privx-operator.dev_VaultSecret");
     let action: Value = serde_saphyr::from_str(&text).expect("the action entry is YAML");
-    let discovery = action["discovery.lua"].as_str().expect("discovery.lua").to_string();
+    let discovery = action["discovery.lua"]
+        .as_str()
+        .expect("discovery.lua")
+        .to_string();
     let definition = action["definitions"]
         .as_array()
         .and_then(|d| d.iter().find(|d| d["name"] == "force-sync"))
         .expect("a force-sync definition");
     (
         discovery,
-        definition["action.lua"].as_str().expect("action.lua").to_string(),
+        definition["action.lua"]
+            .as_str()
+            .expect("action.lua")
+            .to_string(),
     )
 }
 
@@ -213,7 +226,9 @@ fn the_force_sync_action_is_offered_and_sets_only_the_annotation() {
         let lua = Lua::new();
         lua.globals().set("obj", lua_value(&lua, &before)).unwrap();
         let after: mlua::Value = lua.load(&action).eval().expect("the action runs");
-        let after: Value = lua.from_value(after).expect("the action returns the object");
+        let after: Value = lua
+            .from_value(after)
+            .expect("the action returns the object");
         let stamp = after["metadata"]["annotations"]["privx-operator.dev/force-sync"]
             .as_str()
             .expect("the annotation is set")
@@ -241,11 +256,9 @@ fn normalise(value: Value) -> Value {
         }
         Value::Array(items) if items.is_empty() => json!({}),
         Value::Array(items) => Value::Array(items.into_iter().map(normalise).collect()),
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (k, normalise(v)))
-                .collect(),
-        ),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, normalise(v))).collect())
+        }
         other => other,
     }
 }

@@ -118,12 +118,12 @@ pub fn report(blocking: &[Blocking]) -> String {
     text
 }
 
-/// Runs `uninstall-check` with the in-cluster (or kubeconfig) credentials.
-pub async fn uninstall_check(args: UninstallCheckArgs) -> anyhow::Result<ExitCode> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API")?;
+/// Every VaultSecret (in `namespaces`, or all) and PasswordPolicy that carries the operator's
+/// finalizer; lists metadata only.
+pub async fn find_blocking(
+    client: &kube::Client,
+    namespaces: &[String],
+) -> anyhow::Result<Vec<Blocking>> {
     let params = ListParams::default();
     let mut found = Vec::new();
     let policies = Api::<PasswordPolicy>::all(client.clone())
@@ -131,10 +131,10 @@ pub async fn uninstall_check(args: UninstallCheckArgs) -> anyhow::Result<ExitCod
         .await
         .context("listing PasswordPolicies")?;
     found.extend(blocking("PasswordPolicy", &metas(policies)));
-    let vault_secret_apis: Vec<Api<VaultSecret>> = if args.namespaces.is_empty() {
+    let vault_secret_apis: Vec<Api<VaultSecret>> = if namespaces.is_empty() {
         vec![Api::all(client.clone())]
     } else {
-        args.namespaces
+        namespaces
             .iter()
             .map(|ns| Api::namespaced(client.clone(), ns))
             .collect()
@@ -146,6 +146,17 @@ pub async fn uninstall_check(args: UninstallCheckArgs) -> anyhow::Result<ExitCod
             .context("listing VaultSecrets")?;
         found.extend(blocking("VaultSecret", &metas(secrets)));
     }
+    Ok(found)
+}
+
+/// Runs `uninstall-check` with the in-cluster (or kubeconfig) credentials: exit 0 when nothing
+/// blocks, 1 (with the report on stderr) when something does.
+pub async fn uninstall_check(args: UninstallCheckArgs) -> anyhow::Result<ExitCode> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let found = find_blocking(&client, &args.namespaces).await?;
     if found.is_empty() {
         println!(
             "no VaultSecret or PasswordPolicy carries the operator's finalizer: uninstalling leaves nothing stuck"

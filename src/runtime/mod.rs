@@ -1,6 +1,7 @@
 //! Process wiring for `privx-operator run`: configuration, logging, leader election, the HTTP
 //! endpoints (`/livez`, `/readyz`, `/metrics`), metrics (with the count of Kubernetes writes,
-//! `kube_writes`) and shutdown.
+//! `kube_writes`) and shutdown; also the chart's hook subcommands `probe` and
+//! `uninstall-check` (`hooks`).
 //!
 //! Owns the process lifecycle. Must not contain reconcile logic (that is `controller`) nor
 //! speak HTTP to PrivX (that is `privx`).

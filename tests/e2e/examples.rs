@@ -90,13 +90,17 @@ fn every_example_fits_the_demo_seed() {
                             );
                         }
                     }
-                    if let Some(name) = spec["source"]["generate"]["passwordPolicyRef"]["name"].as_str() {
+                    if let Some(name) =
+                        spec["source"]["generate"]["passwordPolicyRef"]["name"].as_str()
+                    {
                         policy_refs.insert(name.to_string());
                     }
                     if spec.get("source").is_none() && spec.get("owner").is_none() {
                         // Read only: the PrivX secret must be in the seed, with the fields read.
                         read_only += 1;
-                        let name = spec["name"].as_str().expect("a read-only example names its PrivX secret");
+                        let name = spec["name"]
+                            .as_str()
+                            .expect("a read-only example names its PrivX secret");
                         let seeded = seed
                             .secrets
                             .iter()
@@ -114,11 +118,18 @@ fn every_example_fits_the_demo_seed() {
                         );
                     }
                     // A restart target must be in the same file (else: a warning on the first try).
-                    for target in spec["mirror"]["rolloutRestartTargets"].as_array().into_iter().flatten() {
+                    for target in spec["mirror"]["rolloutRestartTargets"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                    {
                         let in_file = example_docs(&file, "demo").iter().any(|d| {
                             d["kind"] == target["kind"] && d["metadata"]["name"] == target["name"]
                         });
-                        assert!(in_file, "examples/{file} restarts {target}, which the file does not hold");
+                        assert!(
+                            in_file,
+                            "examples/{file} restarts {target}, which the file does not hold"
+                        );
                     }
                     assert_ne!(
                         spec["deletionPolicy"], "Delete",

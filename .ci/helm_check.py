@@ -100,7 +100,7 @@ COMBINATIONS: list[tuple[str, dict[str, Any], set[str], set[str]]] = [
     ("PrometheusRule", {"prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}, "additionalRules": [{"alert": "PrivxOperatorCustom", "expr": "vector(0) > 1", "for": "5m"}]}}, {"PrometheusRule"}, set()),
     ("Grafana dashboard", {"grafanaDashboard": {"enabled": True, "namespace": "monitoring", "annotations": {"grafana_folder": "Operators"}}}, {"ConfigMap", "dashboard"}, set()),
     ("extension points", {
-        "extraArgs": ["--privx-rate-burst=10"],
+        "extraArgs": ["--privx-token-expiration=15m"],
         "extraVolumes": [{"name": "extra", "emptyDir": {}}],
         "extraVolumeMounts": [{"name": "extra", "mountPath": "/extra"}],
         "extraObjects": [
@@ -256,7 +256,7 @@ def facts(objects: list[dict[str, Any]]) -> set[str]:
                     and (o["metadata"].get("annotations") or {}).get("example.com/owner")
                     and any(v["name"] == "extra" for v in pod["volumes"])
                     and any(m["name"] == "extra" for m in container["volumeMounts"])
-                    and container["args"][-1] == "--privx-rate-burst=10"):
+                    and container["args"][-1] == "--privx-token-expiration=15m"):
                 found.add("extension-points")
     for o in objects:
         if o.get("kind") in ("Role", "ClusterRole"):

@@ -215,7 +215,7 @@ fn a_full_production_configuration_passes_the_schema() {
         ),
         ("/prometheusRule/enabled", json!(true)),
         ("/grafanaDashboard/enabled", json!(true)),
-        ("/extraArgs", json!(["--privx-rate-burst=10"])),
+        ("/extraArgs", json!(["--privx-token-expiration=15m"])),
         ("/extraVolumes", json!([{"name": "extra", "emptyDir": {}}])),
         (
             "/extraVolumeMounts",

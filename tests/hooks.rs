@@ -2,7 +2,6 @@
 //! HTTP listener on 127.0.0.1, and the listing behind `privx-operator uninstall-check` (the
 //! pre-delete hook) against kube-rs's mock API service.
 
-use std::process::Command;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -36,22 +35,24 @@ async fn serve(status_line: &'static str, body: &'static str) -> u16 {
     port
 }
 
-fn probe(url: &str) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_privx-operator"))
+/// Runs `privx-operator probe` without blocking the runtime that serves the listener.
+async fn probe(url: &str) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_privx-operator"))
         .args(["probe", url, "--timeout=5s"])
         .output()
+        .await
         .expect("running privx-operator probe")
 }
 
 #[tokio::test]
 async fn probe_succeeds_on_2xx_and_fails_naming_the_answer_otherwise() {
     let ready = serve("200 OK", "ok\n").await;
-    let output = probe(&format!("http://127.0.0.1:{ready}/readyz"));
+    let output = probe(&format!("http://127.0.0.1:{ready}/readyz")).await;
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stdout).contains("200 OK: ok"));
 
     let unready = serve("503 Service Unavailable", "watches not synced\nnote: x\n").await;
-    let output = probe(&format!("http://127.0.0.1:{unready}/readyz"));
+    let output = probe(&format!("http://127.0.0.1:{unready}/readyz")).await;
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -64,7 +65,7 @@ async fn probe_succeeds_on_2xx_and_fails_naming_the_answer_otherwise() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let output = probe(&format!("http://127.0.0.1:{closed}/readyz"));
+    let output = probe(&format!("http://127.0.0.1:{closed}/readyz")).await;
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("no answer"));
 }

@@ -196,24 +196,42 @@ async fn every_example_becomes_ready_against_the_demo_seed() {
     ))
     .await;
 
-    let mut vault_secrets = Vec::new();
+    // Policies first, and Synced before anything refers to them, as a newcomer following the
+    // examples' comments would do (a VaultSecret generating to a policy the operator has not
+    // seen yet reports PolicyNotFound). By then the operator has also seen the Namespace
+    // annotation above (its watch delivers long before a PrivX round trip completes).
+    let files = example_files();
+    let (policy_files, other_files): (Vec<_>, Vec<_>) = files
+        .iter()
+        .partition(|f| e2e.example(f).iter().all(|d| d["kind"] == "PasswordPolicy"));
     let mut policies = Vec::new();
-    for file in example_files() {
-        for doc in e2e.example(&file) {
-            let name = doc["metadata"]["name"].as_str().unwrap().to_string();
-            match doc["kind"].as_str() {
-                Some("VaultSecret") => vault_secrets.push((file.clone(), name)),
-                Some("PasswordPolicy") => policies.push((file.clone(), name)),
-                _ => {}
-            }
+    for file in &policy_files {
+        for doc in e2e.example(file) {
+            policies.push((
+                file.to_string(),
+                doc["metadata"]["name"].as_str().unwrap().to_string(),
+            ));
             e2e.apply(doc).await;
         }
     }
-    assert!(vault_secrets.len() >= 6 && !policies.is_empty());
+    assert!(!policies.is_empty(), "no example declares a PasswordPolicy");
     for (file, name) in &policies {
         let policy = e2e.wait_policy_reason(name, "Synced").await;
         assert!(policy.status.is_some(), "examples/{file}");
     }
+    let mut vault_secrets = Vec::new();
+    for file in &other_files {
+        for doc in e2e.example(file) {
+            if doc["kind"] == "VaultSecret" {
+                vault_secrets.push((
+                    file.to_string(),
+                    doc["metadata"]["name"].as_str().unwrap().to_string(),
+                ));
+            }
+            e2e.apply(doc).await;
+        }
+    }
+    assert!(vault_secrets.len() >= 6, "{vault_secrets:?}");
     for (file, name) in &vault_secrets {
         e2e.wait_synced(name).await;
         let warnings: Vec<_> = e2e

@@ -12,8 +12,9 @@ COMBINATIONS below this does what `helm lint --strict` and `helm template` do, t
   against the rendered metrics Service;
 - that each combination renders the kinds it switches on, no object twice, and nothing broken;
 - the PrometheusRule against PROMETHEUS_RULE_SCHEMA (the part of the CRD the chart writes) and
-  its rule groups with `promtool check rules` (Debian's prometheus package; `.ci/helm` installs
-  it), the Grafana dashboard ConfigMap's JSON as a dashboard whose queries all name this
+  its rule groups with `promtool check rules` and `promtool test rules`
+  (.ci/prometheus-rules-test.yaml: each alert fires on the operator's series, and not on another
+  release's; Debian's prometheus package, which `.ci/helm` installs), the Grafana dashboard ConfigMap's JSON as a dashboard whose queries all name this
   release's job;
 - that the CRDs render from the templates (so `helm upgrade` upgrades them), carry
   `helm.sh/resource-policy: keep` unless `crds.keep` is false, and are the two generated ones;
@@ -332,20 +333,27 @@ def check_service_monitor(monitor: dict[str, Any], objects: list[dict[str, Any]]
     return problems
 
 
+# promtool unit tests of the shipped alerts (each fires on the operator's series and only on
+# this release's); they name the rendered rule file rules.yaml.
+RULE_TESTS = REPO / ".ci" / "prometheus-rules-test.yaml"
+
+
 def promtool_check(groups: dict[str, Any]) -> list[str]:
-    """`promtool check rules` on the rule groups, as Prometheus would load them."""
+    """`promtool check rules` on the rule groups, as Prometheus would load them, then
+    `promtool test rules` with RULE_TESTS."""
     promtool = shutil.which("promtool")
     if promtool is None:
         return ["promtool is not on PATH (.ci/helm installs Debian's prometheus package)"]
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        yaml.safe_dump(groups, f)
-        path = f.name
-    try:
-        result = subprocess.run([promtool, "check", "rules", path], capture_output=True, text=True)
-    finally:
-        Path(path).unlink()
-    if result.returncode != 0:
-        return [f"promtool check rules: {(result.stdout + result.stderr).strip()}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        rules = Path(tmp) / "rules.yaml"
+        rules.write_text(yaml.safe_dump(groups))
+        shutil.copy(RULE_TESTS, Path(tmp) / "tests.yaml")
+        result = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
+        if result.returncode != 0:
+            return [f"promtool check rules: {(result.stdout + result.stderr).strip()}"]
+        result = subprocess.run([promtool, "test", "rules", "tests.yaml"], capture_output=True, text=True, cwd=tmp)
+        if result.returncode != 0:
+            return [f"promtool test rules ({RULE_TESTS.relative_to(REPO)}): {(result.stdout + result.stderr).strip()}"]
     return []
 
 

@@ -1,14 +1,17 @@
 //! The Helm chart (`charts/privx-operator`), the Dockerfile and their agreement with the binary,
 //! checked statically, without helm (real Helm renders the chart in the separate CI step
 //! `.ci/helm`, which also validates the rendered manifests against Kubernetes' schema):
-//! - the chart's CRDs are byte-identical to `crds/` and to what the binary generates;
+//! - the chart's CRDs (`files/crds/`, rendered by `templates/crds.yaml` so that `helm upgrade`
+//!   upgrades them) are byte-identical to `crds/` and to what the binary generates;
 //! - `values.yaml` passes `values.schema.json`, and the schema refuses wrong values;
 //! - a static lint of the templates: balanced `{{ }}` and blocks, every `.Values.x.y` path
 //!   exists in `values.yaml`, and each template's text parses as YAML once its actions are
 //!   blanked out (an action alone on its lines is dropped, an inline one becomes a scalar);
 //! - every flag and environment variable the Deployment passes exists in `privx-operator run`,
 //!   and the chart's defaults equal the binary's;
-//! - RBAC: no wildcards, no verbs beyond those the code uses, optional rights behind their switch.
+//! - RBAC: no wildcards, no verbs beyond those the code uses, optional rights behind their switch;
+//!   the tenant roles aggregated to view/edit/admin name VaultSecrets only;
+//! - every metric the PrometheusRule and the Grafana dashboard use is one the operator exports.
 //!
 //! Limits of this lint (`.ci/helm` covers them by rendering): text inside `{{ if }}` branches is parsed with
 //! every branch present at once, so it cannot catch a wrong indentation of `nindent` output or
@@ -103,7 +106,11 @@ fn run_default(long: &str) -> String {
 
 #[test]
 fn chart_crds_are_byte_identical_to_the_generated_ones() {
-    let chart_crds = chart().join("crds");
+    assert!(
+        !chart().join("crds").exists(),
+        "the chart has a crds/ folder again: Helm never upgrades those (the CRDs are templates)"
+    );
+    let chart_crds = chart().join("files/crds");
     let mut expected_files = BTreeSet::new();
     for crd in all_crds() {
         let file = crd_file_name(&crd);
@@ -111,11 +118,11 @@ fn chart_crds_are_byte_identical_to_the_generated_ones() {
         let in_repo = read(&repo().join("crds").join(&file));
         assert!(
             in_chart == in_repo,
-            "charts/privx-operator/crds/{file} differs from crds/{file}; copy it over"
+            "charts/privx-operator/files/crds/{file} differs from crds/{file}; copy it over"
         );
         assert!(
             in_chart == crd_yaml(&crd),
-            "charts/privx-operator/crds/{file} is stale; run `cargo run -- crd --out-dir crds` and copy"
+            "charts/privx-operator/files/crds/{file} is stale; run `cargo run -- crd --out-dir crds` and copy"
         );
         expected_files.insert(file);
     }
@@ -125,7 +132,14 @@ fn chart_crds_are_byte_identical_to_the_generated_ones() {
         .collect();
     assert_eq!(
         present, expected_files,
-        "unexpected files in the chart's crds/"
+        "unexpected files in the chart's files/crds/"
+    );
+    let template = read(&chart().join("templates/crds.yaml"));
+    assert!(template.contains(".Files.Glob \"files/crds/*.yaml\""));
+    assert!(template.contains("\"helm.sh/resource-policy\" \"keep\""));
+    assert_eq!(
+        values()["crds"],
+        json!({"install": true, "keep": true, "annotations": {}})
     );
 }
 
@@ -135,6 +149,28 @@ fn chart_app_version_is_the_crate_version() {
     assert_eq!(chart_yaml["apiVersion"], "v2");
     assert_eq!(chart_yaml["name"], "privx-operator");
     assert_eq!(chart_yaml["appVersion"], env!("CARGO_PKG_VERSION"));
+    // The CRDs' CEL transition rules need 1.29 (docs/installation.md says the same).
+    assert_eq!(chart_yaml["kubeVersion"], ">=1.29.0-0");
+    let home = chart_yaml["home"].as_str().expect("home");
+    assert!(
+        !home.contains("ssh.com"),
+        "home is the project, not the vendor's product page"
+    );
+    assert_eq!(chart_yaml["sources"][0], home);
+    for key in [
+        "artifacthub.io/license",
+        "artifacthub.io/crds",
+        "artifacthub.io/links",
+    ] {
+        assert!(
+            chart_yaml["annotations"].get(key).is_some(),
+            "Chart.yaml lacks the Artifact Hub annotation {key}"
+        );
+    }
+    assert_eq!(
+        chart_yaml["annotations"]["artifacthub.io/license"],
+        env!("CARGO_PKG_LICENSE")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -173,6 +209,32 @@ fn a_full_production_configuration_passes_the_schema() {
         ("/podDisruptionBudget/minAvailable", json!(1)),
         ("/serviceMonitor/enabled", json!(true)),
         ("/image/digest", json!(format!("sha256:{}", "a".repeat(64)))),
+        (
+            "/image/repository",
+            json!("registry.example.com/privx-operator"),
+        ),
+        ("/prometheusRule/enabled", json!(true)),
+        ("/grafanaDashboard/enabled", json!(true)),
+        ("/extraArgs", json!(["--privx-token-expiration=15m"])),
+        ("/extraVolumes", json!([{"name": "extra", "emptyDir": {}}])),
+        (
+            "/extraVolumeMounts",
+            json!([{"name": "extra", "mountPath": "/extra"}]),
+        ),
+        (
+            "/extraObjects",
+            json!([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}, "kind: ConfigMap"]),
+        ),
+        (
+            "/hostAliases",
+            json!([{"ip": "192.0.2.10", "hostnames": ["privx.example.com"]}]),
+        ),
+        (
+            "/dnsConfig",
+            json!({"options": [{"name": "ndots", "value": "2"}]}),
+        ),
+        ("/deploymentAnnotations", json!({"a": "b"})),
+        ("/revisionHistoryLimit", json!(2)),
     ] {
         v = with(v, pointer, Some(value));
     }
@@ -302,6 +364,26 @@ fn the_schema_refuses_wrong_values() {
             "a privileged port",
             with(values(), "/httpPort", Some(json!(80))),
             "/httpPort",
+        ),
+        (
+            "an extra argument that is not a flag",
+            with(values(), "/extraArgs", Some(json!(["run"]))),
+            "/extraArgs/0",
+        ),
+        (
+            "a negative revision history",
+            with(values(), "/revisionHistoryLimit", Some(json!(-1))),
+            "/revisionHistoryLimit",
+        ),
+        (
+            "a typo under crds",
+            with(values(), "/crds/kepp", Some(json!(true))),
+            "/crds",
+        ),
+        (
+            "a dnsConfig key Kubernetes lacks",
+            with(values(), "/dnsConfig/nameserver", Some(json!(["1.1.1.1"]))),
+            "/dnsConfig",
         ),
         (
             "an image digest that is not sha256",
@@ -505,18 +587,21 @@ fn parse_template(name: &str, source: &str) -> Parsed {
     }
 }
 
+/// The templates (also those in sub-folders such as `tests/`), by their path under `templates/`.
 fn templates() -> Vec<(String, String)> {
-    let dir = chart().join("templates");
-    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                read(&p),
-            )
-        })
-        .collect();
+    fn walk(dir: &Path, prefix: &str, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = format!("{prefix}{}", path.file_name().unwrap().to_string_lossy());
+            if path.is_dir() {
+                walk(&path, &format!("{name}/"), out);
+            } else {
+                out.push((name, read(&path)));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&chart().join("templates"), "", &mut files);
     files.sort();
     assert!(files.len() >= 10, "templates missing: {files:?}");
     files
@@ -589,7 +674,9 @@ fn blanked_documents(name: &str, source: &str) -> Vec<String> {
 fn template_text_is_yaml_once_actions_are_blanked() {
     let mut kinds = BTreeSet::new();
     for (name, source) in templates() {
-        if !name.ends_with(".yaml") {
+        // Documents these render are not in their text: the CRDs come from files/crds/ (checked
+        // above), extraObjects from the values.
+        if !name.ends_with(".yaml") || name == "crds.yaml" || name == "extra-objects.yaml" {
             continue;
         }
         let documents = blanked_documents(&name, &source);
@@ -616,6 +703,9 @@ fn template_text_is_yaml_once_actions_are_blanked() {
         "PodDisruptionBudget",
         "Secret",
         "ConfigMap",
+        "PrometheusRule",
+        "Job",
+        "Pod",
     ] {
         assert!(kinds.contains(kind), "no template renders a {kind}");
     }
@@ -727,6 +817,9 @@ fn rbac_grants_only_the_verbs_the_code_uses() {
             !source.contains("\"*\"") && !source.contains("'*'") && !source.contains("- \"*\""),
             "{name} grants a wildcard"
         );
+        if name == TENANT_ROLES {
+            continue; // rights of namespace users, not the operator's (see below)
+        }
         for capture in verbs_re.captures_iter(&source) {
             rules += 1;
             for verb in capture[1].split(',') {
@@ -760,6 +853,43 @@ fn rbac_grants_only_the_verbs_the_code_uses() {
     assert!(rules >= 12, "found only {rules} RBAC rules");
 }
 
+/// The ClusterRoles aggregated to the built-in view, edit and admin roles.
+const TENANT_ROLES: &str = "clusterrole-aggregated.yaml";
+
+/// Namespace users get VaultSecrets through the built-in roles, and nothing else: no
+/// PasswordPolicies (cluster-wide, for cluster admins), no status, no Secrets (the built-in
+/// roles decide those); read rights go to view, write rights to edit (and so admin); both
+/// behind their switches and `rbac.create`.
+#[test]
+fn tenant_roles_aggregate_vaultsecrets_only() {
+    let source = read(&chart().join("templates").join(TENANT_ROLES));
+    let parsed = parse_template(TENANT_ROLES, &source);
+    let resources_re = regex::Regex::new(r"resources: \[([^\]]*)\]").unwrap();
+    let resources: Vec<String> = resources_re
+        .captures_iter(&source)
+        .map(|c| c[1].to_string())
+        .collect();
+    assert_eq!(resources, ["\"vaultsecrets\"", "\"vaultsecrets\""]);
+    for (text, enclosing) in &parsed.texts {
+        let under = |needle: &str| enclosing.iter().any(|a| a.contains(needle));
+        if text.contains("aggregate-to-view") {
+            assert!(under("rbac.aggregateToView") && under("rbac.create"));
+            assert!(text.contains("verbs: [\"get\", \"list\", \"watch\"]"));
+        }
+        if text.contains("verbs: [\"create\"") {
+            assert!(under("rbac.aggregateToEdit") && under("rbac.create"));
+            assert!(
+                !text.contains("aggregate-to-view"),
+                "write rights aggregate to view"
+            );
+            assert!(text.contains("aggregate-to-edit") && text.contains("aggregate-to-admin"));
+        }
+    }
+    let v = values();
+    assert_eq!(v["rbac"]["aggregateToView"], true);
+    assert_eq!(v["rbac"]["aggregateToEdit"], true);
+}
+
 #[test]
 fn optional_rights_sit_behind_their_switches() {
     let mut apps_rules = 0;
@@ -785,9 +915,13 @@ fn optional_rights_sit_behind_their_switches() {
                     "{name}: Lease rights belong in the operator's own namespace only"
                 );
             }
-            if text.contains("\"vaultsecrets\"") || text.contains("- vaultsecrets\n") {
+            if (text.contains("\"vaultsecrets\"") || text.contains("- vaultsecrets\n"))
+                && name != TENANT_ROLES
+            {
                 assert!(
-                    name == "role-namespaces.yaml" || under("$clusterWide"),
+                    name == "role-namespaces.yaml"
+                        || under("$clusterWide")
+                        || (name == "uninstall-check.yaml" && under("range $namespace")),
                     "{name}: cluster-wide VaultSecret rights although namespaces may be restricted"
                 );
             }
@@ -938,4 +1072,149 @@ fn the_e2e_service_account_rbac_is_the_charts() {
         }
     }
     assert!(checked >= 14, "found only {checked} harness rules");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Monitoring shipped with the chart
+
+/// The series names the operator exports, from its own registry: one report through every
+/// reporting interface (a family without a sample is not encoded at all), then the `# TYPE`
+/// lines of the OpenMetrics text, one per family; counters are scraped as `_total`, histograms
+/// as `_bucket`, `_sum` and `_count`. Fails when the registry has a family no report reached.
+fn exported_series() -> BTreeSet<String> {
+    use privx_client::{CallObserver, CallRecord};
+    use privx_operator::controller::core::ControllerMetrics;
+    let metrics = privx_operator::runtime::metrics::Metrics::new();
+    metrics.reconciled("vaultsecret", std::time::Duration::from_millis(5), None);
+    metrics.reconciled(
+        "vaultsecret",
+        std::time::Duration::from_millis(5),
+        Some("kubernetes"),
+    );
+    metrics.object_condition("vaultsecret", "demo/app", true, "Synced");
+    metrics.retrying("vaultsecret", 1);
+    metrics.queued("vaultsecret", 1);
+    metrics.on_call(&CallRecord {
+        endpoint: "GET /vault/api/v1/secrets/{name}",
+        status: 200,
+        duration: std::time::Duration::from_millis(5),
+    });
+    metrics.on_token_refresh(true);
+    metrics.kubernetes_write("patch", "vaultsecrets/status");
+    metrics.set_leader(true);
+    let text = metrics.encode();
+
+    let source = read(&repo().join("src/runtime/metrics/mod.rs"));
+    let registered = source.matches("registry.register(").count()
+        + source.matches("registry.register_with_unit(").count();
+    let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+    assert_eq!(
+        families, registered,
+        "src/runtime/metrics registers {registered} families, the reports above reached {families}: report into the new one here"
+    );
+    let mut series = BTreeSet::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = rest.split_once(' ').expect("`# TYPE name type`");
+        match kind {
+            "counter" => {
+                series.insert(format!("{name}_total"));
+            }
+            "histogram" => {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    series.insert(format!("{name}{suffix}"));
+                }
+            }
+            "info" => {
+                series.insert(format!("{name}_info"));
+            }
+            _ => {
+                series.insert(name.to_string());
+            }
+        }
+    }
+    series
+}
+
+/// Every `privx_operator_*` name in `text` that the operator does not export.
+fn unknown_metrics(text: &str, exported: &BTreeSet<String>) -> BTreeSet<String> {
+    let name_re = regex::Regex::new(r"\bprivx_operator_[a-z0-9_]+\b").unwrap();
+    name_re
+        .find_iter(text)
+        .map(|m| m.as_str().to_string())
+        .filter(|name| !exported.contains(name))
+        .collect()
+}
+
+/// Every metric the shipped alerts (PrometheusRule), the Grafana dashboard and the alerts in
+/// docs/operations.md use is one the operator exports, so that none silently never fires or
+/// stays empty after a rename.
+#[test]
+fn alerts_and_dashboard_use_only_metrics_the_operator_exports() {
+    let exported = exported_series();
+    assert!(
+        exported.contains("privx_operator_reconciles_total")
+            && exported.contains("privx_operator_privx_request_duration_seconds_bucket")
+            && exported.contains("privx_operator_leader"),
+        "the registry's families: {exported:?}"
+    );
+    let rule = read(&chart().join("files/prometheus-rules.yaml"));
+    let dashboard = read(&chart().join("dashboards/privx-operator.json"));
+    let operations = read(&repo().join("docs/operations.md"));
+    let alerts_doc = &operations[operations
+        .find("## Alerts")
+        .expect("operations.md has its alerts")..];
+    let name_re = regex::Regex::new(r"\bprivx_operator_[a-z0-9_]+\b").unwrap();
+    for (what, text, at_least) in [
+        ("files/prometheus-rules.yaml", rule.as_str(), 6),
+        ("dashboards/privx-operator.json", dashboard.as_str(), 9),
+        ("docs/operations.md alerts", alerts_doc, 6),
+    ] {
+        let unknown = unknown_metrics(text, &exported);
+        assert!(
+            unknown.is_empty(),
+            "{what} uses metrics the operator does not export: {unknown:?}"
+        );
+        let used = name_re
+            .find_iter(text)
+            .map(|m| m.as_str())
+            .collect::<BTreeSet<_>>();
+        assert!(
+            used.len() >= at_least,
+            "{what} uses only {used:?}: did the check lose its input?"
+        );
+    }
+    // Every alert of the chart's rule is also in the docs (one list, documented once).
+    let alert_re = regex::Regex::new(r"(?m)^\s*- alert: (\w+)$").unwrap();
+    let chart_alerts: BTreeSet<&str> = alert_re
+        .captures_iter(&rule)
+        .map(|c| c.get(1).unwrap().as_str())
+        .collect();
+    let doc_alerts: BTreeSet<&str> = alert_re
+        .captures_iter(alerts_doc)
+        .map(|c| c.get(1).unwrap().as_str())
+        .collect();
+    assert!(chart_alerts.len() >= 7, "{chart_alerts:?}");
+    assert_eq!(
+        chart_alerts, doc_alerts,
+        "chart alerts vs docs/operations.md"
+    );
+    // The dashboard is JSON with panels.
+    let dashboard: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 8));
+}
+
+#[test]
+fn the_metric_check_catches_a_name_the_operator_lacks() {
+    let exported = exported_series();
+    let unknown = unknown_metrics(
+        "rate(privx_operator_reconciles_total[5m]) + privx_operator_reconcile_total + privx_operator_leader",
+        &exported,
+    );
+    assert_eq!(
+        unknown,
+        BTreeSet::from(["privx_operator_reconcile_total".to_string()])
+    );
 }

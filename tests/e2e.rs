@@ -9,6 +9,9 @@
 #[path = "e2e/harness.rs"]
 mod harness;
 
+#[path = "e2e/examples.rs"]
+mod examples;
+
 use harness::service_account::{self, AUDIENCE, ClusterIssuer, SERVICE_ACCOUNT};
 use harness::{E2e, OperatorAuth, eventually, secret_value};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -530,10 +533,16 @@ async fn push_stores_the_data_in_privx_and_mirrors_it() {
     }
     assert!(!status_text.contains(EXAMPLE_PASSWORD));
 
-    // 7: deletionPolicy Delete, so the finalizer guards the PrivX secret.
-    assert_eq!(
-        vs.metadata.finalizers.clone().unwrap_or_default(),
-        [FINALIZER]
+    // 7: the example keeps deletionPolicy Retain (the default), so no finalizer
+    // (`deletion_retains_or_deletes_the_privx_secret_as_declared` covers Delete).
+    assert!(
+        vs.metadata
+            .finalizers
+            .clone()
+            .unwrap_or_default()
+            .is_empty(),
+        "{:?}",
+        vs.metadata.finalizers
     );
 }
 
@@ -771,7 +780,10 @@ async fn a_generated_password_is_stable_until_regeneration_is_requested() {
         },
     }))
     .await;
-    let manifest = e2e.example_of("vaultsecret-generated.yaml", "VaultSecret");
+    let mut manifest = e2e.example_of("vaultsecret-generated.yaml", "VaultSecret");
+    // The example names no workload (it holds none); this test restarts one.
+    manifest["spec"]["mirror"]["rolloutRestartTargets"] =
+        json!([{"kind": "StatefulSet", "name": "reporting"}]);
     e2e.apply(manifest.clone()).await;
     let vs = e2e.wait_synced("reporting-db-password").await;
     let privx_name = e2e.privx_name("reporting-db-password");

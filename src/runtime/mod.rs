@@ -1,6 +1,7 @@
 //! Process wiring for `privx-operator run`: configuration, logging, leader election, the watches
 //! and stores that feed both controllers ([`runner`]), the HTTP endpoints (`/livez`, `/readyz`,
-//! `/metrics`), metrics (with the count of Kubernetes writes, `kube_writes`) and shutdown.
+//! `/metrics`), metrics (with the count of Kubernetes writes, `kube_writes`) and shutdown; also
+//! the chart's hook subcommands `probe` and `uninstall-check` ([`hooks`]).
 //!
 //! Owns the process lifecycle; the top of the import order (it may use every other module,
 //! none uses it). Must not contain reconcile logic (that is `controller`) nor speak HTTP to
@@ -9,6 +10,7 @@
 mod args;
 pub mod crds;
 mod embedded;
+pub mod hooks;
 pub mod http;
 pub mod kube_writes;
 pub mod leader;

@@ -127,6 +127,12 @@ validation. Renders nothing; fails the render with a message naming the values a
 
 {{- define "privx-operator.validate" -}}
 {{- $auth := .Values.privx.auth }}
+{{- $repository := .Values.image.repository }}
+{{- if not $repository }}
+{{- fail "image.repository is required: the registry and path your cluster pulls the operator image from, e.g. registry.example.com/privx-operator (build it from the Dockerfile)" }}
+{{- else if or (eq (len (splitList "/" $repository)) 1) (not (regexMatch "^(localhost|[^/]*[.:][^/]*)$" (index (splitList "/" $repository) 0))) }}
+{{- fail (printf "image.repository %q names no registry host: give the registry your cluster pulls from, e.g. registry.example.com/%s (docker.io/... for Docker Hub); without one the pod would fail later with ImagePullBackOff" $repository $repository) }}
+{{- end }}
 {{- if and (ne $auth.mode "password") (or .Values.privx.credentials.create .Values.privx.credentials.existingSecret) }}
 {{- fail (printf "privx.credentials are for privx.auth.mode password; mode %s uses no static credentials" $auth.mode) }}
 {{- end }}
@@ -160,4 +166,34 @@ validation. Renders nothing; fails the render with a message naming the values a
 {{- if and .Values.networkPolicy.enabled (or (empty .Values.networkPolicy.apiServer.cidrs) (empty .Values.networkPolicy.privx.cidrs)) }}
 {{- fail "networkPolicy.enabled needs networkPolicy.apiServer.cidrs and networkPolicy.privx.cidrs (a NetworkPolicy cannot name hosts)" }}
 {{- end }}
+{{- end }}
+
+{{/*
+Labels of the CRDs: those of every object without the instance's selector labels (the CRDs
+are shared by the cluster, not part of one operator's pods).
+*/}}
+{{- define "privx-operator.crdLabels" -}}
+helm.sh/chart: {{ include "privx-operator.chart" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: privx-operator
+{{- end }}
+
+{{/*
+Labels of hook and test pods (and their RBAC): the release's labels without
+app.kubernetes.io/name, so that neither the metrics Service, the NetworkPolicy nor the
+PodDisruptionBudget of the operator selects them.
+*/}}
+{{- define "privx-operator.hookLabels" -}}
+helm.sh/chart: {{ include "privx-operator.chart" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: privx-operator
+{{- end }}
+
+{{/*
+PromQL label matchers of this release's metrics: the job the ServiceMonitor (or any scrape of
+the metrics Service) gives them, and the release namespace.
+*/}}
+{{- define "privx-operator.metricsSelector" -}}
+{{- printf "job=\"%s-metrics\", namespace=\"%s\"" (include "privx-operator.fullname" .) .Release.Namespace }}
 {{- end }}

@@ -206,10 +206,14 @@ pub mod demo {
     pub const POLICY_DEFAULT_ROTATION: &str = "40000000-0000-4000-8000-000000000001";
     pub const SECRET_LEGACY: &str = "legacy/db-password";
     pub const SECRET_UPSTREAM: &str = "k8s/demo/upstream-api-key";
+    /// Read by examples/vaultsecret-database-url.yaml (fields username, password).
+    pub const SECRET_ORDERS_DB: &str = "k8s/demo/orders-db";
+    /// Read by examples/vaultsecret-dockerconfigjson.yaml (fields username, password).
+    pub const SECRET_REGISTRY: &str = "k8s/demo/registry-credentials";
 }
 
 /// The demo seed: two API clients (`privx-operator` first, `someone-else`), five roles, users
-/// alice and bob, two shared secrets and the password policy `default-rotation` (written in v34
+/// alice and bob, four shared secrets (three of them read by the examples) and the password policy `default-rotation` (written in v34
 /// spelling; translated when the simulator serves v35).
 pub fn demo_seed() -> Seed {
     use demo::*;
@@ -290,6 +294,22 @@ pub fn demo_seed() -> Seed {
                 name: SECRET_UPSTREAM.into(),
                 owner_id: None,
                 data: json_object(json!({"api-key": "demo-upstream-api-key-value"})),
+                read_roles: vec!["privx-operator".into()],
+                write_roles: vec!["privx-operator".into()],
+            },
+            SeedSecret {
+                name: SECRET_ORDERS_DB.into(),
+                owner_id: None,
+                data: json_object(
+                    json!({"username": "orders", "password": "demo-orders-db-password"}),
+                ),
+                read_roles: vec!["privx-operator".into()],
+                write_roles: vec!["privx-operator".into()],
+            },
+            SeedSecret {
+                name: SECRET_REGISTRY.into(),
+                owner_id: None,
+                data: json_object(json!({"username": "robot", "password": "demo-registry-token"})),
                 read_roles: vec!["privx-operator".into()],
                 write_roles: vec!["privx-operator".into()],
             },

@@ -507,7 +507,7 @@ async fn paging_over_more_than_250_secrets() {
             .await;
         assert_eq!(status, StatusCode::CREATED);
     }
-    let total = 262; // plus the two seeded secrets the operator can see
+    let total = 264; // plus the four seeded secrets the operator can see
     let mut names = Vec::new();
     let mut offset = 0;
     loop {

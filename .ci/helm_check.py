@@ -114,6 +114,7 @@ COMBINATIONS: list[tuple[str, dict[str, Any], set[str], set[str]]] = [
         "revisionHistoryLimit": 2,
     }, {"ConfigMap", "Secret", "extension-points"}, set()),
     ("per-namespace identity, listed namespaces", {"namespaces": ["team-a"], "privx": {"auth": {"mode": "serviceAccountToken"}, "namespaceIdentity": {"enabled": True}}}, {"Role", "rights:core/serviceaccounts/token", "arg:--privx-token-file"}, set()),
+    ("a second release: PasswordPolicies only, selected", {"controllers": ["passwordpolicy"], "selector": "privx-operator.dev/release=b", "crds": {"install": False}}, {"arg:--controllers", "arg:--selector"}, {"CustomResourceDefinition"}),
 ]
 # Each new switch of the chart gets its line above.
 # ALWAYS does not hold where RBAC or the ServiceAccount is switched off.
@@ -123,6 +124,7 @@ OPTIONAL_ALWAYS = {
     "CRDs deleted on uninstall": {"crd:kept"},
     "tenant roles off": {"tenant-roles"},
     "uninstall check and helm test off": {"Job", "Pod"},
+    "a second release: PasswordPolicies only, selected": {"CustomResourceDefinition", "crd:kept"},
 }
 
 # Values the templates must refuse: (name, values over BASE, text the failure must contain).
@@ -130,6 +132,7 @@ FAILURES: list[tuple[str, dict[str, Any], str]] = [
     ("image repository without a registry host", {"image": {"repository": "privx-operator"}}, "image.repository"),
     ("Docker Hub shorthand without a host", {"image": {"repository": "someone/privx-operator"}}, "image.repository"),
     ("no image repository", {"image": {"repository": ""}}, "image.repository is required"),
+    ("an unknown controller", {"controllers": ["vaultsecrets"]}, "controllers"),
 ]
 # Repositories the templates accept (a registry host: a dot, a port or localhost).
 ACCEPTED_REPOSITORIES = ["registry.example.com/privx-operator", "localhost:5000/privx-operator", "docker.io/someone/privx-operator", "localhost/p"]

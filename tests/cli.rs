@@ -180,3 +180,32 @@ fn a_taken_http_port_is_a_clear_start_up_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_bad_selector_or_controller_names_the_flag_and_what_is_wrong() {
+    for (args, flag, words) in [
+        (
+            ["run", "--selector", "team in (a"],
+            "--selector",
+            "unbalanced",
+        ),
+        (
+            ["run", "--selector", "bad key=1"],
+            "--selector",
+            "label key",
+        ),
+        (
+            ["run", "--controllers", "vaultsecrets"],
+            "--controllers",
+            "vaultsecret",
+        ),
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.contains(flag) && stderr.contains(words),
+            "{args:?}: {stderr}"
+        );
+    }
+}

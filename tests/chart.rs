@@ -856,10 +856,7 @@ fn mirrors_owner_references_are_allowed_under_owner_reference_enforcement() {
 #[test]
 fn dockerfile_is_from_scratch_pinned_and_runs_as_the_charts_user() {
     let dockerfile = read(&repo().join("Dockerfile"));
-    let lines: Vec<&str> = dockerfile
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .collect();
+    let lines: Vec<&str> = dockerfile.lines().filter(|l| !l.starts_with('#')).collect();
     let from: Vec<&&str> = lines.iter().filter(|l| l.starts_with("FROM ")).collect();
     // No base image to pull, so no tag that could float: the base is image/debian.lock.
     assert_eq!(from, [&"FROM scratch"]);
@@ -911,7 +908,11 @@ fn dockerfile_is_from_scratch_pinned_and_runs_as_the_charts_user() {
     }
 
     let passwd = read(&repo().join("image/etc/passwd"));
-    assert!(passwd.lines().any(|l| l.starts_with("nonroot:x:65532:65532:")));
+    assert!(
+        passwd
+            .lines()
+            .any(|l| l.starts_with("nonroot:x:65532:65532:"))
+    );
     // Every pinned package carries the SHA-256 of its .deb.
     let lock = read(&repo().join("image/debian.lock"));
     let pins: Vec<Vec<&str>> = lock

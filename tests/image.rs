@@ -259,6 +259,7 @@ impl Operator {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!(
             "the container did not stop on SIGTERM; its log:\n{}",
             self.log()

@@ -180,21 +180,14 @@ impl Drop for World {
     }
 }
 
+/// Writes `text` to `path`, readable by the container's uid (0644, directories 0755 whatever
+/// the umask).
 fn write(path: &Path, text: &str) {
-    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    use std::os::unix::fs::PermissionsExt as _;
     let parent = path.parent().unwrap();
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(parent)
-        .unwrap();
-    for dir in parent
-        .ancestors()
-        .take_while(|d| d.starts_with(std::env::temp_dir()))
-    {
-        if dir != std::env::temp_dir() {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
+    std::fs::create_dir_all(parent).unwrap();
+    for dir in [parent, parent.parent().unwrap()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -28,6 +28,9 @@ use support::running::{namespace_object, secret_object, vault_secret_object};
 
 /// The PrivX host name the operator is given; only the container's `/etc/hosts` knows it.
 const PRIVX_HOST: &str = "privx.image.test";
+/// A PrivX host name only DNS knows: the server at `PRIVX_OPERATOR_IMAGE_DNS` (`.ci/image`
+/// starts one) answers it with 127.0.0.1.
+const PRIVX_DNS_HOST: &str = "privx-dns.image.test";
 const NS: &str = "image";
 const CA_DIR: &str = "/etc/privx-operator/ca";
 const CREDENTIALS_DIR: &str = "/etc/privx-operator/credentials";
@@ -55,7 +58,7 @@ impl World {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let sim = Simulator::start(SimOptions {
             tls: true,
-            tls_names: vec![PRIVX_HOST.to_string()],
+            tls_names: vec![PRIVX_HOST.to_string(), PRIVX_DNS_HOST.to_string()],
             ..Default::default()
         })
         .await
@@ -106,13 +109,9 @@ impl World {
         }
     }
 
-    fn privx_url(&self) -> String {
-        format!("https://{PRIVX_HOST}:{}", self.sim.local_addr().port())
-    }
-
     /// Starts the operator in the image with the chart's mounts and environment (the CA only
-    /// when `with_ca`), `extra` container options, and PrivX at [`PRIVX_HOST`].
-    fn operator(&self, name: &str, with_ca: bool, extra: &[String]) -> Operator {
+    /// when `with_ca`), `extra` container options, and PrivX at `https://{host}:PORT`.
+    fn operator(&self, name: &str, host: &str, with_ca: bool, extra: &[String]) -> Operator {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -146,7 +145,10 @@ impl World {
 
         let mut args = vec![
             "run".to_string(),
-            format!("--privx-url={}", self.privx_url()),
+            format!(
+                "--privx-url=https://{host}:{}",
+                self.sim.local_addr().port()
+            ),
             format!("--http-addr=127.0.0.1:{port}"),
             format!("--namespaces={NS}"),
             "--privx-self-roles=privx-operator".to_string(),
@@ -288,6 +290,7 @@ async fn in_the_image_a_vault_secret_reaches_ready_with_privx_at_a_host_name_ove
     let world = World::start().await;
     let mut operator = world.operator(
         "ready",
+        PRIVX_HOST,
         true,
         &["--add-host".to_string(), format!("{PRIVX_HOST}:127.0.0.1")],
     );
@@ -350,6 +353,7 @@ async fn in_the_image_privx_whose_certificate_no_root_signs_is_refused() {
     // simulator's certificate.
     let mut operator = world.operator(
         "untrusted",
+        PRIVX_HOST,
         false,
         &["--add-host".to_string(), format!("{PRIVX_HOST}:127.0.0.1")],
     );
@@ -372,7 +376,7 @@ async fn in_the_image_privx_whose_certificate_no_root_signs_is_refused() {
 async fn in_the_image_a_privx_host_name_that_does_not_resolve_is_reported() {
     let world = World::start().await;
     // No --add-host: the name is in no /etc/hosts and no DNS (.test is reserved).
-    let mut operator = world.operator("unresolved", true, &[]);
+    let mut operator = world.operator("unresolved", PRIVX_HOST, true, &[]);
     operator
         .wait_for("a name-resolution error in the log", async |op| {
             let log = op.log();
@@ -380,5 +384,29 @@ async fn in_the_image_a_privx_host_name_that_does_not_resolve_is_reported() {
         })
         .await;
     assert!(!operator.ready().await, "ready without reaching PrivX");
+    assert!(operator.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the built image, a container runtime and a DNS server: .ci/image runs it"]
+async fn in_the_image_a_privx_host_name_resolves_through_dns() {
+    let dns = std::env::var("PRIVX_OPERATOR_IMAGE_DNS").expect(
+        "PRIVX_OPERATOR_IMAGE_DNS must name a DNS server answering privx-dns.image.test (.ci/image starts one)",
+    );
+    let world = World::start().await;
+    // The container's resolv.conf names only that server, and no /etc/hosts entry exists:
+    // glibc's built-in dns source (no libnss_dns in the image) must find the name.
+    let resolv = world.dir.join("resolv/resolv.conf");
+    write(&resolv, &format!("nameserver {dns}\n"));
+    let mut operator = world.operator(
+        "dns",
+        PRIVX_DNS_HOST,
+        true,
+        &[
+            "-v".to_string(),
+            format!("{}:/etc/resolv.conf:ro", resolv.display()),
+        ],
+    );
+    operator.wait_for("/readyz 200", Operator::ready).await;
     assert!(operator.stop().success());
 }

@@ -111,6 +111,9 @@ pub struct SimOptions {
     pub seed: Seed,
     /// Serve HTTPS with a generated self-signed certificate for 127.0.0.1 / localhost.
     pub tls: bool,
+    /// Further host names the certificate is valid for (a PrivX host name resolved through
+    /// `/etc/hosts`, as the image test uses).
+    pub tls_names: Vec<String>,
     /// Lifetime of granted tokens (`expires_in`).
     pub token_lifetime: Duration,
     /// Status of "name already exists": 400 (VALUE_DUPLICATE) or 409.
@@ -143,6 +146,7 @@ impl Default for SimOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             seed: demo_seed(),
             tls: false,
+            tls_names: Vec::new(),
             token_lifetime: Duration::from_secs(30 * 60),
             duplicate_status: 400,
             policy_generation: SimPolicyGeneration::V35,
@@ -193,6 +197,9 @@ pub struct SimArgs {
     /// Write the generated certificate (PEM) here; with --tls only.
     #[arg(long, value_name = "FILE", requires = "tls")]
     pub ca_out: Option<PathBuf>,
+    /// A further host name the certificate is valid for (repeatable); with --tls only.
+    #[arg(long = "tls-name", value_name = "HOST", requires = "tls")]
+    pub tls_names: Vec<String>,
     /// Lifetime of granted tokens (30m, 90s, 1h, or seconds).
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_lifetime)]
     pub token_lifetime: Duration,
@@ -249,6 +256,7 @@ impl SimArgs {
             listen: self.listen,
             seed,
             tls: self.tls,
+            tls_names: self.tls_names.clone(),
             token_lifetime: self.token_lifetime,
             duplicate_status: self.duplicate_status,
             policy_generation: self.policy_generation,

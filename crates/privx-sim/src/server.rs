@@ -83,7 +83,7 @@ impl Simulator {
             .with_context(|| format!("binding {}", options.listen))?;
         let address = listener.local_addr()?;
         let (acceptor, ca_pem) = if options.tls {
-            let (acceptor, pem) = tls_acceptor()?;
+            let (acceptor, pem) = tls_acceptor(&options.tls_names)?;
             (Some(acceptor), Some(pem))
         } else {
             (None, None)
@@ -202,14 +202,16 @@ impl Simulator {
     }
 }
 
-fn tls_acceptor() -> anyhow::Result<(tokio_rustls::TlsAcceptor, String)> {
+fn tls_acceptor(names: &[String]) -> anyhow::Result<(tokio_rustls::TlsAcceptor, String)> {
     use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    let certified = rcgen::generate_simple_self_signed(vec![
+    let mut subject_alt_names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
         "::1".to_string(),
-    ])
-    .context("generating the simulator's TLS certificate")?;
+    ];
+    subject_alt_names.extend(names.iter().cloned());
+    let certified = rcgen::generate_simple_self_signed(subject_alt_names)
+        .with_context(|| format!("generating the simulator's TLS certificate for {names:?}"))?;
     let pem = certified.cert.pem();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
         certified.signing_key.serialize_der(),

@@ -1334,6 +1334,41 @@ async fn body_over_one_mib_is_refused_with_413() {
 }
 
 #[tokio::test]
+async fn tls_certificate_names_the_extra_host_names_and_no_others() {
+    let sim = start(SimOptions {
+        tls: true,
+        tls_names: vec!["privx.sim.test".to_string()],
+        ..Default::default()
+    })
+    .await;
+    let pem = sim.ca_pem().expect("a certificate when serving TLS");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let port = sim.local_addr().port();
+    // Both names lead to the simulator; only the one given is in its certificate.
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).unwrap()])
+        .resolve("privx.sim.test", sim.local_addr())
+        .resolve("other.sim.test", sim.local_addr())
+        .build()
+        .unwrap();
+    let named = client
+        .get(format!("https://privx.sim.test:{port}/vault/api/v1/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(named.status(), StatusCode::OK);
+    let other = client
+        .get(format!("https://other.sim.test:{port}/vault/api/v1/status"))
+        .send()
+        .await;
+    assert!(
+        other.is_err(),
+        "a name outside the certificate was accepted"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn tls_with_generated_certificate() {
     let sim = start(SimOptions {
         tls: true,

@@ -11,6 +11,7 @@
 //! each a short list of endpoints over the core. `transport` is the HTTP layer below the core.
 
 pub mod auth;
+pub mod breaker;
 pub mod config;
 mod core;
 pub mod duration;
@@ -35,6 +36,7 @@ pub use auth::{
     AuthMethod, EdAlgName, SignedJwt, SignedJwtClaims, SubjectTokenFuture, SubjectTokenSource,
     TokenExchange, TokenFile,
 };
+pub use breaker::{BreakerSettings, BreakerState, BreakerStatus, Breakers, Service};
 pub use config::{
     CredentialSource, CredentialValue, Credentials, PolicyGenerationSetting, PrivxConfig,
 };
@@ -58,14 +60,21 @@ pub struct CallRecord {
     pub duration: std::time::Duration,
 }
 
-/// Receives one record per HTTP request made to PrivX, and one per token refresh.
+/// Receives one record per HTTP request made to PrivX, one per token refresh, and the
+/// circuit breakers' changes ([`breaker`]).
 pub trait CallObserver: Send + Sync + 'static {
     fn on_call(&self, record: &CallRecord);
     fn on_token_refresh(&self, ok: bool);
+    /// A service's circuit breaker changed state; also called for every service, with its
+    /// state then, when the observer is set.
+    fn on_breaker_state(&self, _service: Service, _state: BreakerState) {}
+    /// A call to `service` was refused by its open circuit breaker (no request was sent).
+    fn on_breaker_refusal(&self, _service: Service) {}
 }
 
-/// The PrivX client. Cheap to clone; all clones share one token cache, one HTTP pool and one
-/// [`Limits`].
+/// The PrivX client. Cheap to clone; all clones share one token cache, one HTTP pool, one
+/// [`Limits`] and one [`Breakers`] (the last two also with every client built from a clone of
+/// the same [`PrivxConfig`]).
 #[derive(Clone)]
 pub struct PrivxClient {
     inner: Arc<Inner>,
@@ -128,6 +137,13 @@ impl PrivxClient {
     pub fn with_observer(self, observer: std::sync::Arc<dyn CallObserver>) -> Self {
         self.inner.transport.set_observer(observer);
         self
+    }
+
+    /// The circuit breakers of the PrivX services, shared with every clone and every client
+    /// built from a clone of the same configuration: [`Breakers::subscribe`] tells when a
+    /// service recovers; [`PrivxError::breaker_refusal`] tells a refused call.
+    pub fn breakers(&self) -> &Breakers {
+        self.inner.transport.breakers()
     }
 
     /// Changes (to the count of logins so far) after every successful login: the first one and

@@ -2,13 +2,15 @@
 //!
 //! Owns authentication (one cached token, refreshed before expiry, single-flight), every
 //! endpoint the operator uses, retries of retryable failures, one shared limit on concurrent
-//! requests and on their rate ([`limit`]), typed errors and call metrics.
+//! requests and on their rate ([`limit`]), one shared circuit breaker per PrivX service
+//! ([`breaker`]), typed errors and call metrics.
 //! Must not know about Kubernetes: no kube or k8s-openapi types, no CRD types.
 //!
 //! Layout: one request core ([`core`]: call, retries, 401 refresh, paging) under one module
 //! per PrivX service — `auth` (token cache and grants), `vault` (secrets),
 //! `secrets_manager` (password policies), `role_store` (roles, the caller's own user) —
-//! each a short list of endpoints over the core. `transport` is the HTTP layer below the core.
+//! each a short list of endpoints over the core. `transport` is the HTTP layer below the core:
+//! every request passes the limit and its service's breaker there.
 
 pub mod auth;
 pub mod breaker;

@@ -18,9 +18,11 @@
 //!   way but an outage closes the breaker; an outage answer opens it again with the next
 //!   interval.
 //!
-//! A breaker that opens again soon after it closed (within `max_probe_interval`) continues
-//! with the longer interval instead of starting over, so a service whose status answers while
-//! its real endpoints fail costs a few requests per interval, not a burst per second.
+//! After a probe closed it, the breaker is on probation until a real request is answered:
+//! the first outage answer opens it again at once. A breaker that opens again soon after it
+//! closed (within `max_probe_interval`) continues with the longer interval instead of starting
+//! over. So a service whose status answers while its real endpoints fail (a token endpoint
+//! behind a broken proxy route) costs about one probe and one real request per interval.
 //!
 //! Who needs to know watches [`Breakers::subscribe`]: the state of each service and a count
 //! of closings (a closing is the moment to retry whatever failed because of the outage).
@@ -238,6 +240,9 @@ struct Machine {
     /// The probe interval now (before jitter).
     interval: Duration,
     closed_at: Option<Instant>,
+    /// Closed by a probe, and no real request answered since: the first outage answer opens
+    /// it again (the status may answer while the real endpoints do not).
+    probation: bool,
     /// Counts probes, so that a late verdict of an abandoned probe changes nothing.
     probe_serial: u64,
     /// The background task probing this service, if one runs.
@@ -320,6 +325,7 @@ impl Breakers {
                 last_failure: String::new(),
                 interval: settings.first_probe_interval,
                 closed_at: None,
+                probation: false,
                 probe_serial: 0,
                 prober: None,
                 prober_serial: 0,
@@ -464,10 +470,12 @@ impl Breakers {
             Outcome::Served => match phase {
                 Phase::Closed { .. } => {
                     machine.phase = Phase::Closed { failures: 0 };
+                    machine.probation = false;
                     None
                 }
                 _ if current_probe => {
                     machine.closed_at = Some(now);
+                    machine.probation = true;
                     tracing::info!(service = %service, "PrivX {service} answers again; calls to it resume (circuit breaker closed)");
                     self.set_phase(service, &mut machine, Phase::Closed { failures: 0 })
                 }
@@ -483,7 +491,11 @@ impl Breakers {
                     Phase::Closed { failures } => {
                         let failures = failures + 1;
                         machine.phase = Phase::Closed { failures };
-                        if failures >= settings.failure_threshold || pause.is_some() {
+                        if failures >= settings.failure_threshold
+                            || pause.is_some()
+                            || machine.probation
+                        {
+                            machine.probation = false;
                             let recent = machine.closed_at.is_some_and(|at| {
                                 now.saturating_duration_since(at) < settings.max_probe_interval
                             });

@@ -403,6 +403,37 @@ async fn a_role_store_outage_leaves_vault_calls_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_token_endpoint_costs_one_grant_per_probe_though_the_status_answers() {
+    let (sim, _, client) = start().await;
+    // Only the token endpoint fails; the auth status (the probe) answers: each probe closes
+    // the breaker, and the next grant, failing, opens it again at once (probation). Grants are
+    // one at a time, so at most the threshold before it opens, then one per probe.
+    sim.set_faults(vec![Fault::token_endpoint_down()]);
+    let window = Duration::from_millis(2500);
+    let started = Instant::now();
+    let tally = read_until(&client, 100, started + window).await;
+    let elapsed = started.elapsed();
+    let grants = sim
+        .requests()
+        .iter()
+        .filter(|r| r.route == "POST /auth/api/v1/oauth/token")
+        .count();
+    let probes = requests_to(&sim, Service::Auth).len() - grants;
+    let bound = SETTINGS.failure_threshold as usize + SETTINGS.max_probes_within(elapsed) as usize;
+    eprintln!(
+        "token endpoint down {window:?}, 100 callers: {grants} grants (bound {bound}), {probes} probes, {tally:?}"
+    );
+    assert!(grants <= bound, "{grants} > {bound}");
+    assert!(probes >= 1 && tally.succeeded == 0, "{tally:?}");
+    sim.set_faults(vec![]);
+    wait_for(&client, Service::Auth, BreakerState::Closed).await;
+    read(&client)
+        .await
+        .expect("logs in and reads once the token endpoint answers");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_auth_service_behaves_like_a_vault_outage() {
     let (sim, _, client) = start().await;
     // No token yet: every read needs a grant first. The auth service is down, its status too.

@@ -26,8 +26,12 @@ fn call(b: &Breakers, service: Service, outcome: &Outcome) -> bool {
     }
 }
 
+/// Outage answers until it opens: the threshold, or one on probation.
 fn open(b: &Breakers) {
     for _ in 0..DEFAULT_FAILURE_THRESHOLD {
+        if b.status().state(VAULT) != BreakerState::Closed {
+            break;
+        }
         assert!(call(b, VAULT, &failed("HTTP 503 from vault")));
     }
     assert_eq!(b.status().state(VAULT), BreakerState::Open);
@@ -211,6 +215,23 @@ async fn reopening_soon_after_closing_continues_the_longer_interval() {
     open(&b);
     let wait = b.until_probe(VAULT, 0, Instant::now()).unwrap();
     assert!(wait <= Duration::from_secs(1).mul_f64(1.2), "{wait:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_probe_closed_it_the_first_real_outage_opens_it_again() {
+    let b = breakers();
+    open(&b);
+    probe(&b).await.report(&Outcome::Served);
+    // The status answered, the real endpoint does not: one failure is enough.
+    assert!(call(&b, VAULT, &failed("HTTP 503 from vault")));
+    assert_eq!(b.status().state(VAULT), BreakerState::Open);
+    // A real answer ends the probation: back to the threshold.
+    probe(&b).await.report(&Outcome::Served);
+    assert!(call(&b, VAULT, &Outcome::Served));
+    for _ in 0..DEFAULT_FAILURE_THRESHOLD - 1 {
+        assert!(call(&b, VAULT, &failed("HTTP 503 from vault")));
+    }
+    assert_eq!(b.status().state(VAULT), BreakerState::Closed);
 }
 
 #[tokio::test(start_paused = true)]

@@ -353,4 +353,14 @@ impl Probe for Cluster {
             cpu_seconds: stat_cpu_seconds(&stat).unwrap_or(0.0),
         })
     }
+
+    async fn set_privx_faults(&self, faults: Vec<privx_sim::Fault>) -> anyhow::Result<()> {
+        self.http
+            .put(format!("{}/_sim/faults", self.sim_url))
+            .json(&faults)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
 }

@@ -217,6 +217,11 @@ impl Probe for InProcess<'_> {
             cpu_seconds: threads_cpu_seconds(OPERATOR_THREADS)?,
         })
     }
+
+    async fn set_privx_faults(&self, faults: Vec<privx_sim::Fault>) -> anyhow::Result<()> {
+        self.sim.set_faults(faults);
+        Ok(())
+    }
 }
 
 /// The `Vm*` lines of a `/proc/<pid>/status` file, in KiB.

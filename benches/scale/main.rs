@@ -14,7 +14,8 @@
 //! how fast this API server takes writes), then N push+mirror VaultSecrets from them at the
 //! same concurrency; the time until all are Ready, divided by the baseline; create→Ready
 //! percentiles; PrivX calls and Kubernetes writes per new object; what happens in steady state
-//! over two refresh periods; memory and CPU. It prints one JSON object on stdout.
+//! over two refresh periods; memory and CPU; optionally (`--outage 60s`) a vault outage and the
+//! recovery from it. It prints one JSON object on stdout.
 
 mod alloc;
 mod cluster;
@@ -77,6 +78,18 @@ pub struct Args {
     /// after the steady state, while the operator runs, and the cleanup is measured too.
     #[arg(long, default_value = "Retain", value_parser = ["Retain", "Delete"])]
     pub deletion_policy: String,
+
+    /// After the steady state, every `/vault/*` request of the simulator answers 503 for this
+    /// long (issue 22) while `--outage-changes` source Secrets change: the PrivX requests
+    /// during the outage (mean and peak per second), whether a mirror was touched, and the time
+    /// from PrivX answering again until every VaultSecret is Ready and the changed data is in
+    /// the mirrors go to `outage` in the report.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub outage: Option<Duration>,
+
+    /// Source Secrets changed during `--outage`.
+    #[arg(long, default_value_t = 20)]
+    pub outage_changes: usize,
 
     /// Give up waiting for all VaultSecrets to be Ready after this long.
     #[arg(long, default_value = "30m", value_parser = parse_duration)]

@@ -33,9 +33,11 @@ pub struct Snapshot {
     pub cpu_seconds: f64,
 }
 
-/// Where a mode's figures come from.
+/// Where a mode's figures come from, and its hand on the simulator's faults.
 pub trait Probe {
     async fn snapshot(&self) -> anyhow::Result<Snapshot>;
+    /// Replaces the simulator's injected faults (`[]`: none).
+    async fn set_privx_faults(&self, faults: Vec<privx_sim::Fault>) -> anyhow::Result<()>;
 }
 
 /// A series of the metrics text: `name{labels}` exactly.
@@ -243,8 +245,15 @@ pub async fn run<P: Probe>(
     tokio::time::sleep(args.refresh * 2 + Duration::from_secs(1)).await;
     let steady = probe.snapshot().await?;
     watch.abort();
+    let (outage, last) = match args.outage {
+        Some(length) => {
+            let (report, last) = outage(args, length, ns, &secrets, &vault_secrets, probe).await?;
+            (Some(report), last)
+        }
+        None => (None, steady.clone()),
+    };
     let deletion = if delete {
-        Some(delete_all(args, &vault_secrets, n, probe, &steady).await?)
+        Some(delete_all(args, &vault_secrets, n, probe, &last).await?)
     } else {
         None
     };
@@ -322,6 +331,7 @@ pub async fn run<P: Probe>(
             "privx_reads_per_object_per_refresh": round(privx_steady_reads / n as f64 / 2.0),
             "privx_calls_by_route": privx_steady,
         },
+        "outage": outage,
         "deletion_policy": args.deletion_policy,
         "deletion": deletion,
         "reconciles_per_new_object": round(reconciles_new / n as f64),
@@ -340,6 +350,142 @@ pub async fn run<P: Probe>(
             "steady": steady.memory,
         },
     }))
+}
+
+/// The mirrors' `resourceVersion`s (the mirror of `vs-i` is the Secret `vs-i`).
+async fn mirror_versions(
+    secrets: &Api<Secret>,
+    n: usize,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mirrors: std::collections::HashSet<String> = (0..n).map(|i| format!("vs-{i}")).collect();
+    Ok(secrets
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|s| {
+            let name = s.metadata.name?;
+            mirrors
+                .contains(&name)
+                .then(|| (name, s.metadata.resource_version.unwrap_or_default()))
+        })
+        .collect())
+}
+
+/// `--outage`: every `/vault/*` request answers 503 for `length` while the first
+/// `--outage-changes` sources change; then PrivX answers again and the bench waits until every
+/// VaultSecret is Ready and every changed source's data is in its mirror (so in PrivX, which
+/// the mirror is written from). Returns the report and the last snapshot.
+async fn outage(
+    args: &Args,
+    length: Duration,
+    ns: &str,
+    secrets: &Api<Secret>,
+    vault_secrets: &Api<VaultSecret>,
+    probe: &impl Probe,
+) -> anyhow::Result<(Value, Snapshot)> {
+    let n = args.objects;
+    let changes = args.outage_changes.min(n);
+    let mirrors_before = mirror_versions(secrets, n).await?;
+    let before = probe.snapshot().await?;
+    progress(&format!(
+        "vault outage: every /vault/* request answers 503 for {length:?}; {changes} sources change"
+    ));
+    probe
+        .set_privx_faults(vec![privx_sim::Fault::status("/vault/*", 503)])
+        .await?;
+    let started = Instant::now();
+    let changed_value = |i: usize| format!("changed-during-outage-{i}");
+    for i in 0..changes {
+        let patch = secret_object(ns, &format!("src-{i}"), &[("password", &changed_value(i))]);
+        secrets
+            .patch(
+                &format!("src-{i}"),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await?;
+    }
+    // PrivX requests per second of the outage, from the simulator's counters.
+    let mut per_second = Vec::new();
+    let mut previous = total(&before.privx);
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    while started.elapsed() < length {
+        tick.tick().await;
+        let now = total(&probe.snapshot().await?.privx);
+        per_second.push(now - previous);
+        previous = now;
+    }
+    let during = probe.snapshot().await?;
+    let outage_seconds = started.elapsed().as_secs_f64();
+    let mirrors_during = mirror_versions(secrets, n).await?;
+    let touched = mirrors_before
+        .iter()
+        .filter(|(name, version)| mirrors_during.get(*name) != Some(version))
+        .count();
+
+    progress("PrivX answers again");
+    probe.set_privx_faults(vec![]).await?;
+    let back = Instant::now();
+    loop {
+        let ready = vault_secrets
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|vs| is_ready(vs))
+            .count();
+        let mut mirrored = 0;
+        for i in 0..changes {
+            let mirror = secrets.get_opt(&format!("vs-{i}")).await?;
+            let value = mirror
+                .and_then(|m| m.data)
+                .and_then(|d| d.get("password").map(|v| v.0.clone()));
+            if value.as_deref() == Some(changed_value(i).as_bytes()) {
+                mirrored += 1;
+            }
+        }
+        if ready == n && mirrored == changes {
+            break;
+        }
+        if back.elapsed() > args.timeout {
+            anyhow::bail!(
+                "after the outage: {ready} of {n} VaultSecrets Ready, {mirrored} of {changes} changes mirrored after {:?}",
+                args.timeout
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let recovery = back.elapsed();
+    progress(&format!(
+        "all Ready and mirrored {recovery:?} after PrivX answered again"
+    ));
+    let after = probe.snapshot().await?;
+    let requests = diff(&during.privx, &before.privx);
+    let refusals = |s: &Snapshot| {
+        sample(
+            &s.metrics,
+            r#"privx_operator_privx_breaker_refusals_total{service="vault"}"#,
+        )
+    };
+    let report = json!({
+        "seconds": round(outage_seconds),
+        "sources_changed": changes,
+        "privx_requests": total(&requests),
+        "privx_requests_per_second": {
+            "mean": round(total(&requests) / outage_seconds),
+            "peak": per_second.iter().copied().fold(0.0, f64::max),
+        },
+        "privx_requests_by_route": requests,
+        "calls_refused_by_the_breaker": refusals(&during) - refusals(&before),
+        "mirrors_touched_during_outage": touched,
+        "all_ready_and_mirrored_seconds_after_privx_is_back": round(recovery.as_secs_f64()),
+        "privx_requests_until_then": total(&diff(&after.privx, &during.privx)),
+    });
+    Ok((report, after))
 }
 
 /// `deletionPolicy: Delete`: deletes every VaultSecret while the operator runs and waits until

@@ -74,6 +74,8 @@ pub struct PrivxConfig {
     /// Requests in flight and per second, shared by every client built from this
     /// configuration or a clone of it.
     pub limit: crate::limit::Limit,
+    /// One circuit breaker per PrivX service, shared like `limit`.
+    pub breakers: crate::breaker::Breakers,
 }
 
 /// One credential value: given directly, or the path of a file that holds it. `Debug` never
@@ -260,6 +262,7 @@ impl PrivxConfig {
             max_retries: DEFAULT_MAX_RETRIES,
             retry_base_delay: DEFAULT_RETRY_BASE_DELAY,
             limit: crate::limit::Limit::default(),
+            breakers: crate::breaker::Breakers::default(),
         }
     }
 

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::error::{CallContext, error_from_answer, parse_failure, service_of, transport_error};
+use crate::error::{CallContext, error_from_answer, parse_failure, service_of};
 use crate::transport::Answer;
 use crate::{PrivxClient, PrivxError, Result, SecretData, auth, paging, retry, routes};
 
@@ -132,9 +132,15 @@ impl PrivxClient {
         let mut retries = 0;
         loop {
             match attempt().await {
-                Err(PrivxError::Unavailable { retry_after, .. })
-                    if retries < self.inner.max_retries =>
+                Err(PrivxError::Unavailable {
+                    retry_after,
+                    service,
+                    ..
+                }) if retries < self.inner.max_retries
+                    && service.is_none_or(|s| self.breakers().refusal(s).is_none()) =>
                 {
+                    // (An open breaker, whether it refused this attempt or the failure opened
+                    // it, would refuse the retry: the call fails now instead.)
                     let wait = retry::backoff(self.inner.retry_base_delay, retries, retry_after);
                     retries += 1;
                     tracing::debug!(
@@ -212,10 +218,7 @@ impl PrivxClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.clone());
         }
-        transport
-            .send(call.endpoint, request)
-            .await
-            .map_err(|e| transport_error(&call.ctx, &e))
+        transport.send(&call.ctx, call.endpoint, request).await
     }
 
     pub(crate) async fn execute_json<T: DeserializeOwned>(&self, call: &Call) -> Result<T> {

@@ -12,6 +12,8 @@
 
 use std::time::Duration;
 
+use crate::breaker::Service;
+
 /// What went wrong talking to PrivX.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PrivxError {
@@ -42,12 +44,18 @@ pub enum PrivxError {
     Unauthenticated { message: String },
 
     /// 5xx, 502/503/504 from proxies, MAX_LOAD / TOO_MANY_CONNECTIONS / OUT_OF_RESOURCES,
-    /// timeouts and connection failures: retry later.
+    /// timeouts and connection failures: retry later. Also a call refused unsent because the
+    /// service's circuit breaker is open (`refused`; [`crate::breaker`]): its message is the
+    /// one of the outage that opened the breaker, so the two read alike.
     #[error("PrivX unavailable during {operation}: {message}")]
     Unavailable {
         operation: String,
         message: String,
         retry_after: Option<Duration>,
+        /// The PrivX service that failed or refused (`None` for a path outside the four).
+        service: Option<Service>,
+        /// No request was sent: the service's circuit breaker is open.
+        refused: bool,
     },
 
     /// A write the caller's write gate refused (`PrivxClient::with_write_gate`): not sent.
@@ -73,6 +81,28 @@ impl PrivxError {
     /// Whether retrying later may succeed without any change.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
+    }
+
+    /// The service whose open circuit breaker refused this call (no request was sent), if
+    /// that is what happened. Such a call is best retried when the breaker closes
+    /// ([`crate::Breakers::subscribe`]), not on a per-object backoff.
+    pub fn breaker_refusal(&self) -> Option<Service> {
+        match self {
+            Self::Unavailable {
+                service,
+                refused: true,
+                ..
+            } => *service,
+            _ => None,
+        }
+    }
+
+    /// The service a PrivX outage was seen on (a failure or a refusal), if this is one.
+    pub fn unavailable_service(&self) -> Option<Service> {
+        match self {
+            Self::Unavailable { service, .. } => *service,
+            _ => None,
+        }
     }
 }
 
@@ -125,16 +155,7 @@ pub(crate) fn error_from_answer(
     body: &[u8],
 ) -> PrivxError {
     let parsed: Option<PrivxErrorBody> = serde_json::from_slice(body).ok();
-    let code = parsed
-        .as_ref()
-        .and_then(|b| b.error_code.clone())
-        .or_else(|| {
-            parsed
-                .as_ref()
-                .and_then(|b| b.details.iter().find_map(|d| d.error_code.clone()))
-        })
-        .filter(|c| is_error_code(c))
-        .unwrap_or_default();
+    let code = error_code(parsed.as_ref());
     let property = parsed.as_ref().and_then(|b| {
         b.property
             .clone()
@@ -148,15 +169,14 @@ pub(crate) fn error_from_answer(
         "PrivX error answer"
     );
     let fixed = fixed_message(status, &code, ctx.service);
-    let overloaded = OVERLOAD_CODES.contains(&code.as_str());
     match status {
-        _ if overloaded || status >= 500 || status == 408 || status == 429 => {
-            PrivxError::Unavailable {
-                operation: ctx.operation.clone(),
-                message: fixed,
-                retry_after,
-            }
-        }
+        _ if is_outage(status, &code) => PrivxError::Unavailable {
+            operation: ctx.operation.clone(),
+            message: fixed,
+            retry_after,
+            service: Service::from_name(ctx.service),
+            refused: false,
+        },
         404 => PrivxError::NotFound {
             what: ctx.what.clone(),
         },
@@ -200,6 +220,31 @@ pub(crate) fn error_from_answer(
             message: fixed,
         },
     }
+}
+
+/// PrivX's error code in an error body (or its first detail), if it looks like one.
+fn error_code(parsed: Option<&PrivxErrorBody>) -> String {
+    parsed
+        .and_then(|b| b.error_code.clone())
+        .or_else(|| parsed.and_then(|b| b.details.iter().find_map(|d| d.error_code.clone())))
+        .filter(|c| is_error_code(c))
+        .unwrap_or_default()
+}
+
+/// Whether an answer says "PrivX is not serving" rather than something about one request.
+fn is_outage(status: u16, code: &str) -> bool {
+    OVERLOAD_CODES.contains(&code) || status >= 500 || status == 408 || status == 429
+}
+
+/// The fixed text of an answer that says "PrivX is not serving" (what the circuit breaker
+/// counts), `None` for any other answer. The same text [`error_from_answer`] gives.
+pub(crate) fn outage_message(status: u16, body: &[u8], service: &str) -> Option<String> {
+    if (200..300).contains(&status) {
+        return None;
+    }
+    let parsed: Option<PrivxErrorBody> = serde_json::from_slice(body).ok();
+    let code = error_code(parsed.as_ref());
+    is_outage(status, &code).then(|| fixed_message(status, &code, service))
 }
 
 /// `HTTP 503 from vault`, with PrivX's error code when its JSON body named one:
@@ -329,6 +374,23 @@ impl TransportFailure {
 /// (redacted) goes to a debug log line.
 pub(crate) fn transport_error(ctx: &CallContext, err: &reqwest::Error) -> PrivxError {
     let chain = crate::transport::error_chain(err);
+    tracing::debug!(
+        operation = %ctx.operation,
+        error = %sanitize(&chain, &ctx.redact),
+        "PrivX request got no answer"
+    );
+    PrivxError::Unavailable {
+        operation: ctx.operation.clone(),
+        message: transport_failure_message(err, ctx.service),
+        retry_after: None,
+        service: Service::from_name(ctx.service),
+        refused: false,
+    }
+}
+
+/// The fixed text of a request that got no answer (`timeout talking to vault`).
+pub(crate) fn transport_failure_message(err: &reqwest::Error, service: &str) -> String {
+    let chain = crate::transport::error_chain(err);
     let mut io_kind = None;
     let mut source: Option<&dyn std::error::Error> = Some(err);
     while let Some(s) = source {
@@ -338,16 +400,17 @@ pub(crate) fn transport_error(ctx: &CallContext, err: &reqwest::Error) -> PrivxE
         }
         source = s.source();
     }
-    let failure = TransportFailure::classify(err.is_timeout(), err.is_connect(), io_kind, &chain);
-    tracing::debug!(
-        operation = %ctx.operation,
-        error = %sanitize(&chain, &ctx.redact),
-        "PrivX request got no answer"
-    );
+    TransportFailure::classify(err.is_timeout(), err.is_connect(), io_kind, &chain).message(service)
+}
+
+/// A call the open circuit breaker of its service refused: the outage's text, no request.
+pub(crate) fn refusal_error(ctx: &CallContext, refusal: &crate::breaker::Refusal) -> PrivxError {
     PrivxError::Unavailable {
         operation: ctx.operation.clone(),
-        message: failure.message(ctx.service),
+        message: refusal.message.clone(),
         retry_after: None,
+        service: Some(refusal.service),
+        refused: true,
     }
 }
 

@@ -2,15 +2,18 @@
 //!
 //! Owns authentication (one cached token, refreshed before expiry, single-flight), every
 //! endpoint the operator uses, retries of retryable failures, one shared limit on concurrent
-//! requests and on their rate ([`limit`]), typed errors and call metrics.
+//! requests and on their rate ([`limit`]), one shared circuit breaker per PrivX service
+//! ([`breaker`]), typed errors and call metrics.
 //! Must not know about Kubernetes: no kube or k8s-openapi types, no CRD types.
 //!
 //! Layout: one request core ([`core`]: call, retries, 401 refresh, paging) under one module
 //! per PrivX service — `auth` (token cache and grants), `vault` (secrets),
 //! `secrets_manager` (password policies), `role_store` (roles, the caller's own user) —
-//! each a short list of endpoints over the core. `transport` is the HTTP layer below the core.
+//! each a short list of endpoints over the core. `transport` is the HTTP layer below the core:
+//! every request passes the limit and its service's breaker there.
 
 pub mod auth;
+pub mod breaker;
 pub mod config;
 mod core;
 pub mod duration;
@@ -35,6 +38,7 @@ pub use auth::{
     AuthMethod, EdAlgName, SignedJwt, SignedJwtClaims, SubjectTokenFuture, SubjectTokenSource,
     TokenExchange, TokenFile,
 };
+pub use breaker::{BreakerSettings, BreakerState, BreakerStatus, Breakers, Service};
 pub use config::{
     CredentialSource, CredentialValue, Credentials, PolicyGenerationSetting, PrivxConfig,
 };
@@ -58,14 +62,21 @@ pub struct CallRecord {
     pub duration: std::time::Duration,
 }
 
-/// Receives one record per HTTP request made to PrivX, and one per token refresh.
+/// Receives one record per HTTP request made to PrivX, one per token refresh, and the
+/// circuit breakers' changes ([`breaker`]).
 pub trait CallObserver: Send + Sync + 'static {
     fn on_call(&self, record: &CallRecord);
     fn on_token_refresh(&self, ok: bool);
+    /// A service's circuit breaker changed state; also called for every service, with its
+    /// state then, when the observer is set.
+    fn on_breaker_state(&self, _service: Service, _state: BreakerState) {}
+    /// A call to `service` was refused by its open circuit breaker (no request was sent).
+    fn on_breaker_refusal(&self, _service: Service) {}
 }
 
-/// The PrivX client. Cheap to clone; all clones share one token cache, one HTTP pool and one
-/// [`Limits`].
+/// The PrivX client. Cheap to clone; all clones share one token cache, one HTTP pool, one
+/// [`Limits`] and one [`Breakers`] (the last two also with every client built from a clone of
+/// the same [`PrivxConfig`]).
 #[derive(Clone)]
 pub struct PrivxClient {
     inner: Arc<Inner>,
@@ -128,6 +139,13 @@ impl PrivxClient {
     pub fn with_observer(self, observer: std::sync::Arc<dyn CallObserver>) -> Self {
         self.inner.transport.set_observer(observer);
         self
+    }
+
+    /// The circuit breakers of the PrivX services, shared with every clone and every client
+    /// built from a clone of the same configuration: [`Breakers::subscribe`] tells when a
+    /// service recovers; [`PrivxError::breaker_refusal`] tells a refused call.
+    pub fn breakers(&self) -> &Breakers {
+        self.inner.transport.breakers()
     }
 
     /// Changes (to the count of logins so far) after every successful login: the first one and

@@ -7,6 +7,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{CallObserver, CallRecord, PrivxConfig, PrivxError};
+use crate::breaker::{Breakers, Outcome, Service, Transition};
+use crate::error::{CallContext, outage_message, refusal_error, transport_error};
+use crate::limit::Limit;
 
 /// What identifies one version of a file without reading it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +62,7 @@ pub(crate) struct Transport {
     observer: RwLock<Option<Arc<dyn CallObserver>>>,
     write_gate: RwLock<Option<crate::core::WriteGate>>,
     limit: super::limit::Limit,
+    breakers: Breakers,
 }
 
 impl Transport {
@@ -89,11 +93,25 @@ impl Transport {
             observer: RwLock::new(None),
             write_gate: RwLock::new(None),
             limit: config.limit.clone(),
+            breakers: config.breakers.clone(),
         })
     }
 
+    /// Sets the observer and tells it the state of every service's breaker.
     pub(crate) fn set_observer(&self, observer: Arc<dyn CallObserver>) {
+        let status = self.breakers.status();
+        for service in Service::ALL {
+            observer.on_breaker_state(service, status.state(service));
+        }
         *self.observer.write().expect("observer lock") = Some(observer);
+    }
+
+    pub(crate) fn breakers(&self) -> &Breakers {
+        &self.breakers
+    }
+
+    fn observer(&self) -> Option<Arc<dyn CallObserver>> {
+        self.observer.read().expect("observer lock").clone()
     }
 
     pub(crate) fn set_write_gate(&self, gate: crate::core::WriteGate) {
@@ -146,46 +164,190 @@ impl Transport {
         current.client.clone()
     }
 
-    /// Sends one request once the limits allow, reads the whole answer and reports it to the
-    /// observer (the time waited for the limits is not counted in its duration).
+    /// Sends one request once the limits and the circuit breaker of its service allow, reads
+    /// the whole answer, tells the breaker what it said and reports it to the observer (the
+    /// time waited for the limits is not counted in its duration). A call the breaker refuses
+    /// fails at once, before waiting for the limits, and sends nothing.
     pub(crate) async fn send(
         &self,
+        ctx: &CallContext,
         endpoint: &'static str,
         request: reqwest::RequestBuilder,
-    ) -> Result<Answer, reqwest::Error> {
-        let _turn = self.limit.turn().await;
-        let started = Instant::now();
-        let result = async {
-            let response = request.send().await?;
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(super::retry::parse_retry_after);
-            let body = response.bytes().await?.to_vec();
-            Ok(Answer {
-                status,
-                retry_after,
-                body,
-            })
-        }
-        .await;
-        let record = CallRecord {
-            endpoint,
-            status: result.as_ref().map(|a| a.status).unwrap_or(0),
-            duration: started.elapsed(),
+    ) -> Result<Answer, PrivxError> {
+        let service = Service::from_name(ctx.service);
+        let refused = |refusal: crate::breaker::Refusal| {
+            if let Some(o) = self.observer() {
+                o.on_breaker_refusal(refusal.service);
+            }
+            self.ensure_prober(refusal.service);
+            tracing::debug!(operation = %ctx.operation, service = %refusal.service, "PrivX call refused by the open circuit breaker");
+            refusal_error(ctx, &refusal)
         };
-        tracing::debug!(
-            endpoint,
-            status = record.status,
-            duration_ms = record.duration.as_millis() as u64,
-            "PrivX call"
-        );
-        if let Some(o) = self.observer.read().expect("observer lock").as_ref() {
-            o.on_call(&record);
+        // A look first, so that refused calls do not queue for the limits.
+        if let Some(refusal) = service.and_then(|s| self.breakers.refusal(s)) {
+            return Err(refused(refusal));
         }
-        result
+        let _turn = self.limit.turn().await;
+        let permit = match service.map(|s| self.breakers.admit(s)) {
+            Some(Err(refusal)) => return Err(refused(refusal)),
+            Some(Ok(permit)) => Some(permit),
+            None => None,
+        };
+        let result = exchange(&self.observer(), endpoint, request).await;
+        if let Some(permit) = permit {
+            let outcome = outcome_of(&result, permit.service());
+            let transition = permit.report(&outcome);
+            self.announce(transition);
+        }
+        result.map_err(|e| transport_error(ctx, &e))
+    }
+
+    /// Tells the observer of a state change and starts the prober when a breaker opened.
+    fn announce(&self, transition: Transition) {
+        if let Some((service, state)) = transition {
+            if let Some(o) = self.observer() {
+                o.on_breaker_state(service, state);
+            }
+            self.ensure_prober(service);
+        }
+    }
+
+    /// Starts the background prober of `service` unless one runs or its breaker is closed.
+    fn ensure_prober(&self, service: Service) {
+        let Some(id) = self.breakers.claim_prober(service) else {
+            return;
+        };
+        let prober = Prober {
+            id,
+            service,
+            url: self.url(service.status_path()),
+            client: self.client(),
+            limit: self.limit.clone(),
+            breakers: self.breakers.clone(),
+            observer: self.observer(),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(prober.run());
+            }
+            // No runtime (cannot happen inside an async call): the next refusal tries again.
+            Err(_) => self.breakers.release_prober(service, id),
+        }
+    }
+}
+
+/// What an answer (or its absence) says about its service, for the breaker.
+fn outcome_of(result: &Result<Answer, reqwest::Error>, service: Service) -> Outcome {
+    match result {
+        Ok(answer) => match outage_message(answer.status, &answer.body, service.as_str()) {
+            Some(message) => Outcome::Failed {
+                message,
+                retry_after: answer.retry_after,
+            },
+            None => Outcome::Served,
+        },
+        Err(e) => Outcome::Failed {
+            message: crate::error::transport_failure_message(e, service.as_str()),
+            retry_after: None,
+        },
+    }
+}
+
+/// One HTTP exchange, timed and reported to the observer.
+async fn exchange(
+    observer: &Option<Arc<dyn CallObserver>>,
+    endpoint: &'static str,
+    request: reqwest::RequestBuilder,
+) -> Result<Answer, reqwest::Error> {
+    let started = Instant::now();
+    let result = async {
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(super::retry::parse_retry_after);
+        let body = response.bytes().await?.to_vec();
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+        })
+    }
+    .await;
+    let record = CallRecord {
+        endpoint,
+        status: result.as_ref().map(|a| a.status).unwrap_or(0),
+        duration: started.elapsed(),
+    };
+    tracing::debug!(
+        endpoint,
+        status = record.status,
+        duration_ms = record.duration.as_millis() as u64,
+        "PrivX call"
+    );
+    if let Some(o) = observer {
+        o.on_call(&record);
+    }
+    result
+}
+
+/// Sends a service's probe (`GET /<service>/api/v1/status`, no token: any answer but an
+/// outage shows the service serves) each time one is due, until the breaker closes.
+struct Prober {
+    id: u64,
+    service: Service,
+    url: Result<url::Url, PrivxError>,
+    client: reqwest::Client,
+    limit: Limit,
+    breakers: Breakers,
+    observer: Option<Arc<dyn CallObserver>>,
+}
+
+impl Prober {
+    async fn run(self) {
+        // Released however the task ends (a runtime shutting down drops it).
+        struct Running(Breakers, Service, u64);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                self.0.release_prober(self.1, self.2);
+            }
+        }
+        let _running = Running(self.breakers.clone(), self.service, self.id);
+        let Ok(url) = self.url.clone() else {
+            return;
+        };
+        loop {
+            let Some(wait) =
+                self.breakers
+                    .until_probe(self.service, self.id, tokio::time::Instant::now())
+            else {
+                return;
+            };
+            tokio::time::sleep(wait).await;
+            let Some((permit, transition)) = self
+                .breakers
+                .admit_probe(self.service, tokio::time::Instant::now())
+            else {
+                continue;
+            };
+            self.announce(transition);
+            let _turn = self.limit.turn().await;
+            let request = self
+                .client
+                .get(url.clone())
+                .header(reqwest::header::ACCEPT, "application/json");
+            let result = exchange(&self.observer, self.service.status_route(), request).await;
+            let transition = permit.report(&outcome_of(&result, self.service));
+            self.announce(transition);
+        }
+    }
+
+    fn announce(&self, transition: Transition) {
+        if let (Some((service, state)), Some(o)) = (transition, &self.observer) {
+            o.on_breaker_state(service, state);
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use self::objects::{ObjectConditions, ObjectLabels};
-use self::privx::{EndpointLabels, RequestLabels, ResultLabels};
+use self::privx::{BreakerLabels, EndpointLabels, RequestLabels, ResultLabels, ServiceLabels};
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -82,6 +82,8 @@ pub struct Metrics {
     privx_requests: Family<RequestLabels, Counter>,
     privx_request_duration: HistogramFamily<EndpointLabels>,
     privx_token_refreshes: Family<ResultLabels, Counter>,
+    privx_breaker_state: Family<BreakerLabels, Gauge>,
+    privx_breaker_refusals: Family<ServiceLabels, Counter>,
     kubernetes_writes: Family<WriteLabels, Counter>,
     objects: Family<ObjectLabels, Gauge>,
     retrying: Family<ControllerLabels, Gauge>,
@@ -148,6 +150,18 @@ impl Metrics {
             "PrivX access-token grants, by result (success, failure)",
             privx_token_refreshes.clone(),
         );
+        let privx_breaker_state = Family::<BreakerLabels, Gauge>::default();
+        registry.register(
+            "privx_breaker_state",
+            "Circuit breaker of each PrivX service (auth, vault, secrets-manager, role-store): 1 for its current state (closed, open, half-open), 0 for the others",
+            privx_breaker_state.clone(),
+        );
+        let privx_breaker_refusals = Family::<ServiceLabels, Counter>::default();
+        registry.register(
+            "privx_breaker_refusals",
+            "PrivX calls refused without a request because the service's circuit breaker was open, by service",
+            privx_breaker_refusals.clone(),
+        );
         let kubernetes_writes = Family::<WriteLabels, Counter>::default();
         registry.register(
             "kubernetes_writes",
@@ -201,6 +215,8 @@ impl Metrics {
             privx_requests,
             privx_request_duration,
             privx_token_refreshes,
+            privx_breaker_state,
+            privx_breaker_refusals,
             kubernetes_writes,
             objects,
             retrying,

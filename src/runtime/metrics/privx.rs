@@ -1,9 +1,10 @@
-//! The PrivX client's reports: one record per HTTP request, one per token grant.
+//! The PrivX client's reports: one record per HTTP request, one per token grant, and the
+//! circuit breakers' states and refusals.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::histogram::Histogram;
 
-use privx_client::{CallObserver, CallRecord};
+use privx_client::{BreakerState, CallObserver, CallRecord, Service};
 
 use super::Metrics;
 
@@ -28,6 +29,17 @@ pub(super) struct ResultLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ServiceLabels {
+    service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct BreakerLabels {
+    service: String,
+    state: String,
+}
+
 pub(super) fn request_histogram() -> Histogram {
     Histogram::new(PRIVX_REQUEST_BUCKETS)
 }
@@ -50,6 +62,27 @@ impl CallObserver for Metrics {
                 endpoint: record.endpoint.to_owned(),
             })
             .observe(record.duration.as_secs_f64());
+    }
+
+    fn on_breaker_state(&self, service: Service, state: BreakerState) {
+        // One series per state, 1 for the current one: a state set, as Prometheus prefers
+        // to a number that encodes the state.
+        for each in BreakerState::ALL {
+            self.privx_breaker_state
+                .get_or_create(&BreakerLabels {
+                    service: service.as_str().to_owned(),
+                    state: each.as_str().to_owned(),
+                })
+                .set(i64::from(each == state));
+        }
+    }
+
+    fn on_breaker_refusal(&self, service: Service) {
+        self.privx_breaker_refusals
+            .get_or_create(&ServiceLabels {
+                service: service.as_str().to_owned(),
+            })
+            .inc();
     }
 
     fn on_token_refresh(&self, ok: bool) {

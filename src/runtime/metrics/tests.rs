@@ -80,6 +80,37 @@ mod direct {
         );
     }
 
+    #[test]
+    fn breaker_states_are_a_state_set_and_refusals_a_counter() {
+        use privx_client::{BreakerState, Service};
+        let metrics = Metrics::new();
+        metrics.on_breaker_state(Service::Vault, BreakerState::Closed);
+        metrics.on_breaker_state(Service::Vault, BreakerState::Open);
+        metrics.on_breaker_state(Service::Auth, BreakerState::Closed);
+        metrics.on_breaker_refusal(Service::Vault);
+        metrics.on_breaker_refusal(Service::Vault);
+        let text = metrics.encode();
+        let state = |service: &str, state: &str| {
+            sample(
+                &text,
+                &format!(
+                    r#"privx_operator_privx_breaker_state{{service="{service}",state="{state}"}}"#
+                ),
+            )
+        };
+        assert_eq!(state("vault", "open"), Some(1.0));
+        assert_eq!(state("vault", "closed"), Some(0.0));
+        assert_eq!(state("vault", "half-open"), Some(0.0));
+        assert_eq!(state("auth", "closed"), Some(1.0));
+        assert_eq!(
+            sample(
+                &text,
+                r#"privx_operator_privx_breaker_refusals_total{service="vault"}"#
+            ),
+            Some(2.0)
+        );
+    }
+
     fn objects(text: &str, status: &str, reason: &str) -> Option<f64> {
         sample(
             text,

@@ -112,9 +112,9 @@ pub(super) async fn exchange(
         .map_err(GrantFailure::Failed)?;
     let request = transport.client().post(url).json(&body);
     let answer = transport
-        .send(routes::TOKEN_LOGIN, request)
+        .send(&ctx, routes::TOKEN_LOGIN, request)
         .await
-        .map_err(|e| GrantFailure::Failed(crate::error::transport_error(&ctx, &e)))?;
+        .map_err(GrantFailure::Failed)?;
     let what = format!("the {}", login.source.describe());
     oauth_answer(
         &ctx,

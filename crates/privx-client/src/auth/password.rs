@@ -136,9 +136,9 @@ impl PasswordGrant {
                 ("password", credentials.api_client_secret.as_str()),
             ]);
         let answer = transport
-            .send(routes::TOKEN, request)
+            .send(&ctx, routes::TOKEN, request)
             .await
-            .map_err(|e| GrantFailure::Failed(crate::error::transport_error(&ctx, &e)))?;
+            .map_err(GrantFailure::Failed)?;
         oauth_answer(
             &ctx,
             &answer,

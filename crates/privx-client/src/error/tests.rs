@@ -256,3 +256,44 @@ fn parse_failures_do_not_quote_the_input() {
     let err = parse_failure(&ctx(), &e);
     assert!(!err.to_string().contains("hunter2"));
 }
+
+#[test]
+fn only_outage_answers_count_for_the_breaker() {
+    let outage = |status: u16, body: &str| outage_message(status, body.as_bytes(), "vault");
+    for status in [500, 502, 503, 504, 408, 429] {
+        assert_eq!(
+            outage(status, "<html>down</html>"),
+            Some(format!("HTTP {status} from vault"))
+        );
+    }
+    assert_eq!(
+        outage(400, r#"{"error_code":"MAX_LOAD"}"#).as_deref(),
+        Some("HTTP 400 from vault (MAX_LOAD)")
+    );
+    // Answers about one object (or the caller) say the service serves.
+    for status in [200, 204, 400, 401, 403, 404, 409, 413, 422] {
+        assert_eq!(
+            outage(status, r#"{"error_code":"OBJECT_NOT_FOUND"}"#),
+            None,
+            "{status}"
+        );
+    }
+    // The text a refusal repeats is the one the failure itself gave.
+    let ctx = CallContext {
+        operation: "get shared secret \"x\"".into(),
+        what: "shared secret \"x\"".into(),
+        service: "vault",
+        redact: vec![],
+    };
+    let PrivxError::Unavailable {
+        message,
+        service,
+        refused,
+        ..
+    } = error_from_answer(&ctx, 503, None, br#"{"error_code":"MAX_LOAD"}"#)
+    else {
+        panic!("503 is an outage")
+    };
+    assert_eq!(Some(message), outage(503, r#"{"error_code":"MAX_LOAD"}"#));
+    assert_eq!((service, refused), (Some(Service::Vault), false));
+}

@@ -1146,6 +1146,11 @@ fn exported_series() -> BTreeSet<String> {
         duration: std::time::Duration::from_millis(5),
     });
     metrics.on_token_refresh(true);
+    metrics.on_breaker_state(
+        privx_client::breaker::Service::Vault,
+        privx_client::breaker::BreakerState::Open,
+    );
+    metrics.on_breaker_refusal(privx_client::breaker::Service::Vault);
     metrics.kubernetes_write("patch", "vaultsecrets/status");
     metrics.set_leader(true);
     let text = metrics.encode();

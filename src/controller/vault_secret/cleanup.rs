@@ -147,7 +147,11 @@ pub(super) async fn cleanup(
 /// `creationPolicy: Merge`: the keys, labels and annotations this object wrote into someone
 /// else's Secret go with it; the Secret and everything else in it stay. Read leniently from the
 /// raw spec, so that an object whose spec no longer deserialises cleans up too.
-async fn remove_merged_keys(ctx: &Context, deleted: &Deleted, namespace: &str) -> Result<(), Error> {
+async fn remove_merged_keys(
+    ctx: &Context,
+    deleted: &Deleted,
+    namespace: &str,
+) -> Result<(), Error> {
     let mirror = &deleted.spec["mirror"];
     if mirror["creationPolicy"].as_str() != Some("Merge") {
         return Ok(());

@@ -16,8 +16,8 @@ use crate::crd::VaultSecretSpec;
 use crate::crd::duration::{MAX_DURATION_LENGTH, parse_duration};
 use crate::crd::vault_secret::{
     CreationPolicy, MERGE_ADOPT_MESSAGE, MERGE_IMMUTABLE_MESSAGE, MERGE_TYPE_MESSAGE,
-    MirrorSecretType, MirrorSpec, REFUSED_SECRET_TYPES, REFUSED_TYPE_MESSAGE,
-    ROLES_NEED_A_SOURCE, RoleRef, SecretSource, TYPE_LENGTH_MESSAGE,
+    MirrorSecretType, MirrorSpec, REFUSED_SECRET_TYPES, REFUSED_TYPE_MESSAGE, ROLES_NEED_A_SOURCE,
+    RoleRef, SecretSource, TYPE_LENGTH_MESSAGE,
 };
 
 const REFRESH_INTERVAL_MESSAGE: &str =

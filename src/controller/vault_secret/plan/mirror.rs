@@ -268,8 +268,7 @@ pub fn plan_mirror_bytes(
             namespace: Some(owner.namespace.to_string()),
             labels: Some(labels.clone()),
             annotations: Some(annotations.clone()),
-            owner_references: (policy == CreationPolicy::Owner)
-                .then(|| vec![owner.reference()]),
+            owner_references: (policy == CreationPolicy::Owner).then(|| vec![owner.reference()]),
             ..Default::default()
         },
         type_: (policy != CreationPolicy::Merge).then(|| type_.to_string()),
@@ -466,7 +465,11 @@ fn check_type_keys(
 /// `None` when nothing is ours. Keys someone else also owns, and everything else, stay.
 pub fn merge_removal(secret: &KubeSecret) -> Option<serde_json::Value> {
     use crate::controller::core::FIELD_MANAGER;
-    let managed = secret.metadata.managed_fields.as_deref().unwrap_or_default();
+    let managed = secret
+        .metadata
+        .managed_fields
+        .as_deref()
+        .unwrap_or_default();
     let keys = |path: &[&str], mine: bool| -> std::collections::BTreeSet<String> {
         managed
             .iter()

@@ -8,6 +8,8 @@
 
 #[path = "e2e/harness.rs"]
 mod harness;
+#[path = "e2e/migration.rs"]
+mod migration;
 
 use harness::service_account::{self, AUDIENCE, ClusterIssuer, SERVICE_ACCOUNT};
 use harness::{E2e, OperatorAuth, eventually, secret_value};

@@ -16,7 +16,8 @@ use crate::controller::vault_secret::{
     VAULT_SECRET_UID_ANNOTATION,
 };
 use crate::crd::vault_secret::{
-    CreationPolicy, MergePolicy, MirrorSecretType, MirrorSpec, RESERVED_KEY_PREFIX,
+    CreationPolicy, MergePolicy, MirrorSecretType, MirrorSpec, REFUSED_SECRET_TYPES,
+    RESERVED_KEY_PREFIX,
 };
 use crate::template::{Origin, Template};
 use privx_client::SecretData;
@@ -311,6 +312,16 @@ pub fn plan_mirror_bytes(
     }
     let ours = existing.owned_by(owner.uid) || recorded_uid == Some(owner.uid);
     if policy == CreationPolicy::Merge {
+        if REFUSED_SECRET_TYPES.contains(&existing.type_()) {
+            return Err(Refusal::new(
+                reason::CONFLICT,
+                format!(
+                    "Secret {}/{name} has type {}: creationPolicy Merge never writes into token Secrets",
+                    owner.namespace,
+                    existing.type_()
+                ),
+            ));
+        }
         if existing.owned_by(owner.uid) {
             // Our owner reference (from creationPolicy Owner before) would let the garbage
             // collector delete someone else's Secret: it goes, their owners stay.

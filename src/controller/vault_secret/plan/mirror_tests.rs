@@ -412,6 +412,14 @@ fn merge_writes_only_its_keys_into_an_existing_secret_and_never_creates_one() {
         .as_mut()
         .unwrap()
         .insert("other".into(), ByteString(b"x".to_vec()));
+    let mut token = theirs.clone();
+    token.type_ = Some("kubernetes.io/service-account-token".into());
+    let refusal = plan_mirror(Some(&m), &owner(), &d, "h", Some(&token)).unwrap_err();
+    assert_eq!(
+        refusal.reason,
+        reason::CONFLICT,
+        "never into a token Secret"
+    );
     let desired = applied(plan_mirror(Some(&m), &owner(), &d, "h", Some(&theirs)).unwrap());
     assert!(desired.type_.is_none(), "the type is someone else's");
     assert!(

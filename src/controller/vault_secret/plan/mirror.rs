@@ -295,8 +295,13 @@ pub fn plan_mirror_bytes(
         }
         return Ok(MirrorAction::Apply(Box::new(desired)));
     };
+    // An `Orphan`/`Merge` mirror records its VaultSecret's uid. Another uid under this
+    // object's name is an earlier VaultSecret of the same name (two cannot live at once in a
+    // namespace: it is gone, e.g. the CRD was reinstalled): its mirror is taken back.
     let recorded_uid = existing.annotation(VAULT_SECRET_UID_ANNOTATION);
-    if existing.owned_by_another(owner.uid) || recorded_uid.is_some_and(|u| u != owner.uid) {
+    let earlier_self = existing.label(VAULT_SECRET_LABEL) == Some(owner.name);
+    let recorded_ours = recorded_uid.is_some_and(|u| u == owner.uid || earlier_self);
+    if existing.owned_by_another(owner.uid) || (recorded_uid.is_some() && !recorded_ours) {
         return Err(Refusal::new(
             reason::CONFLICT,
             format!(
@@ -310,7 +315,7 @@ pub fn plan_mirror_bytes(
             ),
         ));
     }
-    let ours = existing.owned_by(owner.uid) || recorded_uid == Some(owner.uid);
+    let ours = existing.owned_by(owner.uid) || recorded_ours;
     if policy == CreationPolicy::Merge {
         if REFUSED_SECRET_TYPES.contains(&existing.type_()) {
             return Err(Refusal::new(

@@ -371,13 +371,23 @@ fn orphan_mirrors_carry_no_owner_reference_but_record_their_vault_secret() {
         MirrorAction::InSync,
         "steady state: no write"
     );
-    // Another VaultSecret's orphaned mirror is not ours.
+    // Another VaultSecret's orphaned mirror is not ours...
     let other = Owner {
+        name: "other",
         uid: "uid-2",
         ..owner()
     };
     let refusal = plan_mirror(Some(&m), &other, &d, "h", Some(&desired)).unwrap_err();
     assert_eq!(refusal.reason, reason::CONFLICT);
+    // ...but a VaultSecret re-created under the same name (a new uid) takes its mirror back.
+    let again = Owner {
+        uid: "uid-3",
+        ..owner()
+    };
+    assert!(matches!(
+        plan_mirror(Some(&m), &again, &d, "h", Some(&desired)).unwrap(),
+        MirrorAction::Apply(_)
+    ));
     // From Owner to Orphan: our owner reference is dropped by a patch, nothing is replaced.
     let owned = applied(plan_mirror(Some(&mirror()), &owner(), &d, "h", None).unwrap());
     match plan_mirror(Some(&m), &owner(), &d, "h", Some(&owned)).unwrap() {

@@ -228,7 +228,7 @@ pub fn plan(o: &Observed<'_>) -> Result<Plan, Stop> {
     let merge = mirror_spec.is_some_and(|m| m.creation_policy() == CreationPolicy::Merge);
     let stray_keys = match &mirror {
         // Merge: the other keys are someone else's.
-        MirrorAction::Apply(_) if merge => Vec::new(),
+        MirrorAction::Apply(_) | MirrorAction::Patch { .. } if merge => Vec::new(),
         MirrorAction::Apply(secret) | MirrorAction::Patch { secret, .. } => {
             stray_keys(o.existing_mirror, secret)
         }

@@ -908,6 +908,46 @@ mod ownership {
         }
     }
 
+    /// An immutable mirror is replaced (a new Secret) when its data changes, and the declared
+    /// workloads restart once; unchanged, it is left alone.
+    #[tokio::test]
+    async fn an_immutable_mirror_is_replaced_on_a_data_change_and_restarts() {
+        let (kube, sim) = world().await;
+        kube.put(
+            &vs_path(NS, "db"),
+            vault_secret_object(
+                NS,
+                "db",
+                spec(
+                    "Owner",
+                    json!({"immutable": true, "rolloutRestartTargets": [{"kind": "Deployment", "name": "web"}]}),
+                ),
+            ),
+        );
+        let running = start(&kube, &sim).await;
+        eventually("Synced", SECS, || ready_reason(&kube, NS, "db") == "Synced").await;
+        let first = mirror(&kube).unwrap();
+        assert_eq!(first["immutable"], true);
+        steady(&kube, &running, "immutable").await;
+
+        kube.put(
+            &secret_path(NS, "db-creds"),
+            secret_object(NS, "db-creds", &[("password", "pw-2")]),
+        );
+        eventually("the new data mirrored", SECS, || {
+            value(&kube, "password") == Some(b64("pw-2"))
+        })
+        .await;
+        let second = mirror(&kube).unwrap();
+        assert_ne!(
+            second["metadata"]["uid"], first["metadata"]["uid"],
+            "a new Secret"
+        );
+        assert_eq!(second["immutable"], true);
+        eventually("one restart", SECS, || restarts(&kube) == 1).await;
+        running.stop().await;
+    }
+
     #[tokio::test]
     async fn without_adopt_a_foreign_secret_is_a_conflict_and_never_written() {
         let (kube, sim) = world().await;

@@ -65,9 +65,19 @@ const EXPECTED: &[(&str, &[&str])] = &[
     ),
     ("malformed.yaml", &["line 6 column 2: invalid YAML:"]),
     (
+        "mirror-ownership.yaml",
+        &[
+            "VaultSecret/merge-misused: spec.mirror.type: spec.mirror.type cannot be set with creationPolicy Merge",
+            "VaultSecret/merge-misused: spec.mirror.immutable: spec.mirror.immutable cannot be true with creationPolicy Merge",
+            "VaultSecret/merge-misused: spec.mirror.adopt: spec.mirror.adopt does not apply to creationPolicy Merge",
+            "VaultSecret/bad-policy: spec.mirror.adopt: must be a boolean",
+            "VaultSecret/bad-policy: spec.mirror.creationPolicy: \"Keep\" is not one of: Owner, Orphan, Merge",
+        ],
+    ),
+    (
         "mirror-sa-token.yaml",
         &[
-            "VaultSecret/sa-token: spec.mirror.type: \"kubernetes.io/service-account-token\" is not one of:",
+            "VaultSecret/sa-token: spec.mirror.type: spec.mirror.type may not be kubernetes.io/service-account-token",
         ],
     ),
     (
@@ -357,6 +367,15 @@ fn cel_rules_validate_and_check_agree() {
         (
             "VaultSecret",
             json!({"mirror": {"templateFrom": [{"configMapRef": {"name": "ok", "key": "a b"}}]}}),
+        ),
+        (
+            "VaultSecret",
+            json!({"mirror": {"creationPolicy": "Merge", "type": "Opaque", "immutable": true, "adopt": true}}),
+        ),
+        ("VaultSecret", json!({"mirror": {"type": ""}})),
+        (
+            "VaultSecret",
+            json!({"mirror": {"type": "bootstrap.kubernetes.io/token"}}),
         ),
         (
             "PasswordPolicy",

@@ -8,6 +8,8 @@
 
 #[path = "e2e/harness.rs"]
 mod harness;
+#[path = "e2e/migration.rs"]
+mod migration;
 
 #[path = "e2e/examples.rs"]
 mod examples;

@@ -647,3 +647,327 @@ async fn routine_refreshes_of_read_only_mirrors_read_privx_by_list_pages() {
         "the listing carries the data"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Who owns the mirror, and taking over Secrets of other operators (issue 24). The real runner,
+// its watches included, against the fake API (garbage collection on) and the simulator.
+
+mod ownership {
+    use std::time::Duration;
+
+    use privx_sim::{SimOptions, Simulator};
+    use serde_json::{Value, json};
+
+    use super::support::running::{
+        Running, eventually, namespace_object, ready_reason, secret_object, vault_secret_object,
+    };
+    use super::support::{FakeKube, NS, privx_client_for, secret_path, vs_path};
+
+    const SECS: Duration = Duration::from_secs(10);
+    const WEB: &str = "/apis/apps/v1/namespaces/demo/deployments/web";
+
+    fn b64(v: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(v)
+    }
+
+    async fn start(kube: &FakeKube, sim: &Simulator) -> Running {
+        let running = Running::start_tuned(
+            kube,
+            sim,
+            privx_client_for(sim, sim.credentials()),
+            &[],
+            8,
+            // No debounce: a restart is made within the reconcile, before its status write.
+            |s| s.restart_debounce = Duration::ZERO,
+        );
+        eventually("watches up", SECS, || running.up()).await;
+        running
+    }
+
+    async fn world() -> (FakeKube, Simulator) {
+        let sim = Simulator::start(SimOptions::default()).await.unwrap();
+        let kube = FakeKube::default();
+        kube.put("/api/v1/namespaces/demo", namespace_object(NS, json!({})));
+        kube.put(
+            &secret_path(NS, "db-creds"),
+            secret_object(NS, "db-creds", &[("password", "pw-1")]),
+        );
+        kube.put(
+            WEB,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": "web", "namespace": NS},
+                   "spec": {"template": {"metadata": {}}}}),
+        );
+        (kube, sim)
+    }
+
+    fn spec(policy: &str, extra: Value) -> Value {
+        let mut mirror = json!({"secretName": "app", "creationPolicy": policy});
+        for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+            mirror[k] = v;
+        }
+        json!({"source": {"secretRef": {"name": "db-creds"}}, "mirror": mirror})
+    }
+
+    fn reconciles(running: &Running) -> f64 {
+        running
+            .sample(r#"privx_operator_reconciles_total{controller="vaultsecret"}"#)
+            .unwrap_or(0.0)
+    }
+
+    fn mirror(kube: &FakeKube) -> Option<Value> {
+        kube.get(&secret_path(NS, "app"))
+    }
+
+    fn value(kube: &FakeKube, key: &str) -> Option<String> {
+        mirror(kube).and_then(|m| m["data"][key].as_str().map(String::from))
+    }
+
+    fn restarts(kube: &FakeKube) -> usize {
+        kube.writes_to(WEB).len()
+    }
+
+    /// Touches the VaultSecret (a label: a real change, so a reconcile) and checks that the
+    /// reconcile writes nothing to Kubernetes.
+    async fn steady(kube: &FakeKube, running: &Running, what: &str) {
+        let mut vs = kube.get(&vs_path(NS, "db")).unwrap();
+        let n = vs["metadata"]["labels"]["touch"]
+            .as_str()
+            .map_or(0, |n| n.parse::<u32>().unwrap() + 1);
+        vs["metadata"]["labels"]["touch"] = json!(n.to_string());
+        let before = reconciles(running);
+        kube.clear_requests();
+        kube.put(&vs_path(NS, "db"), vs);
+        eventually("the reconcile of the touch", SECS, || {
+            reconciles(running) > before
+        })
+        .await;
+        let writes: Vec<String> = kube
+            .writes()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert!(writes.is_empty(), "{what}: steady state writes {writes:?}");
+    }
+
+    /// Someone else's Secret `app`: their key, label and (dangling) owner, written by another
+    /// field manager.
+    fn theirs(kube: &FakeKube, owner_kind: (&str, &str), data: &[(&str, &str)]) -> String {
+        let mut s = secret_object(NS, "app", data);
+        s["metadata"]["labels"] = json!({"team": "a"});
+        s["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": owner_kind.0, "kind": owner_kind.1, "name": "app",
+            "uid": "11111111-0000-4000-8000-000000000001",
+            "controller": true, "blockOwnerDeletion": true,
+        }]);
+        let put = kube.put_as(&secret_path(NS, "app"), s, "external-secrets");
+        put["metadata"]["uid"].as_str().unwrap().to_string()
+    }
+
+    fn owner_kinds(m: &Value) -> Vec<String> {
+        m["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| r["kind"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Each policy through create, steady state, update, hand edit and deletion of the
+    /// VaultSecret: Owner deletes the Secret, Orphan keeps it, Merge removes only its keys.
+    #[tokio::test]
+    async fn each_creation_policy_creates_updates_restores_and_deletes_as_declared() {
+        for policy in ["Owner", "Orphan", "Merge"] {
+            let (kube, sim) = world().await;
+            if policy == "Merge" {
+                theirs(&kube, ("v1", "ConfigMap"), &[("theirs", "x")]);
+            }
+            kube.put(
+                &vs_path(NS, "db"),
+                vault_secret_object(NS, "db", spec(policy, json!({}))),
+            );
+            let running = start(&kube, &sim).await;
+            eventually(&format!("{policy}: Synced"), SECS, || {
+                ready_reason(&kube, NS, "db") == "Synced"
+            })
+            .await;
+            let m = mirror(&kube).unwrap();
+            assert_eq!(m["data"]["password"], b64("pw-1"), "{policy}");
+            match policy {
+                "Owner" => assert_eq!(owner_kinds(&m), ["VaultSecret"]),
+                "Orphan" => assert!(owner_kinds(&m).is_empty(), "{m}"),
+                _ => {
+                    assert_eq!(owner_kinds(&m), ["ConfigMap"], "their owner untouched");
+                    assert_eq!(m["data"]["theirs"], b64("x"), "their key untouched");
+                    assert_eq!(m["metadata"]["labels"]["team"], "a", "their label too");
+                }
+            }
+            steady(&kube, &running, policy).await;
+
+            // Update: the source changes, the mirror follows.
+            kube.put(
+                &secret_path(NS, "db-creds"),
+                secret_object(NS, "db-creds", &[("password", "pw-2")]),
+            );
+            eventually(&format!("{policy}: the update mirrored"), SECS, || {
+                value(&kube, "password") == Some(b64("pw-2"))
+            })
+            .await;
+
+            // A hand edit is put back by the mirror's watch.
+            let mut edited = mirror(&kube).unwrap();
+            edited["data"]["password"] = json!(b64("hand-edited"));
+            kube.put_as(&secret_path(NS, "app"), edited, "kubectl-edit");
+            eventually(&format!("{policy}: the hand edit put back"), SECS, || {
+                value(&kube, "password") == Some(b64("pw-2"))
+            })
+            .await;
+            steady(&kube, &running, policy).await;
+
+            kube.delete(&vs_path(NS, "db"));
+            eventually(&format!("{policy}: the VaultSecret gone"), SECS, || {
+                kube.get(&vs_path(NS, "db")).is_none()
+            })
+            .await;
+            match policy {
+                "Owner" => assert!(mirror(&kube).is_none(), "collected with its owner"),
+                "Orphan" => assert_eq!(value(&kube, "password"), Some(b64("pw-2"))),
+                _ => {
+                    let m = mirror(&kube).expect("someone else's Secret stays");
+                    assert!(m["data"].get("password").is_none(), "our key removed: {m}");
+                    assert_eq!(m["data"]["theirs"], b64("x"));
+                    assert_eq!(m["metadata"]["labels"], json!({"team": "a"}));
+                    assert_eq!(owner_kinds(&m), ["ConfigMap"]);
+                }
+            }
+            running.stop().await;
+        }
+    }
+
+    /// Merge never creates the Secret, and says so in status.
+    #[tokio::test]
+    async fn merge_without_the_secret_creates_nothing_and_says_so() {
+        let (kube, sim) = world().await;
+        kube.put(
+            &vs_path(NS, "db"),
+            vault_secret_object(NS, "db", spec("Merge", json!({}))),
+        );
+        let running = start(&kube, &sim).await;
+        eventually("MirrorNotFound", SECS, || {
+            ready_reason(&kube, NS, "db") == "MirrorNotFound"
+        })
+        .await;
+        assert!(mirror(&kube).is_none());
+        assert!(
+            kube.writes().iter().all(|w| !w.path.contains("/secrets")),
+            "no Secret written"
+        );
+        running.stop().await;
+    }
+
+    /// A takeover of a Secret an ESO ExternalSecret owns: one write to the Secret, same uid,
+    /// the ExternalSecret's controller reference replaced by ours; a restart only when the data
+    /// differs. Without `adopt`, Conflict and no write.
+    #[tokio::test]
+    async fn an_eso_owned_secret_is_taken_over_in_one_write_restarting_only_on_new_data() {
+        for (existing, restarts_wanted) in [("pw-1", 0), ("old", 1)] {
+            let (kube, sim) = world().await;
+            let uid = theirs(
+                &kube,
+                ("external-secrets.io/v1", "ExternalSecret"),
+                &[("password", existing)],
+            );
+            kube.put(
+                &vs_path(NS, "db"),
+                vault_secret_object(
+                    NS,
+                    "db",
+                    spec(
+                        "Owner",
+                        json!({"adopt": true, "rolloutRestartTargets": [{"kind": "Deployment", "name": "web"}]}),
+                    ),
+                ),
+            );
+            kube.clear_requests();
+            let running = start(&kube, &sim).await;
+            eventually("Synced", SECS, || ready_reason(&kube, NS, "db") == "Synced").await;
+            assert_eq!(restarts(&kube), restarts_wanted, "{existing}: restarts");
+            let m = mirror(&kube).unwrap();
+            assert_eq!(m["metadata"]["uid"], uid, "{existing}: the same Secret");
+            assert_eq!(m["data"]["password"], b64("pw-1"));
+            assert_eq!(owner_kinds(&m), ["VaultSecret"], "{existing}: {m}");
+            assert_eq!(m["metadata"]["labels"]["team"], "a", "their label kept");
+            assert_eq!(
+                kube.writes_to(&secret_path(NS, "app")).len(),
+                1,
+                "{existing}: one write to the Secret"
+            );
+            steady(&kube, &running, "after the takeover").await;
+            running.stop().await;
+        }
+    }
+
+    /// An immutable mirror is replaced (a new Secret) when its data changes, and the declared
+    /// workloads restart once; unchanged, it is left alone.
+    #[tokio::test]
+    async fn an_immutable_mirror_is_replaced_on_a_data_change_and_restarts() {
+        let (kube, sim) = world().await;
+        kube.put(
+            &vs_path(NS, "db"),
+            vault_secret_object(
+                NS,
+                "db",
+                spec(
+                    "Owner",
+                    json!({"immutable": true, "rolloutRestartTargets": [{"kind": "Deployment", "name": "web"}]}),
+                ),
+            ),
+        );
+        let running = start(&kube, &sim).await;
+        eventually("Synced", SECS, || ready_reason(&kube, NS, "db") == "Synced").await;
+        let first = mirror(&kube).unwrap();
+        assert_eq!(first["immutable"], true);
+        steady(&kube, &running, "immutable").await;
+
+        kube.put(
+            &secret_path(NS, "db-creds"),
+            secret_object(NS, "db-creds", &[("password", "pw-2")]),
+        );
+        eventually("the new data mirrored", SECS, || {
+            value(&kube, "password") == Some(b64("pw-2"))
+        })
+        .await;
+        let second = mirror(&kube).unwrap();
+        assert_ne!(
+            second["metadata"]["uid"], first["metadata"]["uid"],
+            "a new Secret"
+        );
+        assert_eq!(second["immutable"], true);
+        eventually("one restart", SECS, || restarts(&kube) == 1).await;
+        running.stop().await;
+    }
+
+    #[tokio::test]
+    async fn without_adopt_a_foreign_secret_is_a_conflict_and_never_written() {
+        let (kube, sim) = world().await;
+        theirs(
+            &kube,
+            ("secrets.hashicorp.com/v1beta1", "VaultStaticSecret"),
+            &[("password", "old")],
+        );
+        kube.put(
+            &vs_path(NS, "db"),
+            vault_secret_object(NS, "db", spec("Owner", json!({}))),
+        );
+        kube.clear_requests();
+        let running = start(&kube, &sim).await;
+        eventually("Conflict", SECS, || {
+            ready_reason(&kube, NS, "db") == "Conflict"
+        })
+        .await;
+        assert!(kube.writes_to(&secret_path(NS, "app")).is_empty());
+        assert_eq!(value(&kube, "password"), Some(b64("old")));
+        running.stop().await;
+    }
+}

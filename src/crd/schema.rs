@@ -389,14 +389,14 @@ mod tests {
             .find(|c| c.spec.names.kind == "VaultSecret")
             .unwrap();
         let schema = served_schema(vault_secret).expect("the served version has a schema");
-        let value = json!({"spec": {"mirror": {"type": "kubernetes.io/service-account-token",
+        let value = json!({"spec": {"mirror": {"creationPolicy": "Keep",
             "rolloutRestartTargets": [{"kind": "Job", "name": "x"}]},
             "source": {"secretRef": {"nmae": "x"}}}});
         assert_eq!(
             problems(&schema, value),
             [
+                "spec.mirror.creationPolicy: \"Keep\" is not one of: Owner, Orphan, Merge",
                 "spec.mirror.rolloutRestartTargets[0].kind: \"Job\" is not one of: Deployment, StatefulSet, DaemonSet, Rollout",
-                "spec.mirror.type: \"kubernetes.io/service-account-token\" is not one of: Opaque, kubernetes.io/basic-auth, kubernetes.io/ssh-auth, kubernetes.io/tls, kubernetes.io/dockerconfigjson",
                 "spec.source.secretRef.name: required field is missing",
                 "spec.source.secretRef.nmae: unknown field",
             ]

@@ -206,6 +206,9 @@ pub struct PolicyRef {
 /// The Kubernetes Secret that mirrors the PrivX data.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[x_kube(validation = Rule::new("!has(self.mergePolicy) || has(self.template) || has(self.templateFrom)").message("spec.mirror.mergePolicy needs spec.mirror.template or spec.mirror.templateFrom").field_path(".mergePolicy"))]
+#[x_kube(validation = Rule::new("!has(self.creationPolicy) || self.creationPolicy != 'Merge' || !has(self.type)").message(MERGE_TYPE_MESSAGE).field_path(".type"))]
+#[x_kube(validation = Rule::new("!has(self.creationPolicy) || self.creationPolicy != 'Merge' || !has(self.immutable) || !self.immutable").message(MERGE_IMMUTABLE_MESSAGE).field_path(".immutable"))]
+#[x_kube(validation = Rule::new("!has(self.creationPolicy) || self.creationPolicy != 'Merge' || !has(self.adopt) || !self.adopt").message(MERGE_ADOPT_MESSAGE).field_path(".adopt"))]
 #[serde(rename_all = "camelCase")]
 pub struct MirrorSpec {
     /// The Secret's name (default: the VaultSecret's name); a lowercase DNS subdomain of at
@@ -214,9 +217,31 @@ pub struct MirrorSpec {
     #[schemars(length(max = 253))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$') && self.size() <= 253").message("spec.mirror.secretName must be a valid Secret name (lowercase DNS subdomain)"))]
     pub secret_name: Option<String>,
-    /// The Secret's type (default Opaque).
+    /// The Secret's type (default `Opaque`): any type string (1 to 253 characters), custom
+    /// types included, except `kubernetes.io/service-account-token` and
+    /// `bootstrap.kubernetes.io/token`. The built-in types' required keys are checked.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub type_: Option<MirrorSecretType>,
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self.size() > 0 && self.size() <= 253").message(TYPE_LENGTH_MESSAGE))]
+    #[x_kube(validation = Rule::new("self != 'kubernetes.io/service-account-token' && self != 'bootstrap.kubernetes.io/token'").message(REFUSED_TYPE_MESSAGE))]
+    pub type_: Option<String>,
+    /// Who owns the Secret: `Owner` (an owner reference to this VaultSecret: the Secret goes
+    /// with it; the default), `Orphan` (no owner reference: the Secret stays when this object
+    /// is deleted), `Merge` (write only this object's keys into an existing Secret someone
+    /// else creates and owns; nothing is created, and the keys are removed when this object
+    /// is deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_policy: Option<CreationPolicy>,
+    /// Take over an existing Secret of this name that this object did not create (written by
+    /// hand, or owned by an External Secrets `ExternalSecret` or a Vault Secrets Operator
+    /// `VaultStaticSecret`): same object, data replaced only where it differs, the previous
+    /// controller owner reference replaced. Default false: such a Secret is a `Conflict`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt: Option<bool>,
+    /// Make the Secret immutable (Kubernetes immutable Secrets); a change of its data then
+    /// deletes and re-creates it (and restarts `rolloutRestartTargets`). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutable: Option<bool>,
     /// Extra labels on the Secret (not `kubernetes.io/service-account.*`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('kubernetes.io/service-account.'))").message("spec.mirror.labels may not set kubernetes.io/service-account.* keys"))]
@@ -275,6 +300,32 @@ pub struct ConfigMapKeyRef {
     pub key: String,
 }
 
+/// Who owns the mirrored Secret.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CreationPolicy {
+    /// An owner reference to the VaultSecret: deleted with it (garbage collection).
+    #[default]
+    Owner,
+    /// No owner reference: the Secret stays when the VaultSecret is deleted.
+    Orphan,
+    /// Only this object's keys, written into a Secret someone else creates and owns (server-side
+    /// apply field ownership); never created, and the keys are removed on deletion.
+    Merge,
+}
+
+/// Messages of the mirror rules that `crd::validate` repeats in code.
+pub const MERGE_TYPE_MESSAGE: &str = "spec.mirror.type cannot be set with creationPolicy Merge (the Secret and its type are someone else's)";
+pub const MERGE_IMMUTABLE_MESSAGE: &str = "spec.mirror.immutable cannot be true with creationPolicy Merge (the Secret is someone else's and is never replaced)";
+pub const MERGE_ADOPT_MESSAGE: &str = "spec.mirror.adopt does not apply to creationPolicy Merge (Merge writes into someone else's Secret without taking it over)";
+pub const TYPE_LENGTH_MESSAGE: &str = "spec.mirror.type must be 1 to 253 characters";
+pub const REFUSED_TYPE_MESSAGE: &str = "spec.mirror.type may not be kubernetes.io/service-account-token or bootstrap.kubernetes.io/token (they grant cluster access and are not minted from a vault)";
+
+/// Secret types a mirror may not have.
+pub const REFUSED_SECRET_TYPES: [&str; 2] = [
+    "kubernetes.io/service-account-token",
+    "bootstrap.kubernetes.io/token",
+];
+
 /// How template outputs combine with the mapped data fields.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum MergePolicy {
@@ -285,23 +336,33 @@ pub enum MergePolicy {
     Merge,
 }
 
-/// The Secret types a mirror may have. Service-account and bootstrap tokens are refused:
-/// they grant cluster access and must not be minted from a vault.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// The built-in Secret types whose keys the API server checks (any other type string is a
+/// custom type, with no required keys). Service-account and bootstrap tokens are refused
+/// ([`REFUSED_SECRET_TYPES`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum MirrorSecretType {
     #[default]
     Opaque,
-    #[serde(rename = "kubernetes.io/basic-auth")]
     BasicAuth,
-    #[serde(rename = "kubernetes.io/ssh-auth")]
     SshAuth,
-    #[serde(rename = "kubernetes.io/tls")]
     Tls,
-    #[serde(rename = "kubernetes.io/dockerconfigjson")]
     DockerConfigJson,
 }
 
 impl MirrorSecretType {
+    /// The built-in type of this `type` string, if it is one.
+    pub fn builtin(type_: &str) -> Option<Self> {
+        [
+            Self::Opaque,
+            Self::BasicAuth,
+            Self::SshAuth,
+            Self::Tls,
+            Self::DockerConfigJson,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == type_)
+    }
+
     /// The Kubernetes `type` string.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -422,6 +483,28 @@ pub struct PrivxSecretStatus {
 pub enum Ownership {
     Created,
     Adopted,
+}
+
+impl MirrorSpec {
+    /// The Secret's type, with its default.
+    pub fn secret_type(&self) -> &str {
+        self.type_.as_deref().unwrap_or("Opaque")
+    }
+
+    /// The creation policy, with its default.
+    pub fn creation_policy(&self) -> CreationPolicy {
+        self.creation_policy.unwrap_or_default()
+    }
+
+    /// Whether taking over an existing Secret was allowed, with its default.
+    pub fn adopt(&self) -> bool {
+        self.adopt.unwrap_or(false)
+    }
+
+    /// Whether the Secret is immutable, with its default.
+    pub fn immutable(&self) -> bool {
+        self.immutable.unwrap_or(false)
+    }
 }
 
 impl VaultSecretSpec {

@@ -21,6 +21,9 @@ pub mod reason {
     /// (VaultSecret) A mirror template does not compile or render (the message names the key
     /// and the line, never the data).
     pub const TEMPLATE_ERROR: &str = "TemplateError";
+    /// (VaultSecret) `creationPolicy: Merge` and the Secret to merge into does not exist
+    /// (nothing is created; retried).
+    pub const MIRROR_NOT_FOUND: &str = "MirrorNotFound";
     /// A Kubernetes API call failed (retried with backoff).
     pub const KUBERNETES_ERROR: &str = "KubernetesError";
 

@@ -63,8 +63,19 @@ impl Reconciler<'_> {
                 self.secrets()
                     .delete(&name, &DeleteParams::default())
                     .await
-                    .map_err(|e| core::kube_stop("delete mirrored Secret to change its type", e))?;
+                    .map_err(|e| {
+                        core::kube_stop(
+                            "delete mirrored Secret to change its type or immutable data",
+                            e,
+                        )
+                    })?;
                 self.apply_mirror(secret).await?;
+            }
+            MirrorAction::Patch { secret, takeover } => {
+                self.patch_mirror(secret, &plan.stray_keys).await?;
+                if *takeover {
+                    info!(secret = ?secret.metadata.name, "existing Secret taken over as the mirror");
+                }
             }
         }
 
@@ -118,6 +129,55 @@ impl Reconciler<'_> {
             .own_writes
             .finish("Secret", Some(&namespace), name, patched.as_ref().ok());
         patched.map_err(|e| core::kube_stop("remove keys added to the mirrored Secret", e))?;
+        Ok(())
+    }
+
+    /// One merge patch that sets the owner references as planned (a list replaces the whole
+    /// list: the only way to drop another manager's controller reference without deleting the
+    /// Secret), adds our labels and annotations, and sets the data (keys added by hand
+    /// removed). Never a delete: the Secret keeps its name and uid.
+    async fn patch_mirror(&self, secret: &KubeSecret, strays: &[String]) -> Result<(), Stop> {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let mut data: serde_json::Map<String, serde_json::Value> = strays
+            .iter()
+            .map(|k| (k.clone(), serde_json::Value::Null))
+            .collect();
+        let value = serde_json::to_value(secret).expect("a Secret serializes");
+        if let Some(planned) = value.get("data").and_then(|d| d.as_object()) {
+            data.extend(planned.clone());
+        }
+        let owners = match secret.metadata.owner_references.as_deref() {
+            None | Some([]) => serde_json::Value::Null,
+            Some(list) => json!(list),
+        };
+        let mut body = json!({
+            "metadata": {
+                "labels": secret.metadata.labels,
+                "annotations": secret.metadata.annotations,
+                "ownerReferences": owners,
+            },
+            "data": data,
+        });
+        if secret.immutable == Some(true) {
+            body["immutable"] = json!(true);
+        }
+        let namespace = self.namespace();
+        self.ctx.own_writes.begin("Secret", Some(&namespace), &name);
+        let patched = self
+            .secrets()
+            .patch(
+                &name,
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(&body),
+            )
+            .await;
+        self.ctx
+            .own_writes
+            .finish("Secret", Some(&namespace), &name, patched.as_ref().ok());
+        patched.map_err(|e| core::kube_stop("take over the mirrored Secret", e))?;
         Ok(())
     }
 

@@ -1,6 +1,8 @@
 //! Deletion of a VaultSecret: under `deletionPolicy: Delete` the PrivX secret it recorded goes
 //! with it (after the re-checks); then the finalizer is released.
 
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 
 use super::Context;
@@ -41,6 +43,7 @@ pub(super) async fn cleanup(
     if !deleted.has_finalizer() {
         return Ok(Action::await_change());
     }
+    remove_merged_keys(ctx, deleted, &namespace).await?;
     // What status records, else the target recorded with the finalizer (before the PrivX
     // write), else the computed one: all re-checked below.
     let status: Option<VaultSecretStatus> = deleted.typed_status();
@@ -139,4 +142,39 @@ pub(super) async fn cleanup(
     deleted.release_finalizer().await?;
     ctx.recovered(CONTROLLER, &key);
     Ok(Action::await_change())
+}
+
+/// `creationPolicy: Merge`: the keys, labels and annotations this object wrote into someone
+/// else's Secret go with it; the Secret and everything else in it stay. Read leniently from the
+/// raw spec, so that an object whose spec no longer deserialises cleans up too.
+async fn remove_merged_keys(
+    ctx: &Context,
+    deleted: &Deleted,
+    namespace: &str,
+) -> Result<(), Error> {
+    let mirror = &deleted.spec["mirror"];
+    if mirror["creationPolicy"].as_str() != Some("Merge") {
+        return Ok(());
+    }
+    let name = mirror["secretName"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(|| deleted.name());
+    let secrets: Api<KubeSecret> = Api::namespaced(ctx.client.clone(), namespace);
+    let what = format!("remove this VaultSecret's keys from Secret {namespace}/{name}");
+    let Some(secret) = secrets
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube(what.clone()))?
+    else {
+        return Ok(());
+    };
+    let Some(patch) = plan::merge_removal(&secret) else {
+        return Ok(());
+    };
+    secrets
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::kube(what))?;
+    Ok(())
 }

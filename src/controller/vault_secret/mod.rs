@@ -30,6 +30,9 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "privx-operator";
 /// Label naming the VaultSecret a mirrored Secret belongs to.
 pub const VAULT_SECRET_LABEL: &str = "privx-operator.dev/vaultsecret";
+/// Annotation naming the uid of the VaultSecret whose mirror a Secret is, where no owner
+/// reference says so (`creationPolicy` `Orphan` and `Merge`).
+pub const VAULT_SECRET_UID_ANNOTATION: &str = "privx-operator.dev/vaultsecret-uid";
 /// Annotation carrying the keyed data hash on mirrored Secrets and pod templates.
 pub const DATA_HASH_ANNOTATION: &str = "privx-operator.dev/data-hash";
 /// Annotation a user changes to request a new generated password.

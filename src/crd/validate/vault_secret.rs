@@ -15,7 +15,9 @@ use super::{
 use crate::crd::VaultSecretSpec;
 use crate::crd::duration::{MAX_DURATION_LENGTH, parse_duration};
 use crate::crd::vault_secret::{
-    MirrorSecretType, MirrorSpec, ROLES_NEED_A_SOURCE, RoleRef, SecretSource,
+    CreationPolicy, MERGE_ADOPT_MESSAGE, MERGE_IMMUTABLE_MESSAGE, MERGE_TYPE_MESSAGE,
+    MirrorSecretType, MirrorSpec, REFUSED_SECRET_TYPES, REFUSED_TYPE_MESSAGE, ROLES_NEED_A_SOURCE,
+    RoleRef, SecretSource, TYPE_LENGTH_MESSAGE,
 };
 
 const REFRESH_INTERVAL_MESSAGE: &str =
@@ -247,8 +249,32 @@ fn validate_mirror(mirror: &MirrorSpec, source: Option<&SecretSource>, out: &mut
                 .collect()
         })
     };
-    if let (Some(mirrored), Some(secret_type)) = (&mirrored, mirror.type_) {
+    if let Some(type_) = &mirror.type_ {
+        if type_.is_empty() || type_.len() > 253 {
+            out.push(FieldError::new("spec.mirror.type", TYPE_LENGTH_MESSAGE));
+        } else if REFUSED_SECRET_TYPES.contains(&type_.as_str()) {
+            out.push(FieldError::new("spec.mirror.type", REFUSED_TYPE_MESSAGE));
+        }
+    }
+    if let (Some(mirrored), Some(secret_type)) = (
+        &mirrored,
+        mirror.type_.as_deref().and_then(MirrorSecretType::builtin),
+    ) {
         check_type_keys(secret_type, mirrored, out);
+    }
+    if mirror.creation_policy() == CreationPolicy::Merge {
+        if mirror.type_.is_some() {
+            out.push(FieldError::new("spec.mirror.type", MERGE_TYPE_MESSAGE));
+        }
+        if mirror.immutable() {
+            out.push(FieldError::new(
+                "spec.mirror.immutable",
+                MERGE_IMMUTABLE_MESSAGE,
+            ));
+        }
+        if mirror.adopt() {
+            out.push(FieldError::new("spec.mirror.adopt", MERGE_ADOPT_MESSAGE));
+        }
     }
 
     if let Some(targets) = &mirror.rollout_restart_targets {

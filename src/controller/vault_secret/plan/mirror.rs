@@ -1,5 +1,6 @@
 //! The mirror part of the plan: the mirrored Secret's bytes (key mapping, templates, merge
-//! policy), its hash, and whether it must be written, replaced or left alone.
+//! policy), its hash, and whether it must be written, replaced, taken over or left alone
+//! (`creationPolicy`, `adopt`, `immutable`).
 
 use std::collections::BTreeMap;
 
@@ -12,8 +13,12 @@ use super::{Refusal, reason};
 use crate::controller::vault_secret::store::stored_mirror::StoredMirror;
 use crate::controller::vault_secret::{
     DATA_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, VAULT_SECRET_LABEL,
+    VAULT_SECRET_UID_ANNOTATION,
 };
-use crate::crd::vault_secret::{MergePolicy, MirrorSecretType, MirrorSpec, RESERVED_KEY_PREFIX};
+use crate::crd::vault_secret::{
+    CreationPolicy, MergePolicy, MirrorSecretType, MirrorSpec, REFUSED_SECRET_TYPES,
+    RESERVED_KEY_PREFIX,
+};
 use crate::template::{Origin, Template};
 use privx_client::SecretData;
 
@@ -51,8 +56,23 @@ pub enum MirrorAction {
     InSync,
     /// Server-side apply this Secret.
     Apply(Box<KubeSecret>),
-    /// The type changed (immutable in Kubernetes): delete, then apply.
+    /// The type changed, or the data of an immutable Secret: delete, then apply.
     Replace(Box<KubeSecret>),
+    /// Owner references must go that server-side apply cannot remove (another manager's, or
+    /// ours set by a patch): one merge patch sets this Secret's metadata (owner references
+    /// as listed, labels and annotations added) and data. `takeover`: the Secret was not
+    /// this object's before (`spec.mirror.adopt`).
+    Patch {
+        secret: Box<KubeSecret>,
+        takeover: bool,
+    },
+}
+
+impl MirrorAction {
+    /// Whether this takes over a Secret this object did not manage before.
+    pub fn is_takeover(&self) -> bool {
+        matches!(self, Self::Patch { takeover: true, .. })
+    }
 }
 
 /// Identity of the VaultSecret for owner references and labels.
@@ -211,8 +231,12 @@ pub fn plan_mirror_bytes(
             ),
         ));
     }
-    let type_ = mirror.type_.unwrap_or_default();
-    check_type_keys(type_, &bytes)?;
+    let policy = mirror.creation_policy();
+    let type_ = mirror.secret_type();
+    let immutable = mirror.immutable();
+    if let Some(builtin) = MirrorSecretType::builtin(type_) {
+        check_type_keys(builtin, &bytes)?;
+    }
 
     if let Some(key) = mirror
         .labels
@@ -234,17 +258,22 @@ pub fn plan_mirror_bytes(
     labels.insert(VAULT_SECRET_LABEL.into(), owner.name.to_string());
     let mut annotations = mirror.annotations.clone().unwrap_or_default();
     annotations.insert(DATA_HASH_ANNOTATION.into(), hash.to_string());
+    if policy != CreationPolicy::Owner {
+        annotations.insert(VAULT_SECRET_UID_ANNOTATION.into(), owner.uid.to_string());
+    }
 
+    // Merge: the Secret's type and owners are someone else's, so neither is applied.
     let desired = KubeSecret {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
             namespace: Some(owner.namespace.to_string()),
             labels: Some(labels.clone()),
             annotations: Some(annotations.clone()),
-            owner_references: Some(vec![owner.reference()]),
+            owner_references: (policy == CreationPolicy::Owner).then(|| vec![owner.reference()]),
             ..Default::default()
         },
-        type_: Some(type_.as_str().to_string()),
+        type_: (policy != CreationPolicy::Merge).then(|| type_.to_string()),
+        immutable: immutable.then_some(true),
         data: Some(
             bytes
                 .iter()
@@ -255,26 +284,94 @@ pub fn plan_mirror_bytes(
     };
 
     let Some(existing) = existing else {
+        if policy == CreationPolicy::Merge {
+            return Err(Refusal::new(
+                reason::MIRROR_NOT_FOUND,
+                format!(
+                    "Secret {}/{name} does not exist: creationPolicy Merge writes into a Secret someone else creates, and creates none",
+                    owner.namespace
+                ),
+            ));
+        }
         return Ok(MirrorAction::Apply(Box::new(desired)));
     };
-    let ours = existing.owned_by(owner.uid);
-    if !ours {
+    // An `Orphan`/`Merge` mirror records its VaultSecret's uid. Another uid under this
+    // object's name is an earlier VaultSecret of the same name (two cannot live at once in a
+    // namespace: it is gone, e.g. the CRD was reinstalled): its mirror is taken back.
+    let recorded_uid = existing.annotation(VAULT_SECRET_UID_ANNOTATION);
+    let earlier_self = existing.label(VAULT_SECRET_LABEL) == Some(owner.name);
+    let recorded_ours = recorded_uid.is_some_and(|u| u == owner.uid || earlier_self);
+    if existing.owned_by_another(owner.uid) || (recorded_uid.is_some() && !recorded_ours) {
         return Err(Refusal::new(
             reason::CONFLICT,
             format!(
-                "Secret {}/{name} already exists and is not managed by this VaultSecret; it is left alone (delete it or choose another spec.mirror.secretName)",
-                owner.namespace
+                "Secret {}/{name} is the mirror of another VaultSecret ({}); it is left alone",
+                owner.namespace,
+                existing
+                    .owner_names()
+                    .next()
+                    .or(existing.label(VAULT_SECRET_LABEL))
+                    .unwrap_or("unknown")
             ),
         ));
     }
-    let existing_type = existing.type_();
-    if existing_type != type_.as_str() {
+    let ours = existing.owned_by(owner.uid) || recorded_ours;
+    if policy == CreationPolicy::Merge {
+        if REFUSED_SECRET_TYPES.contains(&existing.type_()) {
+            return Err(Refusal::new(
+                reason::CONFLICT,
+                format!(
+                    "Secret {}/{name} has type {}: creationPolicy Merge never writes into token Secrets",
+                    owner.namespace,
+                    existing.type_()
+                ),
+            ));
+        }
+        if existing.owned_by(owner.uid) {
+            // Our owner reference (from creationPolicy Owner before) would let the garbage
+            // collector delete someone else's Secret: it goes, their owners stay.
+            let mut secret = desired;
+            secret.metadata.owner_references = Some(existing.other_owners().to_vec());
+            return Ok(MirrorAction::Patch {
+                secret: Box::new(secret),
+                takeover: false,
+            });
+        }
+        let in_sync = existing.data_contains(&bytes)
+            && existing.has_labels(&labels)
+            && existing.has_annotations(&annotations)
+            && !existing.drops_owned_labels(&labels)
+            && !existing.drops_owned_annotations(&annotations);
+        return Ok(if in_sync && !force {
+            MirrorAction::InSync
+        } else {
+            MirrorAction::Apply(Box::new(desired))
+        });
+    }
+    if !ours {
+        return take_over(mirror, owner, name, desired, &bytes, existing);
+    }
+    if existing.type_() != type_ || (existing.immutable() && !existing.data_is(&bytes)) {
         return Ok(MirrorAction::Replace(Box::new(desired)));
+    }
+    if existing.immutable() && !immutable {
+        // Kubernetes never makes an immutable Secret mutable again.
+        return Ok(MirrorAction::Replace(Box::new(desired)));
+    }
+    if policy == CreationPolicy::Orphan && existing.owned_by(owner.uid) {
+        let mut secret = desired;
+        secret.metadata.owner_references = Some(existing.other_owners().to_vec());
+        return Ok(MirrorAction::Patch {
+            secret: Box::new(secret),
+            takeover: false,
+        });
     }
     // Labels and annotations this operator applied before but no longer declares: applying
     // without them makes the API server remove them (field ownership); others' stay.
     let in_sync = existing.data_is(&bytes)
         && !existing.has_string_data()
+        && existing.immutable() == immutable
+        && (policy == CreationPolicy::Orphan || existing.owned_by(owner.uid))
         && existing.has_labels(&labels)
         && existing.has_annotations(&annotations)
         && !existing.drops_owned_labels(&labels)
@@ -283,6 +380,61 @@ pub fn plan_mirror_bytes(
         MirrorAction::InSync
     } else {
         MirrorAction::Apply(Box::new(desired))
+    })
+}
+
+/// A Secret this object did not write: refused (`Conflict`) unless `spec.mirror.adopt`; taken
+/// over in place otherwise — same object (never deleted), its previous controller owner
+/// reference replaced by ours (`Owner`) or removed (`Orphan`), other owners kept.
+fn take_over(
+    mirror: &MirrorSpec,
+    owner: &Owner<'_>,
+    name: &str,
+    desired: KubeSecret,
+    bytes: &BTreeMap<String, Vec<u8>>,
+    existing: &StoredMirror,
+) -> Result<MirrorAction, Refusal> {
+    let what = format!("Secret {}/{name}", owner.namespace);
+    if !mirror.adopt() {
+        return Err(Refusal::new(
+            reason::CONFLICT,
+            format!(
+                "{what} already exists and is not managed by this VaultSecret; it is left alone (set spec.mirror.adopt: true to take it over, or choose another spec.mirror.secretName)"
+            ),
+        ));
+    }
+    let type_ = mirror.secret_type();
+    if existing.type_() != type_ {
+        return Err(Refusal::new(
+            reason::CONFLICT,
+            format!(
+                "{what} has type {:?}, spec.mirror.type is {type_:?}: a takeover keeps the Secret, and Kubernetes cannot change its type (declare its type)",
+                existing.type_()
+            ),
+        ));
+    }
+    if existing.immutable() && !existing.data_is(bytes) {
+        return Err(Refusal::new(
+            reason::CONFLICT,
+            format!(
+                "{what} is immutable and its data differs from PrivX's: it cannot be taken over without deleting it"
+            ),
+        ));
+    }
+    let mut owners: Vec<OwnerReference> = existing
+        .other_owners()
+        .iter()
+        .filter(|r| r.controller != Some(true))
+        .cloned()
+        .collect();
+    if mirror.creation_policy() == CreationPolicy::Owner {
+        owners.push(owner.reference());
+    }
+    let mut secret = desired;
+    secret.metadata.owner_references = Some(owners);
+    Ok(MirrorAction::Patch {
+        secret: Box::new(secret),
+        takeover: true,
     })
 }
 
@@ -321,4 +473,54 @@ fn check_type_keys(
             ),
         ))
     }
+}
+
+/// What a deleted `creationPolicy: Merge` VaultSecret removes from the Secret it merged into:
+/// the data keys, labels and annotations that only the operator's field manager owns (by apply
+/// or by patch), as a merge patch of nulls with the Secret's resourceVersion as precondition;
+/// `None` when nothing is ours. Keys someone else also owns, and everything else, stay.
+pub fn merge_removal(secret: &KubeSecret) -> Option<serde_json::Value> {
+    use crate::controller::core::FIELD_MANAGER;
+    let managed = secret
+        .metadata
+        .managed_fields
+        .as_deref()
+        .unwrap_or_default();
+    let keys = |path: &[&str], mine: bool| -> std::collections::BTreeSet<String> {
+        managed
+            .iter()
+            .filter(|m| (m.manager.as_deref() == Some(FIELD_MANAGER)) == mine)
+            .filter_map(|m| {
+                let mut at = &m.fields_v1.as_ref()?.0;
+                for step in path {
+                    at = at.get(*step)?;
+                }
+                at.as_object()
+            })
+            .flat_map(|o| o.keys())
+            .filter_map(|k| k.strip_prefix("f:").map(String::from))
+            .collect()
+    };
+    let only_ours = |path: &[&str]| -> serde_json::Map<String, serde_json::Value> {
+        let others = keys(path, false);
+        keys(path, true)
+            .into_iter()
+            .filter(|k| !others.contains(k))
+            .map(|k| (k, serde_json::Value::Null))
+            .collect()
+    };
+    let data = only_ours(&["f:data"]);
+    let labels = only_ours(&["f:metadata", "f:labels"]);
+    let annotations = only_ours(&["f:metadata", "f:annotations"]);
+    if data.is_empty() && labels.is_empty() && annotations.is_empty() {
+        return None;
+    }
+    Some(serde_json::json!({
+        "metadata": {
+            "resourceVersion": secret.metadata.resource_version,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "data": data,
+    }))
 }

@@ -143,12 +143,12 @@ fn mirror_type_change_replaces_and_type_keys_are_required() {
     let d = data(&[("username", "u"), ("password", "p")]);
     let mut m = mirror();
     let opaque = applied(plan_mirror(Some(&m), &owner(), &d, "h", None).unwrap());
-    m.type_ = Some(MirrorSecretType::BasicAuth);
+    m.type_ = Some("kubernetes.io/basic-auth".into());
     assert!(matches!(
         plan_mirror(Some(&m), &owner(), &d, "h", Some(&opaque)).unwrap(),
         MirrorAction::Replace(_)
     ));
-    m.type_ = Some(MirrorSecretType::Tls);
+    m.type_ = Some("kubernetes.io/tls".into());
     let refusal = plan_mirror(Some(&m), &owner(), &d, "h", None).unwrap_err();
     assert_eq!(refusal.reason, reason::INVALID_SPEC);
     assert!(refusal.message.contains("tls.crt"));
@@ -295,4 +295,312 @@ fn one_secret_key_rule_for_plan_and_validation() {
         assert!(!plans(key), "{key}");
         assert!(!crate::crd::validate::is_secret_key(key), "{key}");
     }
+}
+
+// --- creationPolicy, adopt, immutable, custom types (issue 24) ---
+
+use crate::controller::vault_secret::VAULT_SECRET_UID_ANNOTATION;
+use crate::crd::vault_secret::CreationPolicy;
+
+fn with_policy(policy: CreationPolicy) -> MirrorSpec {
+    MirrorSpec {
+        creation_policy: Some(policy),
+        ..mirror()
+    }
+}
+
+/// A Secret someone else wrote: `user` data, an ExternalSecret as its controller, and a
+/// non-controller owner that must survive a takeover.
+fn eso_secret(value: &str) -> KubeSecret {
+    KubeSecret {
+        metadata: ObjectMeta {
+            name: Some("app-creds".into()),
+            namespace: Some("ns".into()),
+            labels: Some(BTreeMap::from([("team".into(), "a".into())])),
+            owner_references: Some(vec![
+                OwnerReference {
+                    api_version: "external-secrets.io/v1".into(),
+                    kind: "ExternalSecret".into(),
+                    name: "app".into(),
+                    uid: "eso-uid".into(),
+                    controller: Some(true),
+                    block_owner_deletion: Some(true),
+                },
+                OwnerReference {
+                    api_version: "v1".into(),
+                    kind: "ConfigMap".into(),
+                    name: "keep".into(),
+                    uid: "cm-uid".into(),
+                    controller: None,
+                    block_owner_deletion: None,
+                },
+            ]),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            "k".to_string(),
+            ByteString(value.as_bytes().to_vec()),
+        )])),
+        ..Default::default()
+    }
+}
+
+fn owner_uids(secret: &KubeSecret) -> Vec<String> {
+    secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .map(|r| r.uid.clone())
+        .collect()
+}
+
+#[test]
+fn orphan_mirrors_carry_no_owner_reference_but_record_their_vault_secret() {
+    let d = data(&[("k", "v")]);
+    let m = with_policy(CreationPolicy::Orphan);
+    let desired = applied(plan_mirror(Some(&m), &owner(), &d, "h", None).unwrap());
+    assert!(desired.metadata.owner_references.is_none());
+    assert_eq!(
+        desired.metadata.annotations.as_ref().unwrap()[VAULT_SECRET_UID_ANNOTATION],
+        "uid-1"
+    );
+    assert_eq!(
+        plan_mirror(Some(&m), &owner(), &d, "h", Some(&desired)).unwrap(),
+        MirrorAction::InSync,
+        "steady state: no write"
+    );
+    // Another VaultSecret's orphaned mirror is not ours...
+    let other = Owner {
+        name: "other",
+        uid: "uid-2",
+        ..owner()
+    };
+    let refusal = plan_mirror(Some(&m), &other, &d, "h", Some(&desired)).unwrap_err();
+    assert_eq!(refusal.reason, reason::CONFLICT);
+    // ...but a VaultSecret re-created under the same name (a new uid) takes its mirror back.
+    let again = Owner {
+        uid: "uid-3",
+        ..owner()
+    };
+    assert!(matches!(
+        plan_mirror(Some(&m), &again, &d, "h", Some(&desired)).unwrap(),
+        MirrorAction::Apply(_)
+    ));
+    // From Owner to Orphan: our owner reference is dropped by a patch, nothing is replaced.
+    let owned = applied(plan_mirror(Some(&mirror()), &owner(), &d, "h", None).unwrap());
+    match plan_mirror(Some(&m), &owner(), &d, "h", Some(&owned)).unwrap() {
+        MirrorAction::Patch { secret, takeover } => {
+            assert!(!takeover);
+            assert!(owner_uids(&secret).is_empty());
+        }
+        other => panic!("expected a patch, got {other:?}"),
+    }
+}
+
+#[test]
+fn merge_writes_only_its_keys_into_an_existing_secret_and_never_creates_one() {
+    let d = data(&[("k", "v")]);
+    let m = MirrorSpec {
+        secret_name: Some("app-creds".into()),
+        creation_policy: Some(CreationPolicy::Merge),
+        ..Default::default()
+    };
+    let refusal = plan_mirror(Some(&m), &owner(), &d, "h", None).unwrap_err();
+    assert_eq!(refusal.reason, reason::MIRROR_NOT_FOUND);
+    assert!(
+        refusal.message.contains("ns/app-creds"),
+        "{}",
+        refusal.message
+    );
+
+    let mut theirs = eso_secret("theirs");
+    theirs.data.as_mut().unwrap().remove("k");
+    theirs
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("other".into(), ByteString(b"x".to_vec()));
+    let mut token = theirs.clone();
+    token.type_ = Some("kubernetes.io/service-account-token".into());
+    let refusal = plan_mirror(Some(&m), &owner(), &d, "h", Some(&token)).unwrap_err();
+    assert_eq!(
+        refusal.reason,
+        reason::CONFLICT,
+        "never into a token Secret"
+    );
+    let desired = applied(plan_mirror(Some(&m), &owner(), &d, "h", Some(&theirs)).unwrap());
+    assert!(desired.type_.is_none(), "the type is someone else's");
+    assert!(
+        desired.metadata.owner_references.is_none(),
+        "so are the owners"
+    );
+    assert_eq!(
+        desired.data.as_ref().unwrap().keys().collect::<Vec<_>>(),
+        ["k"]
+    );
+    // After the apply: their key, their owners, our key and labels.
+    let mut merged = theirs.clone();
+    merged
+        .data
+        .as_mut()
+        .unwrap()
+        .extend(desired.data.clone().unwrap());
+    merged
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .extend(desired.metadata.labels.clone().unwrap());
+    merged.metadata.annotations = desired.metadata.annotations.clone();
+    assert_eq!(
+        plan_mirror(Some(&m), &owner(), &d, "h", Some(&merged)).unwrap(),
+        MirrorAction::InSync
+    );
+}
+
+#[test]
+fn a_foreign_secret_is_taken_over_in_place_only_with_adopt() {
+    let d = data(&[("k", "v")]);
+    let foreign = eso_secret("v");
+    let refusal = plan_mirror(Some(&mirror()), &owner(), &d, "h", Some(&foreign)).unwrap_err();
+    assert_eq!(refusal.reason, reason::CONFLICT);
+    assert!(
+        refusal.message.contains("spec.mirror.adopt"),
+        "{}",
+        refusal.message
+    );
+
+    let adopt = MirrorSpec {
+        adopt: Some(true),
+        ..mirror()
+    };
+    let action = plan_mirror(Some(&adopt), &owner(), &d, "h", Some(&foreign)).unwrap();
+    assert!(action.is_takeover());
+    let MirrorAction::Patch { secret, .. } = action else {
+        unreachable!()
+    };
+    assert_eq!(
+        owner_uids(&secret),
+        ["cm-uid", "uid-1"],
+        "the ExternalSecret's controller reference replaced by ours, the other owner kept"
+    );
+
+    let orphan = MirrorSpec {
+        creation_policy: Some(CreationPolicy::Orphan),
+        ..adopt.clone()
+    };
+    let MirrorAction::Patch { secret, takeover } =
+        plan_mirror(Some(&orphan), &owner(), &d, "h", Some(&foreign)).unwrap()
+    else {
+        panic!("a takeover patch")
+    };
+    assert!(takeover);
+    assert_eq!(owner_uids(&secret), ["cm-uid"], "controller removed");
+
+    // A takeover never changes the type (that would delete the Secret).
+    let tls = MirrorSpec {
+        type_: Some("example.com/custom".into()),
+        ..adopt.clone()
+    };
+    let refusal = plan_mirror(Some(&tls), &owner(), &d, "h", Some(&foreign)).unwrap_err();
+    assert_eq!(refusal.reason, reason::CONFLICT);
+    // Nor takes another VaultSecret's mirror.
+    let theirs = applied(
+        plan_mirror(
+            Some(&mirror()),
+            &Owner {
+                uid: "uid-2",
+                ..owner()
+            },
+            &d,
+            "h",
+            None,
+        )
+        .unwrap(),
+    );
+    let refusal = plan_mirror(Some(&adopt), &owner(), &d, "h", Some(&theirs)).unwrap_err();
+    assert_eq!(refusal.reason, reason::CONFLICT);
+}
+
+#[test]
+fn immutable_mirrors_are_replaced_when_their_data_changes() {
+    let m = MirrorSpec {
+        immutable: Some(true),
+        ..mirror()
+    };
+    let before = applied(plan_mirror(Some(&m), &owner(), &data(&[("k", "v")]), "h", None).unwrap());
+    assert_eq!(before.immutable, Some(true));
+    assert_eq!(
+        plan_mirror(Some(&m), &owner(), &data(&[("k", "v")]), "h", Some(&before)).unwrap(),
+        MirrorAction::InSync
+    );
+    assert!(matches!(
+        plan_mirror(
+            Some(&m),
+            &owner(),
+            &data(&[("k", "w")]),
+            "h2",
+            Some(&before)
+        )
+        .unwrap(),
+        MirrorAction::Replace(_)
+    ));
+    // Only a new Secret can be mutable again.
+    assert!(matches!(
+        plan_mirror(
+            Some(&mirror()),
+            &owner(),
+            &data(&[("k", "v")]),
+            "h",
+            Some(&before)
+        )
+        .unwrap(),
+        MirrorAction::Replace(_)
+    ));
+}
+
+#[test]
+fn custom_types_are_mirrored_and_builtin_types_keep_their_key_checks() {
+    let m = MirrorSpec {
+        type_: Some("example.com/database".into()),
+        ..mirror()
+    };
+    let secret = applied(plan_mirror(Some(&m), &owner(), &data(&[("k", "v")]), "h", None).unwrap());
+    assert_eq!(secret.type_.as_deref(), Some("example.com/database"));
+    assert_eq!(
+        MirrorSecretType::builtin("kubernetes.io/ssh-auth"),
+        Some(MirrorSecretType::SshAuth)
+    );
+    assert_eq!(MirrorSecretType::builtin("example.com/database"), None);
+}
+
+#[test]
+fn merge_removal_takes_only_what_the_operator_alone_owns() {
+    use crate::controller::core::FIELD_MANAGER;
+    let secret: KubeSecret = serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": "app-creds", "namespace": "ns", "resourceVersion": "9",
+            "managedFields": [
+                {"manager": FIELD_MANAGER, "operation": "Apply", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:data": {"f:k": {}, "f:shared": {}},
+                              "f:metadata": {"f:labels": {"f:privx-operator.dev/vaultsecret": {}}}}},
+                {"manager": "kubectl", "operation": "Update", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:data": {"f:other": {}, "f:shared": {}}}},
+            ],
+        },
+        "data": {"k": "dg==", "shared": "eA==", "other": "eQ=="},
+    }))
+    .unwrap();
+    let patch = merge_removal(&secret).unwrap();
+    assert_eq!(patch["data"], serde_json::json!({"k": null}));
+    assert_eq!(
+        patch["metadata"]["labels"],
+        serde_json::json!({"privx-operator.dev/vaultsecret": null})
+    );
+    assert_eq!(patch["metadata"]["resourceVersion"], "9");
+    let mut not_ours = secret.clone();
+    not_ours.metadata.managed_fields.as_mut().unwrap().remove(0);
+    assert_eq!(merge_removal(&not_ours), None);
 }

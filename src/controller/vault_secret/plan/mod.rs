@@ -16,7 +16,7 @@ use crate::controller::core::finalizer::{CleanupTarget, MetadataChange, plan_met
 pub use crate::controller::core::outcome::{Refusal, reason};
 use crate::controller::core::{Next, Stop};
 use crate::crd::condition::DesiredCondition;
-use crate::crd::vault_secret::RolloutTarget;
+use crate::crd::vault_secret::{CreationPolicy, RolloutTarget};
 use crate::crd::{DeletionPolicy, VaultSecret, VaultSecretStatus};
 use crate::template::Template;
 
@@ -216,16 +216,32 @@ pub fn plan(o: &Observed<'_>) -> Result<Plan, Stop> {
         o.existing_mirror,
         o.decision.forced,
     )
-    .map_err(later)?;
+    .map_err(|r| {
+        // A Secret to merge into may be created any moment, and its creation is not watched.
+        let retry = if r.reason == reason::MIRROR_NOT_FOUND {
+            super::SOURCE_RETRY.min(o.refresh)
+        } else {
+            o.refresh
+        };
+        (r, Next::After(retry))
+    })?;
+    let merge = mirror_spec.is_some_and(|m| m.creation_policy() == CreationPolicy::Merge);
     let stray_keys = match &mirror {
-        MirrorAction::Apply(secret) => stray_keys(o.existing_mirror, secret),
+        // Merge: the other keys are someone else's.
+        MirrorAction::Apply(_) | MirrorAction::Patch { .. } if merge => Vec::new(),
+        MirrorAction::Apply(secret) | MirrorAction::Patch { secret, .. } => {
+            stray_keys(o.existing_mirror, secret)
+        }
         _ => Vec::new(),
     };
 
     // Finalizer first, and with it the target the PrivX write concerns (cleanup's record, should
     // the status write after the PrivX write never happen).
-    let wants_finalizer =
-        spec.deletion_policy() == DeletionPolicy::Delete && privx_plan.ownership.is_some();
+    // Merge: the Secret is not ours to be garbage collected, so our keys are removed from it
+    // at deletion (the finalizer guards that).
+    let wants_finalizer = (spec.deletion_policy() == DeletionPolicy::Delete
+        && privx_plan.ownership.is_some())
+        || merge;
     let writes = privx_plan.action != PrivxAction::None;
     let intent = CleanupTarget {
         name: target.name.clone(),
@@ -248,8 +264,13 @@ pub fn plan(o: &Observed<'_>) -> Result<Plan, Stop> {
         status.and_then(|s| s.data_hash.as_deref())
     };
     let new = if templated { &mirror_hash } else { &hash };
+    // A takeover restarts when the data the workloads read until now differs from PrivX's.
     let changed = !o.restart_checks.is_empty()
-        && restarts::data_changed(key, previous, new, &mirrored, o.existing_mirror);
+        && if mirror.is_takeover() {
+            o.existing_mirror.is_some_and(|m| !m.data_is(&mirrored))
+        } else {
+            restarts::data_changed(key, previous, new, &mirrored, o.existing_mirror)
+        };
     let restart_plan = (!o.restart_checks.is_empty()).then(|| {
         restarts::plan_restarts(
             o.restart_checks,

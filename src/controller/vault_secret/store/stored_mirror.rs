@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    ManagedFieldsEntry, ObjectMeta, OwnerReference,
+};
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Event;
@@ -25,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use super::stored::VsRef;
 use crate::controller::core::FIELD_MANAGER;
+use crate::controller::vault_secret::VAULT_SECRET_LABEL;
 use crate::crd::VaultSecret;
 
 /// The SHA-256 digest of one data value.
@@ -53,6 +56,11 @@ pub struct StoredMirror {
     /// Sorted by key.
     data: Box<[(Box<str>, ValueDigest)]>,
     has_string_data: bool,
+    immutable: bool,
+    /// The owner references of other kinds (an `ExternalSecret`, a `VaultStaticSecret`...),
+    /// kept whole: a takeover replaces the controller among them and keeps the rest. Mirrors
+    /// have none, so this costs an empty slice.
+    other_owners: Box<[OwnerReference]>,
 }
 
 fn find<'a>(pairs: &'a [Pair], key: &str) -> Option<&'a str> {
@@ -76,6 +84,30 @@ impl StoredMirror {
     /// Whether the VaultSecret with this uid is among the owners.
     pub fn owned_by(&self, uid: &str) -> bool {
         self.owners.iter().any(|(_, u)| &**u == uid)
+    }
+
+    /// Whether a VaultSecret other than the one with this uid is among the owners.
+    pub fn owned_by_another(&self, uid: &str) -> bool {
+        self.owners.iter().any(|(_, u)| &**u != uid)
+    }
+
+    /// The owner references of other kinds than VaultSecret.
+    pub fn other_owners(&self) -> &[OwnerReference] {
+        &self.other_owners
+    }
+
+    /// Whether the Secret is immutable.
+    pub fn immutable(&self) -> bool {
+        self.immutable
+    }
+
+    /// Whether the data holds every key of `bytes` with its value (other keys aside).
+    pub fn data_contains(&self, bytes: &BTreeMap<String, Vec<u8>>) -> bool {
+        bytes.iter().all(|(key, value)| {
+            self.data
+                .binary_search_by(|(k, _)| (**k).cmp(key.as_str()))
+                .is_ok_and(|i| self.data[i].1 == digest(value))
+        })
     }
 
     /// The names of the VaultSecrets among the owners.
@@ -168,18 +200,20 @@ fn split(secret: Secret) -> (ObjectMeta, StoredMirror) {
         data,
         string_data,
         type_,
-        ..
+        immutable,
     } = secret;
     let managed = metadata.managed_fields.unwrap_or_default();
     let owned_labels = owned_keys(&managed, "f:labels");
     let owned_annotations = owned_keys(&managed, "f:annotations");
     let kind = VaultSecret::kind(&());
     let api_version = VaultSecret::api_version(&());
-    let owners = metadata
+    let (ours, others): (Vec<_>, Vec<_>) = metadata
         .owner_references
         .unwrap_or_default()
         .into_iter()
-        .filter(|r| r.kind == kind && r.api_version == api_version)
+        .partition(|r| r.kind == kind && r.api_version == api_version);
+    let owners = ours
+        .into_iter()
         .map(|r| (r.name.into(), r.uid.into()))
         .collect();
     let stored = StoredMirror {
@@ -193,6 +227,8 @@ fn split(secret: Secret) -> (ObjectMeta, StoredMirror) {
             .map(|(k, v)| (k.into(), digest(&v.0)))
             .collect(),
         has_string_data: string_data.is_some_and(|s| !s.is_empty()),
+        immutable: immutable == Some(true),
+        other_owners: others.into(),
     };
     let metadata = ObjectMeta {
         name: metadata.name,
@@ -220,11 +256,19 @@ pub struct WatchedMirror {
 }
 
 impl WatchedMirror {
-    /// The VaultSecrets that own this Secret, as objects to reconcile.
+    /// The VaultSecrets that own this Secret, as objects to reconcile: its VaultSecret owner
+    /// references, and the VaultSecret its label names (mirrors without an owner reference:
+    /// `Orphan` and `Merge`).
     pub fn owners(&self) -> Vec<VsRef> {
         let namespace = self.metadata.namespace.as_deref().unwrap_or_default();
-        self.mirror
-            .owner_names()
+        let mut names: Vec<&str> = self.mirror.owner_names().collect();
+        if let Some(labelled) = self.mirror.label(VAULT_SECRET_LABEL)
+            && !names.contains(&labelled)
+        {
+            names.push(labelled);
+        }
+        names
+            .into_iter()
             .map(|name| ObjectRef::new(name).within(namespace))
             .collect()
     }

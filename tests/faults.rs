@@ -820,3 +820,135 @@ async fn the_runner_through_gated_clients_stops_writing_when_the_gate_closes() {
     stop.cancel();
     task.abort();
 }
+
+// ---- issue 22: a PrivX outage costs PrivX a trickle, set by the probe schedule ----
+
+/// A shortened probe schedule, so that a few seconds of outage see several probes.
+const BREAKER: privx_client::BreakerSettings = privx_client::BreakerSettings {
+    failure_threshold: privx_client::breaker::DEFAULT_FAILURE_THRESHOLD,
+    first_probe_interval: Duration::from_millis(200),
+    max_probe_interval: Duration::from_millis(1600),
+    max_pause: Duration::from_secs(300),
+};
+
+/// The most vault requests an outage of `window` can cost, whatever the number of objects:
+/// the outage answers that open the breaker (every request in flight then, each with its one
+/// retry, at most `--privx-max-concurrency` of them) and the probes of the schedule.
+fn outage_bound(window: Duration) -> usize {
+    let in_flight = privx_client::limit::DEFAULT_MAX_CONCURRENCY;
+    BREAKER.failure_threshold as usize
+        + in_flight * SENDS_PER_CALL
+        + BREAKER.max_probes_within(window) as usize
+}
+
+/// N push + mirror objects through an outage of `/vault/*`: the vault requests stay within a
+/// bound derived from the probe schedule (the same bound for 100 and 1,000 objects), no mirror
+/// is written meanwhile, and once PrivX answers every object is Ready again and the sources
+/// changed during the outage reach PrivX and the mirrors. Recovery time and request rate are
+/// printed (`-- --nocapture`), not asserted: they are figures (docs/benchmarks.md).
+async fn outage_costs_a_trickle(n: usize) {
+    const CHANGED: usize = 20;
+    let (kube, sim) = setup().await;
+    let privx = support::privx_client_tuned(
+        &sim,
+        sim.credentials(),
+        privx_client::config::PolicyGenerationSetting::Auto,
+        |c| c.breakers = privx_client::Breakers::new(BREAKER).unwrap(),
+    );
+    let running = Running::start_with(&kube, &sim, privx, &[], 16);
+    eventually("watches up", LONG, || running.up()).await;
+    let objects = names("trickle", n);
+    for name in &objects {
+        push(&kube, name, "v1", false);
+    }
+    eventually("every object Synced", Duration::from_secs(180), || {
+        all_have_reason(&kube, &objects, "Synced")
+    })
+    .await;
+
+    let secret_writes = |kube: &FakeKube| {
+        kube.requests()
+            .iter()
+            .filter(|r| {
+                r.method != "GET"
+                    && r.path.contains("/secrets/trickle-")
+                    && !r.path.contains("-src")
+            })
+            .count()
+    };
+    let writes_before = secret_writes(&kube);
+    let changed = &objects[..CHANGED];
+    let started = std::time::Instant::now();
+    sim.clear_requests();
+    sim.set_faults(vec![Fault::status("/vault/*", 503)]);
+    for name in changed {
+        let source = format!("{name}-src");
+        kube.put(
+            &secret_path(NS, &source),
+            secret_object(NS, &source, &[("password", "v2")]),
+        );
+    }
+    // The outage lasts at least 4 s, and until every changed object has reported it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    eventually("the changed objects report the outage", LONG, || {
+        changed
+            .iter()
+            .all(|n| ready_reason(&kube, NS, n) == "PrivXUnavailable")
+    })
+    .await;
+    let requests = vault_requests(&sim);
+    let lasted = started.elapsed();
+    let bound = outage_bound(lasted);
+    assert_eq!(
+        secret_writes(&kube),
+        writes_before,
+        "no mirror is written during the outage"
+    );
+    assert!(
+        changed
+            .iter()
+            .all(|n| mirror_password(&kube, n).as_deref() == Some("v1")),
+        "the mirrors keep what PrivX had"
+    );
+    sim.set_faults(vec![]);
+    let back = std::time::Instant::now();
+    eventually(
+        "every object Synced, the changes in PrivX and the mirrors",
+        Duration::from_secs(120),
+        || {
+            all_have_reason(&kube, &objects, "Synced")
+                && changed
+                    .iter()
+                    .all(|n| mirror_password(&kube, n).as_deref() == Some("v2"))
+        },
+    )
+    .await;
+    let recovery = back.elapsed();
+    let someone_else = privx_client_for(&sim, sim.credentials_of("someone-else").unwrap());
+    for name in changed {
+        let stored = someone_else
+            .get_secret(&SecretLocation::Shared, &format!("k8s/{NS}/{name}"))
+            .await
+            .unwrap();
+        assert_eq!(stored.data.unwrap().0["password"], "v2", "{name}");
+    }
+    eprintln!(
+        "{n} objects, {lasted:?} of vault outage: {requests} vault requests ({:.2}/s; bound {bound}); all Ready {recovery:?} after PrivX answered",
+        requests as f64 / lasted.as_secs_f64()
+    );
+    assert!(
+        requests <= bound,
+        "{requests} vault requests in {lasted:?} for {n} objects (bound {bound}, from the probe schedule)"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_privx_outage_costs_a_bound_set_by_the_probe_schedule_at_100_objects() {
+    outage_costs_a_trickle(100).await;
+}
+
+#[tokio::test]
+async fn a_privx_outage_costs_the_same_bound_at_1000_objects() {
+    outage_costs_a_trickle(1000).await;
+}

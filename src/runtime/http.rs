@@ -46,6 +46,8 @@ struct HealthState {
     privx_ok: AtomicBool,
     /// A standing remark for `/readyz` (e.g. a fallback to older PrivX behaviour).
     note: std::sync::Mutex<Option<String>>,
+    /// The PrivX services whose circuit breaker is open, for a second `/readyz` remark.
+    outage: std::sync::Mutex<Option<String>>,
 }
 
 impl Health {
@@ -70,6 +72,17 @@ impl Health {
 
     pub fn note(&self) -> Option<String> {
         self.inner.note.lock().expect("note lock").clone()
+    }
+
+    /// Says on `/readyz` which PrivX services are unavailable (their circuit breaker is open);
+    /// `None` when all are back. Readiness and liveness are not affected: the operator itself
+    /// works and recovers on its own.
+    pub fn set_privx_outage(&self, outage: Option<String>) {
+        *self.inner.outage.lock().expect("outage lock") = outage;
+    }
+
+    pub fn privx_outage(&self) -> Option<String> {
+        self.inner.outage.lock().expect("outage lock").clone()
     }
 
     pub fn is_ready(&self) -> bool {
@@ -144,10 +157,11 @@ async fn readyz(State(health): State<Health>) -> (StatusCode, String) {
         None => (StatusCode::OK, "ok"),
         Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
     };
-    match health.note() {
-        None => (status, text.to_string()),
-        Some(note) => (status, format!("{text}\nnote: {note}")),
+    let mut body = text.to_string();
+    for note in [health.note(), health.privx_outage()].into_iter().flatten() {
+        body.push_str(&format!("\nnote: {note}"));
     }
+    (status, body)
 }
 
 async fn metrics_text(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
@@ -187,5 +201,23 @@ mod tests {
         let (status, body) = readyz(State(health)).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, "ok\nnote: PrivX has no users/current");
+    }
+
+    #[tokio::test]
+    async fn readyz_says_which_privx_services_are_unavailable_and_stays_ready() {
+        let health = Health::new();
+        health.set_watches_synced(true);
+        health.set_privx_ok(true);
+        health.set_privx_outage(Some(
+            "PrivX unavailable: vault (circuit breaker open)".into(),
+        ));
+        let (status, body) = readyz(State(health.clone())).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body,
+            "ok\nnote: PrivX unavailable: vault (circuit breaker open)"
+        );
+        health.set_privx_outage(None);
+        assert_eq!(readyz(State(health)).await.1, "ok");
     }
 }

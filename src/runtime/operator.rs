@@ -159,6 +159,9 @@ pub async fn main(args: RunArgs) -> anyhow::Result<()> {
         });
     }
 
+    // `/readyz` says which PrivX services are not serving (their circuit breaker is open).
+    tokio::spawn(report_privx_outages(privx.clone(), health.clone()));
+
     // Leader election: controllers run only while this replica leads.
     let (leader_tx, mut leader_rx) = watch::channel(!args.leader_election);
     let elector_shutdown = CancellationToken::new();
@@ -356,4 +359,26 @@ async fn install_crds_if_missing(client: &kube::Client) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Keeps `/readyz`'s outage note in step with the PrivX circuit breakers.
+async fn report_privx_outages(privx: PrivxClient, health: Health) {
+    let mut status = privx.breakers().subscribe();
+    loop {
+        let down: Vec<&str> = status
+            .borrow_and_update()
+            .unavailable()
+            .into_iter()
+            .map(|s| s.as_str())
+            .collect();
+        health.set_privx_outage((!down.is_empty()).then(|| {
+            format!(
+                "PrivX unavailable: {} (circuit breaker open; calls paused, probing until it answers)",
+                down.join(", ")
+            )
+        }));
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use privx_client::PrivxClient;
 
 use super::backoff::Backoff;
+use super::outage::OutageWaiters;
 use super::own_writes::OwnWrites;
 use super::recorder::Recorder;
 use super::sync_gate::SyncGate;
@@ -60,6 +61,8 @@ pub struct Context {
     pub own_writes: OwnWrites,
     /// Opens once every store has listed its objects.
     pub synced: SyncGate,
+    /// The objects whose last failure was PrivX not serving, retried when it is back.
+    pub outage: OutageWaiters,
 }
 
 impl Context {
@@ -80,6 +83,7 @@ impl Context {
             backoff: Backoff::default(),
             own_writes: OwnWrites::default(),
             synced: SyncGate::default(),
+            outage: OutageWaiters::default(),
         }
     }
 
@@ -92,6 +96,7 @@ impl Context {
 
     /// `key` of `controller` succeeded, or is gone: it no longer waits to retry.
     pub fn recovered(&self, controller: &'static str, key: &str) {
+        self.outage.forget(controller, key);
         let waiting = self.backoff.reset(controller, key);
         self.metrics.retrying(controller, waiting);
     }

@@ -111,6 +111,12 @@ pub fn requeue_after_failure(
     error: &Error,
 ) -> Action {
     let delay = ctx.failed(controller, key);
+    // PrivX not serving: retried as soon as the service's breaker closes (the runner), besides
+    // this backoff; any other failure waits out its backoff alone.
+    match error.privx_outage() {
+        Some(service) => ctx.outage.wait(controller, key, service),
+        None => ctx.outage.forget(controller, key),
+    }
     tracing::warn!(%key, error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }

@@ -16,6 +16,7 @@ pub mod deleted;
 pub mod entry;
 pub mod events;
 pub mod finalizer;
+pub mod outage;
 pub mod outcome;
 pub mod own_writes;
 pub mod recorder;

@@ -98,6 +98,15 @@ impl Error {
         }
     }
 
+    /// The PrivX service that was not serving, when this failure is an outage (an outage
+    /// answer, or a call its open circuit breaker refused).
+    pub fn privx_outage(&self) -> Option<privx_client::Service> {
+        match self {
+            Self::Privx { source, .. } => source.unavailable_service(),
+            _ => None,
+        }
+    }
+
     /// Whether this is a 404 from Kubernetes.
     pub fn is_kube_not_found(error: &kube::Error) -> bool {
         matches!(error, kube::Error::Api(s) if s.code == 404)

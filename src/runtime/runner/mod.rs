@@ -19,6 +19,7 @@
 //! is down.
 
 mod health;
+mod outage;
 mod password_policies;
 mod queue;
 mod scopes;
@@ -185,6 +186,8 @@ pub async fn run(
     // Triggers that do not come from a watched object of the controller's own streams: a
     // deleted PasswordPolicy, a source Secret event.
     let (extra_tx, extra_rx) = mpsc::unbounded::<VsRef>();
+    let (pp_retry_tx, pp_retry_rx) =
+        mpsc::unbounded::<ObjectRef<DeserializeGuard<PasswordPolicy>>>();
 
     // --- PasswordPolicies (cluster-wide, shared) ---
     let policy_changes = Changes::default();
@@ -229,6 +232,7 @@ pub async fn run(
             policy_changes.clone(),
             controller_config.clone(),
             pp_queued,
+            pp_retry_rx,
             shutdown.clone(),
         ));
     }
@@ -277,6 +281,11 @@ pub async fn run(
         }),
     ]);
     let _refresher = refresher.map(|r| AbortOnDrop(vec![tokio::spawn(r)]));
+    let _recovery = AbortOnDrop(vec![tokio::spawn(outage::retry_when_privx_is_back(
+        core.clone(),
+        extra_tx.clone(),
+        pp_retry_tx,
+    ))]);
 
     // Controllers end on the shutdown signal once in-flight reconciles have drained.
     futures::future::join_all(tasks).await;

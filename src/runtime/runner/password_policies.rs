@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
+use futures::channel::mpsc;
 use futures::{StreamExt, future::BoxFuture, stream::BoxStream};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
@@ -26,6 +28,7 @@ pub(super) fn controller(
     changes: Changes,
     controller_config: ControllerConfig,
     queued: Queued,
+    retries: mpsc::UnboundedReceiver<ObjectRef<DeserializeGuard<PasswordPolicy>>>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> BoxFuture<'static, ()> {
     let selector = options.selector.clone();
@@ -50,6 +53,11 @@ pub(super) fn controller(
         store,
     )
     .with_config(controller_config)
+    // Policies that failed because PrivX was not serving, retried when it is back.
+    .reconcile_on(retries.inspect({
+        let queued = queued.clone();
+        move |r| queued.asked_ref(r)
+    }))
     .graceful_shutdown_on(shutdown.cancelled_owned());
 
     Box::pin(

@@ -38,6 +38,8 @@ pub(super) struct KubeFetched {
 pub(super) struct PrivxFetched {
     /// The client this namespace writes PrivX with (its own identity, if that mode is on).
     pub privx: PrivxClient,
+    /// The PrivX identity that client writes as: the `author` PrivX records on what it creates.
+    pub identity: Option<String>,
     pub current: Option<Secret>,
     pub self_roles: Vec<String>,
     pub resolved_roles: BTreeMap<String, Option<String>>,
@@ -106,7 +108,10 @@ impl Reconciler<'_> {
         read_current: bool,
     ) -> Result<PrivxFetched, Stop> {
         let ctx = self.ctx;
-        let privx = privx_for(ctx, &self.namespace()).await?;
+        let PrivxAs {
+            client: privx,
+            identity,
+        } = privx_for(ctx, &self.namespace()).await?;
         let (self_roles, resolved_roles) = self.resolve_roles(source).await?;
         let from_listing = if decision.routine
             && ctx.settings.namespace_identity.is_none()
@@ -141,6 +146,7 @@ impl Reconciler<'_> {
         let (me, others) = self.claimants(target);
         Ok(PrivxFetched {
             privx,
+            identity,
             current,
             self_roles,
             resolved_roles,
@@ -372,12 +378,29 @@ pub fn self_roles_for(ctx: &Context, namespace: &str) -> Result<Vec<String>, Ref
     Ok(state.names)
 }
 
+/// The PrivX client a namespace's objects are reconciled with, and the identity it writes as.
+pub struct PrivxAs {
+    pub client: PrivxClient,
+    /// The PrivX id PrivX records as the `author` of what `client` creates (`None`: unknown).
+    /// "Did we create this?" compares with this identity, never another.
+    pub identity: Option<String>,
+}
+
 /// The PrivX client that reconciles objects of `namespace`: the operator's own, or, with
-/// per-namespace identity on, that namespace's.
-pub async fn privx_for(ctx: &Context, namespace: &str) -> Result<PrivxClient, Stop> {
+/// per-namespace identity on, that namespace's (with the user id it logged in as).
+pub async fn privx_for(ctx: &Context, namespace: &str) -> Result<PrivxAs, Stop> {
     match &ctx.settings.namespace_identity {
-        None => Ok(ctx.privx.clone()),
-        Some(ids) => ids.client(namespace).await.map_err(identity_stop),
+        None => Ok(PrivxAs {
+            client: ctx.privx.clone(),
+            identity: ctx.privx_identity.clone(),
+        }),
+        Some(ids) => {
+            let login = ids.login(namespace).await.map_err(identity_stop)?;
+            Ok(PrivxAs {
+                client: login.client,
+                identity: login.user_id,
+            })
+        }
     }
 }
 

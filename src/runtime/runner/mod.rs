@@ -157,11 +157,13 @@ pub async fn run(
 
     // --- PasswordPolicies (cluster-wide, shared) ---
     let policy_changes = Changes::default();
+    let policy_generations = Changes::default();
     let policy_reflector = {
         let ctx = ctx.clone();
         let extra_tx = extra_tx.clone();
         let vs_store = vs_store.clone();
-        let changes = policy_changes.clone();
+        let changes = [policy_changes.clone(), policy_generations.clone()];
+        let policy_store = policy_store.clone();
         watch(
             Api::<DeserializeGuard<PasswordPolicy>>::all(client.clone()),
             watcher::Config::default().any_semantic(),
@@ -171,13 +173,20 @@ pub async fn run(
         .modify(|p| strip(p.meta_mut()))
         .reflect_shared(policy_writer)
         .for_each(move |event| {
-            if let Ok(watcher::Event::Delete(policy)) = &event {
-                let name = policy.name_any();
-                changes.forget(&name);
-                password_policy::forget(&ctx, &name);
-                for vs in referrers(&vs_store, |vs| vs.policy() == Some(name.as_str())) {
-                    let _ = extra_tx.unbounded_send(vs);
+            match &event {
+                Ok(watcher::Event::Delete(policy)) => {
+                    let name = policy.name_any();
+                    changes.iter().for_each(|c| c.forget(&name));
+                    password_policy::forget(&ctx, &name);
+                    for vs in referrers(&vs_store, |vs| vs.policy() == Some(name.as_str())) {
+                        let _ = extra_tx.unbounded_send(vs);
+                    }
                 }
+                // A re-list: policies deleted meanwhile sent no delete event.
+                Ok(watcher::Event::InitDone) => changes.iter().for_each(|c| {
+                    c.retain(|name| policy_store.get(&ObjectRef::new(name)).is_some())
+                }),
+                _ => {}
             }
             futures::future::ready(())
         })
@@ -195,6 +204,24 @@ pub async fn run(
         )
         .modify(|ns| strip_namespace(ns.meta_mut())),
     )
+    .inspect({
+        // A deleted namespace leaves the change map and the per-namespace identities (a
+        // re-list sweeps those deleted while the watch was down).
+        let changes = namespace_changes.clone();
+        let ctx = ctx.clone();
+        move |event| match event {
+            Ok(watcher::Event::Delete(ns)) => {
+                changes.forget(&ns.name_any());
+                if let Some(ids) = &ctx.settings.namespace_identity {
+                    ids.forget(&ns.name_any());
+                }
+            }
+            Ok(watcher::Event::InitDone) => {
+                changes.retain(|name| ctx.namespace(name).is_some());
+            }
+            _ => {}
+        }
+    })
     .touched_objects()
     .filter_map({
         let changes = namespace_changes.clone();
@@ -242,6 +269,13 @@ pub async fn run(
                 index.set(&ObjectRef::from_obj(vs), source_of(&decoded));
                 ctx.claims.set(&decoded, &ctx.settings.name_template);
             }
+            Ok(watcher::Event::InitDone) => changes.retain(|key| {
+                key.split_once('/').is_some_and(|(namespace, name)| {
+                    ctx.vault_secrets
+                        .get(&ObjectRef::new(name).within(namespace))
+                        .is_some()
+                })
+            }),
             Ok(watcher::Event::Delete(vs)) => {
                 let key = vault_secret::key_of(vs);
                 changes.forget(&key);
@@ -360,7 +394,6 @@ pub async fn run(
     // --- The VaultSecret controller ---
     let by_policy = vs_store.clone();
     let by_namespace = vs_store.clone();
-    let policy_generations = Changes::default();
     let vs_controller = Controller::for_stream(vs_trigger, vs_store.clone())
         .with_config(controller_config)
         .reconcile_on(mirror_triggers)

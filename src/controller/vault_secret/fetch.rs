@@ -98,7 +98,8 @@ impl Reconciler<'_> {
 
     /// Roles, the PrivX secret (unless `read_current` is false: taken as absent) and the
     /// claimants. A routine refresh of a read-only shared
-    /// mirror reads the shared list pages, which are read as the operator: never with
+    /// mirror reads the shared list pages when a listing is cheaper than one GET per read-only
+    /// shared object (see `store::list_pages`); they are read as the operator: never with
     /// per-namespace identity, where each namespace must read as itself.
     pub(super) async fn fetch_privx(
         &self,
@@ -123,6 +124,8 @@ impl Reconciler<'_> {
                     &ctx.privx,
                     &target.name,
                     refresh::listing_max_age(self.refresh()),
+                    ctx.claims.read_only_shared(),
+                    |name| ctx.claims.claims_shared(name),
                 )
                 .await
                 .map_err(|e| core::privx_stop(e, "list shared secrets"))?

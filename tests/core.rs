@@ -51,6 +51,33 @@ async fn running_with(spec: serde_json::Value) -> (FakeKube, Simulator, Running)
     (kube, sim, running)
 }
 
+/// Puts the VaultSecret `name` (pushing from `db-creds`) and waits until it is Synced. The
+/// VaultSecret watch delivers its events in order, so by then the operator has taken its
+/// trigger decision on every VaultSecret event before the marker's (our own status writes,
+/// someone else's): a negative assertion waits for this positive marker, not for a sleep. The
+/// marker costs exactly one reconcile.
+async fn processed_marker(kube: &FakeKube, name: &str) {
+    kube.put(
+        &vs_path(NS, name),
+        vault_secret_object(NS, name, push_mirror_spec("db-creds")),
+    );
+    eventually(&format!("marker {name} Synced"), SECS, || {
+        ready_reason(kube, NS, name) == "Synced"
+    })
+    .await;
+}
+
+/// The reasons of the events posted about the object `name`.
+fn event_reasons_of(kube: &FakeKube, name: &str) -> Vec<String> {
+    kube.requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.contains("/events"))
+        .filter_map(|r| r.body)
+        .filter(|b| b["regarding"]["name"] == name || b["involvedObject"]["name"] == name)
+        .filter_map(|b| b["reason"].as_str().map(String::from))
+        .collect()
+}
+
 fn reconciles(running: &Running) -> f64 {
     running
         .sample(r#"privx_operator_reconciles_total{controller="vaultsecret"}"#)
@@ -80,18 +107,22 @@ async fn cost_of_a_new_object(spec: serde_json::Value) -> Cost {
 
     kube.put(&vs_path(NS, "db"), vault_secret_object(NS, "db", spec));
     eventually("Synced", SECS, || ready_reason(&kube, NS, "db") == "Synced").await;
-    // Room for any echo of our writes to come back and (wrongly) trigger.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The status write is the reconcile's last: what it cost in PrivX and Kubernetes is in.
+    let privx = privx_secret_calls(&sim);
+    let writes = kube
+        .writes()
+        .iter()
+        .filter(|r| !r.path.contains("/events"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    // The echoes of our writes came back before the marker's event: had they (wrongly)
+    // triggered, there would be more than the marker's one reconcile.
+    processed_marker(&kube, "marker").await;
     let cost = Cost {
-        reconciles: reconciles(&running),
-        privx: privx_secret_calls(&sim),
-        writes: kube
-            .writes()
-            .iter()
-            .filter(|r| !r.path.contains("/events"))
-            .map(|r| format!("{} {}", r.method, r.path))
-            .collect(),
-        events: kube.event_reasons(),
+        reconciles: reconciles(&running) - 1.0,
+        privx,
+        writes,
+        events: event_reasons_of(&kube, "db"),
         object: kube.get(&vs_path(NS, "db")).unwrap(),
     };
     running.stop().await;
@@ -160,7 +191,7 @@ async fn a_new_delete_object_costs_at_most_three_kubernetes_writes_and_one_event
 async fn spec_changes_trigger_and_status_writes_do_not() {
     let (kube, _sim, running) = running_with(push_mirror_spec("db-creds")).await;
     eventually("Synced", SECS, || ready_reason(&kube, NS, "db") == "Synced").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    processed_marker(&kube, "marker-1").await;
     let before = reconciles(&running);
 
     let api: kube::Api<privx_operator::crd::VaultSecret> = kube::Api::namespaced(kube.client(), NS);
@@ -171,12 +202,13 @@ async fn spec_changes_trigger_and_status_writes_do_not() {
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    processed_marker(&kube, "marker-2").await;
     assert_eq!(
         reconciles(&running),
-        before,
-        "a status write is not a change"
+        before + 1.0,
+        "a status write is not a change (the one reconcile is the marker's)"
     );
+    let before = reconciles(&running);
 
     let mut object = kube.get(&vs_path(NS, "db")).unwrap();
     object["spec"]["mirror"]["labels"] = json!({"team": "a"});
@@ -496,11 +528,11 @@ async fn an_unchanged_object_is_refreshed_after_its_interval() {
     })
     .await;
     eventually("the refresh done", SECS, || reconciles(&running) > before).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    processed_marker(&kube, "marker").await;
     assert_eq!(
         reconciles(&running),
-        before + 1.0,
-        "one reconcile: the refresh"
+        before + 2.0,
+        "one reconcile for the refresh (and the marker's)"
     );
     running.stop().await;
 }

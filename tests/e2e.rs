@@ -288,7 +288,7 @@ fn jwt_fixture(name: &str) -> Vec<u8> {
 /// The service-account mode's simulator plumbing, without a cluster: the seed the harness
 /// writes (a JWKS as the API server publishes it, the subject of the operator's
 /// ServiceAccount) reaches the simulator process, which then logs a token of that subject in as
-/// the operator's API client.
+/// the PrivX user it maps to (not the operator's API client).
 #[tokio::test]
 async fn the_service_account_seed_lets_the_simulator_process_trust_the_cluster_issuer() {
     use jsonwebtoken::jwk::{Jwk, JwkSet};
@@ -345,7 +345,7 @@ async fn the_service_account_seed_lets_the_simulator_process_trust_the_cluster_i
         .json()
         .await
         .unwrap();
-    assert_eq!(me["id"], demo::OPERATOR_CLIENT_ID);
+    assert_eq!(me["id"], service_account::SA_USER_ID);
     // Another ServiceAccount of the namespace is nobody in PrivX.
     let other = login(token("system:serviceaccount:privx-e2e-x:default".into()))
         .await
@@ -380,8 +380,11 @@ fn the_service_account_kubeconfig_has_only_the_token_user() {
 
 /// With service-account token exchange only: the operator's Kubernetes identity is a
 /// ServiceAccount with the chart's RBAC (TokenRequest on itself only), PrivX trusts the
-/// cluster's own service-account issuer and keys, and no PrivX credential exists anywhere. A
-/// push + mirror VaultSecret becomes Ready, and every PrivX login was a token exchange.
+/// cluster's own service-account issuer and keys, and no PrivX credential exists anywhere. The
+/// ServiceAccount maps to a PrivX user other than the operator's API client (issue 23 §1): a
+/// push + mirror VaultSecret with `deletionPolicy: Delete` becomes Ready, is updated when its
+/// source changes (the second reconcile sees that user as the author: its own), and is deleted
+/// in PrivX when deleted; every PrivX login was a token exchange.
 #[tokio::test]
 #[ignore = "needs a cluster: set PRIVX_OPERATOR_E2E_CONTEXT (docs/testing.md)"]
 async fn with_service_account_token_exchange_only_push_and_mirror_become_ready() {
@@ -389,10 +392,29 @@ async fn with_service_account_token_exchange_only_push_and_mirror_become_ready()
     let value = "sa-exchange-e2e-value";
     e2e.apply(E2e::secret_manifest("db", &[("password", value)]))
         .await;
-    e2e.apply(push_manifest("db-sa", json!({}))).await;
+    e2e.apply(push_manifest("db-sa", json!({"deletionPolicy": "Delete"})))
+        .await;
     e2e.wait_synced("db-sa").await;
     wait_secret_value(&e2e, "db-sa", "password", value).await;
-    wait_privx_value(&e2e, &e2e.privx_name("db-sa"), "password", value).await;
+    let privx_name = e2e.privx_name("db-sa");
+    wait_privx_value(&e2e, &privx_name, "password", value).await;
+    let stored = e2e
+        .someone_else
+        .get_secret(&SecretLocation::Shared, &privx_name)
+        .await
+        .expect("the PrivX secret exists");
+    assert_eq!(
+        stored.author.as_deref(),
+        Some(service_account::SA_USER_ID),
+        "written as the ServiceAccount's PrivX user"
+    );
+    // Reconciled again: an update, not a Conflict.
+    let changed = "sa-exchange-e2e-value-2";
+    e2e.apply(E2e::secret_manifest("db", &[("password", changed)]))
+        .await;
+    wait_privx_value(&e2e, &privx_name, "password", changed).await;
+    wait_secret_value(&e2e, "db-sa", "password", changed).await;
+    e2e.wait_synced("db-sa").await;
 
     let log = e2e.sim.requests().await;
     let logins: Vec<(&str, u16)> = log
@@ -411,8 +433,25 @@ async fn with_service_account_token_exchange_only_push_and_mirror_become_ready()
         .count();
     assert_eq!(operator_grants, 0, "no password grant: {logins:?}");
     assert!(
-        !e2e.sim.operator_writes().await.is_empty(),
-        "the exchanged identity is the operator's API client"
+        log.iter()
+            .any(|r| r.client_id.as_deref() == Some(service_account::SA_USER_ID) && r.is_write()),
+        "the exchanged identity (the ServiceAccount's PrivX user) wrote"
+    );
+    // Deleted with `Delete`: the author check passes, the finalizer goes, PrivX forgets it.
+    e2e.api::<VaultSecret>()
+        .delete("db-sa", &DeleteParams::default())
+        .await
+        .expect("deleting VaultSecret db-sa");
+    eventually("VaultSecret db-sa gone", || async {
+        match e2e.vault_secret("db-sa").await {
+            None => Ok(()),
+            Some(vs) => Err(format!("finalizers {:?}", vs.metadata.finalizers)),
+        }
+    })
+    .await;
+    assert!(
+        e2e.privx_data(&privx_name).await.is_none(),
+        "Delete removed the PrivX secret"
     );
 }
 

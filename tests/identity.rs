@@ -9,6 +9,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
 use privx_client::{AuthMethod, PrivxClient, PrivxConfig, TokenExchange};
 use privx_operator::identity::login::resolve_at_start;
 use privx_operator::identity::{
@@ -444,5 +445,245 @@ async fn per_namespace_identity_through_the_runner_is_ready_with_the_account_and
         "no PrivX call about team-b"
     );
     running.stop().await;
+    sim.shutdown().await;
+}
+
+/// Issue 23 §1: with per-namespace identity, the namespace's own PrivX user writes its secrets,
+/// so PrivX names that user as their author; ownership must be judged against that user, not
+/// the operator's API client. team-a maps to `team-a-bot` (its own role carrying `vault-add`),
+/// never to the operator: create, reconcile again after a change (update), delete with
+/// `deletionPolicy: Delete` all succeed, while a secret a third identity (`someone-else`)
+/// wrote stays `Conflict`.
+#[tokio::test]
+async fn per_namespace_identity_owns_what_its_own_user_wrote_and_nothing_else() {
+    use privx_client::{RoleHandle, SecretData, SecretLocation, SecretWrite};
+    use privx_sim::{SeedRole, SeedUser};
+    use support::running::{
+        Running, eventually, namespace_object, ready_reason, secret_object, vault_secret_object,
+    };
+    use support::{privx_client_for, secret_path, vs_path};
+
+    const BOT: &str = "20000000-0000-4000-8000-0000000000a1";
+    const BOT_ROLE: &str = "10000000-0000-4000-8000-0000000000a1";
+    let mut seed = demo_seed();
+    seed.roles.push(SeedRole {
+        id: BOT_ROLE.into(),
+        name: "team-a-vault".into(),
+        permissions: vec!["vault-add".into()],
+    });
+    seed.users.push(SeedUser {
+        id: BOT.into(),
+        username: "team-a-bot".into(),
+        roles: vec!["team-a-vault".into()],
+    });
+    seed.trusted_issuers = vec![SeedIssuer {
+        issuer: TOKEN_ISSUER.into(),
+        audience: "privx".into(),
+        jwks: None,
+        public_key_pem: Some(token_public_key_pem()),
+        ed_alg_name: None,
+        subjects: vec![SeedSubject {
+            subject: "system:serviceaccount:team-a:privx".into(),
+            api_client: None,
+            user: Some("team-a-bot".into()),
+        }],
+    }];
+    let sim = Simulator::start(SimOptions {
+        seed,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let kube = FakeKube::default();
+    kube.put(
+        "/api/v1/namespaces/team-a",
+        namespace_object("team-a", json!({})),
+    );
+    kube.put(
+        &secret_path("team-a", "db-creds"),
+        secret_object("team-a", "db-creds", &[("password", "first-value")]),
+    );
+    kube.put(
+        "/api/v1/namespaces/team-a/serviceaccounts/privx",
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "privx", "namespace": "team-a"}}),
+    );
+    let identities = Arc::new(namespace_identities(&sim, &kube));
+    let team_a = identities.client("team-a").await.expect("team-a logs in");
+    assert_eq!(
+        team_a.current_user().await.unwrap().unwrap().id,
+        BOT,
+        "team-a is its own PrivX user, not the operator"
+    );
+    // A third identity writes a secret in team-a's name space that team-a may read and write.
+    let someone_else = privx_client_for(&sim, sim.credentials_of("someone-else").unwrap());
+    let bot_role = || RoleHandle {
+        id: BOT_ROLE.into(),
+        name: None,
+        deleted: None,
+    };
+    someone_else
+        .create_secret(
+            &SecretLocation::Shared,
+            "k8s/team-a/foreign",
+            &SecretWrite {
+                data: SecretData([("password".to_string(), json!("not-ours"))].into()),
+                read_roles: vec![bot_role()],
+                write_roles: vec![bot_role()],
+            },
+        )
+        .await
+        .expect("someone else writes its secret");
+
+    let running = Running::start_tuned(
+        &kube,
+        &sim,
+        privx_client_for(&sim, sim.credentials()),
+        &[],
+        4,
+        {
+            let identities = identities.clone();
+            move |settings| settings.namespace_identity = Some(identities)
+        },
+    );
+    let limit = Duration::from_secs(10);
+    eventually("watches up", limit, || running.up()).await;
+    let spec = |source: &str| {
+        json!({"source": {"secretRef": {"name": source}}, "mirror": {},
+               "deletionPolicy": "Delete"})
+    };
+    kube.put(
+        &vs_path("team-a", "db"),
+        vault_secret_object("team-a", "db", spec("db-creds")),
+    );
+    eventually("db Synced", limit, || {
+        ready_reason(&kube, "team-a", "db") == "Synced"
+    })
+    .await;
+    let written = team_a
+        .get_secret(&SecretLocation::Shared, "k8s/team-a/db")
+        .await
+        .expect("team-a reads what it wrote");
+    assert_eq!(written.author.as_deref(), Some(BOT), "PrivX's author");
+
+    // The source changes: the next reconcile reads the secret back (authored by team-a-bot),
+    // must see it as its own, and updates it; the mirror follows.
+    kube.put(
+        &secret_path("team-a", "db-creds"),
+        secret_object("team-a", "db-creds", &[("password", "second-value")]),
+    );
+    let mirrored = |kube: &FakeKube| {
+        kube.get(&secret_path("team-a", "db"))
+            .and_then(|s| s["data"]["password"].as_str().map(str::to_string))
+    };
+    let second = base64::engine::general_purpose::STANDARD.encode("second-value");
+    eventually("the mirror follows the update", limit, || {
+        mirrored(&kube).as_deref() == Some(second.as_str())
+            || ready_reason(&kube, "team-a", "db") != "Synced"
+    })
+    .await;
+    assert_eq!(ready_reason(&kube, "team-a", "db"), "Synced");
+    let updated = team_a
+        .get_secret(&SecretLocation::Shared, "k8s/team-a/db")
+        .await
+        .unwrap();
+    assert_eq!(
+        updated.data.unwrap().0.get("password"),
+        Some(&json!("second-value"))
+    );
+
+    // The third identity's secret is still not team-a's to take.
+    kube.put(
+        &vs_path("team-a", "foreign"),
+        vault_secret_object("team-a", "foreign", spec("db-creds")),
+    );
+    eventually("foreign Conflict", limit, || {
+        !ready_reason(&kube, "team-a", "foreign").is_empty()
+    })
+    .await;
+    assert_eq!(ready_reason(&kube, "team-a", "foreign"), "Conflict");
+
+    // Deletion with `Delete`: the author check passes for team-a-bot's secret, PrivX deletes it
+    // and the finalizer goes.
+    kube.delete(&vs_path("team-a", "db"));
+    eventually("db gone (finalizer released)", limit, || {
+        kube.get(&vs_path("team-a", "db")).is_none()
+            || ready_reason(&kube, "team-a", "db") == "Conflict"
+    })
+    .await;
+    assert!(
+        kube.get(&vs_path("team-a", "db")).is_none(),
+        "finalizer stuck: {}",
+        ready_reason(&kube, "team-a", "db")
+    );
+    assert!(
+        matches!(
+            team_a
+                .get_secret_metadata(&SecretLocation::Shared, "k8s/team-a/db")
+                .await,
+            Err(privx_client::PrivxError::NotFound { .. })
+        ),
+        "deleted in PrivX"
+    );
+    let foreign = someone_else
+        .get_secret_metadata(&SecretLocation::Shared, "k8s/team-a/foreign")
+        .await
+        .expect("the foreign secret is untouched");
+    assert_eq!(
+        foreign.author.as_deref(),
+        Some(demo::SOMEONE_ELSE_CLIENT_ID)
+    );
+    running.stop().await;
+    sim.shutdown().await;
+}
+
+/// Issue 23 §4: namespaces log in in parallel (one login per namespace at a time, not one for
+/// all), and a namespace no longer used is forgotten.
+#[tokio::test]
+async fn namespace_identities_log_in_in_parallel_and_forget_idle_namespaces() {
+    let sim = sim_trusting_the_cluster().await;
+    let namespaces: Vec<String> = (0..200).map(|i| format!("team-{i}")).collect();
+    let mut accounts: Vec<(&str, &str)> =
+        namespaces.iter().map(|n| (n.as_str(), "privx")).collect();
+    accounts.push(("team-a", "privx"));
+    let kube = kube_with_accounts(&accounts);
+    let ids = Arc::new(namespace_identities(&sim, &kube));
+    // Every login waits at PrivX's token endpoint: serial logins would never overlap there.
+    sim.set_faults(vec![Fault::latency(
+        "POST /auth/api/v1/token/login",
+        Duration::from_millis(20),
+    )]);
+    sim.reset_max_in_flight();
+    let logins: Vec<_> = namespaces
+        .iter()
+        .map(|ns| {
+            let ids = ids.clone();
+            let ns = ns.clone();
+            tokio::spawn(async move { ids.login(&ns).await.map(|_| ()) })
+        })
+        .collect();
+    for login in logins {
+        // Unmapped subjects are refused by PrivX; what matters is how the logins ran.
+        let _ = login.await.unwrap();
+    }
+    let (_, overlapping) = sim.in_flight();
+    sim.set_faults(Vec::new());
+    assert!(
+        overlapping > 1,
+        "namespace logins ran one at a time ({overlapping} in flight at most)"
+    );
+    // A namespace that is deleted, or idle long enough, is forgotten.
+    ids.login("team-a").await.expect("team-a maps to alice");
+    assert!(ids.cached_self_roles("team-a").is_some());
+    assert_eq!(
+        ids.len(),
+        201,
+        "every namespace asked about, until forgotten"
+    );
+    ids.forget("team-a");
+    assert!(ids.cached_self_roles("team-a").is_none(), "forgotten");
+    assert_eq!(ids.len(), 200);
+    let later = std::time::Instant::now() + Duration::from_secs(3600);
+    assert_eq!(ids.sweep(later), 0, "an hour later nothing is held");
     sim.shutdown().await;
 }

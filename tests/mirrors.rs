@@ -418,7 +418,11 @@ async fn several_vault_secrets_changing_restart_one_deployment_once() {
         patches_of(&h, "/deployments/web").is_empty(),
         "restarts wait for the window"
     );
-    tokio::time::sleep(window + Duration::from_millis(800)).await;
+    // The restart queue runs on tokio's clock: paused, a window passes in no real time and the
+    // queue's timer fires before ours (only PrivX, over real sockets, needs the real clock:
+    // nothing here reaches it until `resume`).
+    tokio::time::pause();
+    tokio::time::sleep(window).await;
     let patches = patches_of(&h, "/deployments/web");
     assert_eq!(
         patches.len(),
@@ -440,8 +444,10 @@ async fn several_vault_secrets_changing_restart_one_deployment_once() {
 
     // Changes right after the restart wait a full window after it.
     h.kube.clear_requests();
+    tokio::time::resume();
     h.secret(NS, "a", &[("password", "v3")]);
     h.reconcile("a").await.unwrap();
+    tokio::time::pause();
     tokio::time::sleep(window / 2).await;
     assert!(patches_of(&h, "/deployments/web").is_empty());
     tokio::time::sleep(window).await;
@@ -645,6 +651,125 @@ async fn routine_refreshes_of_read_only_mirrors_read_privx_by_list_pages() {
         h.secret_data(NS, "item-007").unwrap()["value"],
         "changed",
         "the listing carries the data"
+    );
+    // Only what some VaultSecret names is held: the demo seed's two other shared secrets not.
+    assert_eq!(h.ctx.list_pages.held(), N);
+    println!(
+        "list pages: {} PrivX requests for the refresh of {N} read-only objects; {} secrets, {} bytes of names and data held",
+        calls.len(),
+        h.ctx.list_pages.held(),
+        h.ctx.list_pages.held_bytes()
+    );
+}
+
+/// Issue 23 §3: 10 read-only mirrors in a vault of 10,000 shared secrets. The first routine
+/// refresh lists (the probe that measures the vault: one request per 100 secrets) and keeps only
+/// the 10 secrets named, which serve that refresh; once that listing is stale, a new one would
+/// cost more than 10 GETs, so each object GETs.
+#[tokio::test]
+async fn a_big_vault_with_few_read_only_mirrors_holds_only_theirs_and_then_reads_each() {
+    const BULK: usize = 10_000;
+    const N: usize = 10;
+    let mut seed = privx_sim::demo_seed();
+    let secret = |name: String, value: String| privx_sim::SeedSecret {
+        name,
+        owner_id: None,
+        data: serde_json::from_value(json!({"value": value})).unwrap(),
+        read_roles: vec!["privx-operator".into()],
+        write_roles: vec!["privx-operator".into()],
+    };
+    seed.secrets
+        .extend((0..BULK).map(|i| secret(format!("bulk/other-{i:05}"), format!("x{i}"))));
+    seed.secrets
+        .extend((0..N).map(|i| secret(format!("k8s/demo/ro-{i}"), format!("v{i}"))));
+    let total = seed.secrets.len();
+    let mut h = Harness::with_options(privx_sim::SimOptions {
+        seed,
+        ..Default::default()
+    })
+    .await;
+    for i in 0..N {
+        h.vault_secret(
+            &format!("ro-{i}"),
+            json!({"name": format!("k8s/demo/ro-{i}"), "mirror": {}}),
+        );
+        h.reconcile(&format!("ro-{i}")).await.unwrap();
+    }
+    assert_eq!(h.secret_data(NS, "ro-3").unwrap()["value"], "v3");
+
+    // First routine refresh: the probe listing, every page once; the 10 held, nothing else.
+    h.sim.clear_requests();
+    for i in 0..N {
+        h.reconcile(&format!("ro-{i}")).await.unwrap();
+    }
+    let probe = privx_calls(&h);
+    let pages = total.div_ceil(100);
+    assert!(
+        probe.len() <= pages,
+        "{} requests, {pages} pages: {probe:?}",
+        probe.len()
+    );
+    assert!(probe.iter().all(|c| c == "GET GET /vault/api/v1/secrets"));
+    let held = h.ctx.list_pages.held();
+    assert_eq!(held, N, "only the named secrets are kept");
+    let held_bytes = h.ctx.list_pages.held_bytes();
+    assert!(held_bytes < 1000, "{held_bytes} bytes held");
+
+    // The listing goes stale (as a write, or its age, makes it): a new one would cost more
+    // than reading each, so one GET per object.
+    h.ctx.list_pages.invalidate();
+    h.sim.clear_requests();
+    for i in 0..N {
+        h.reconcile(&format!("ro-{i}")).await.unwrap();
+    }
+    let then = privx_calls(&h);
+    assert_eq!(
+        then,
+        vec!["GET GET /vault/api/v1/secrets/{name}".to_string(); N],
+        "one GET each, no listing"
+    );
+    println!(
+        "list pages, {total} shared secrets and {N} read-only objects: probe refresh {} requests, later refreshes {} requests; {} secrets, {held_bytes} bytes of names and data held",
+        probe.len(),
+        then.len(),
+        held,
+    );
+}
+
+/// Issue 23 §3: refreshes that want the listing at once share one (single-flight, every page
+/// read once), and a write does not wait for it: it only makes sure that listing, begun before
+/// the write, is not kept.
+#[tokio::test]
+async fn concurrent_refreshes_share_one_listing_and_a_write_does_not_wait_for_it() {
+    let h = Harness::new().await;
+    h.sim.set_faults(vec![privx_sim::Fault::latency(
+        "GET /vault/api/v1/secrets",
+        Duration::from_millis(300),
+    )]);
+    h.sim.clear_requests();
+    let name = privx_sim::demo::SECRET_UPSTREAM;
+    let gets = (0..20).map(|_| {
+        h.ctx
+            .list_pages
+            .get(&h.ctx.privx, name, Duration::from_secs(60), 100, |_| true)
+    });
+    let (results, ()) = tokio::join!(futures::future::join_all(gets), async {
+        // A PrivX write while the listing is under way: returns at once (no await at all).
+        h.ctx.list_pages.invalidate();
+    });
+    for result in results {
+        let secret = result.expect("the listing").expect("listed with its data");
+        assert_eq!(secret.name, name);
+    }
+    let lists: Vec<_> = privx_calls(&h)
+        .into_iter()
+        .filter(|c| c == "GET GET /vault/api/v1/secrets")
+        .collect();
+    assert_eq!(lists.len(), 1, "one listing for 20 refreshes: {lists:?}");
+    assert_eq!(
+        h.ctx.list_pages.held(),
+        0,
+        "a listing begun before a write is not kept after it"
     );
 }
 

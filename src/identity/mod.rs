@@ -15,7 +15,7 @@ pub mod namespaces;
 pub mod self_roles;
 
 pub use namespaces::{
-    IdentityError, NamespaceIdentities, NamespaceIdentityConfig, TokenRequestSource,
+    IdentityError, NamespaceIdentities, NamespaceIdentityConfig, NamespaceLogin, TokenRequestSource,
 };
 pub use self_roles::{
     HeldRoles, SelfRoles, SelfRolesSetting, SelfRolesState, VAULT_PERMISSIONS, choose_self_roles,

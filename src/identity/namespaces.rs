@@ -114,10 +114,57 @@ impl SubjectTokenSource for TokenRequestSource {
 /// How long a namespace's identity is trusted before its ServiceAccount is checked again.
 const RECHECK: Duration = Duration::from_secs(300);
 
+/// A namespace idle this long (no reconcile asked for its identity) is forgotten at the next
+/// login of any namespace: the map holds only namespaces in use, not every one ever seen.
+const FORGET_AFTER: Duration = Duration::from_secs(4 * 300);
+
 struct Entry {
     client: PrivxClient,
+    /// The PrivX user id the namespace logs in as (`None`: PrivX did not say): the author PrivX
+    /// records on what the namespace writes.
+    user_id: Option<String>,
     self_roles: Vec<String>,
     checked: Instant,
+}
+
+/// One namespace: its login (one at a time, per namespace) and its cached entry.
+struct Slot {
+    login: tokio::sync::Mutex<()>,
+    entry: RwLock<Option<Arc<Entry>>>,
+    used: RwLock<Instant>,
+}
+
+impl Slot {
+    fn new() -> Self {
+        Self {
+            login: tokio::sync::Mutex::new(()),
+            entry: RwLock::new(None),
+            used: RwLock::new(Instant::now()),
+        }
+    }
+
+    fn fresh(&self) -> Option<Arc<Entry>> {
+        let entry = self
+            .entry
+            .read()
+            .expect("identity slot lock")
+            .clone()
+            .filter(|e| e.checked.elapsed() < RECHECK)?;
+        *self.used.write().expect("identity slot lock") = Instant::now();
+        Some(entry)
+    }
+
+    fn idle_since(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(*self.used.read().expect("identity slot lock"))
+    }
+}
+
+/// A namespace's PrivX client and the user id PrivX knows it by.
+#[derive(Clone)]
+pub struct NamespaceLogin {
+    pub client: PrivxClient,
+    /// The namespace's PrivX user id (`None`: PrivX did not say), compared with `author`.
+    pub user_id: Option<String>,
 }
 
 /// The per-namespace identities: configuration and one cached client per namespace.
@@ -130,9 +177,9 @@ pub struct NamespaceIdentities {
     expiration: Duration,
     self_roles: SelfRolesSetting,
     observer: Option<Arc<dyn CallObserver>>,
-    entries: RwLock<HashMap<String, Arc<Entry>>>,
-    /// One namespace logs in at a time (keeps a burst of reconciles from minting many tokens).
-    gate: tokio::sync::Mutex<()>,
+    /// One slot per namespace in use. Each namespace logs in once at a time (a burst of its
+    /// reconciles mints one token), namespaces in parallel (a cold start is not serial).
+    slots: RwLock<HashMap<String, Arc<Slot>>>,
 }
 
 impl std::fmt::Debug for NamespaceIdentities {
@@ -169,37 +216,87 @@ impl NamespaceIdentities {
             expiration: config.expiration,
             self_roles: config.self_roles,
             observer,
-            entries: RwLock::new(HashMap::new()),
-            gate: tokio::sync::Mutex::new(()),
+            slots: RwLock::new(HashMap::new()),
         }
     }
 
-    fn fresh(&self, namespace: &str) -> Option<Arc<Entry>> {
-        self.entries
+    fn slot(&self, namespace: &str) -> Option<Arc<Slot>> {
+        self.slots
             .read()
             .expect("identities lock")
             .get(namespace)
-            .filter(|e| e.checked.elapsed() < RECHECK)
             .cloned()
+    }
+
+    /// The slot of `namespace`, made if missing; namespaces idle for [`FORGET_AFTER`] are
+    /// swept out when a slot is made.
+    fn slot_or_new(&self, namespace: &str) -> Arc<Slot> {
+        if let Some(slot) = self.slot(namespace) {
+            return slot;
+        }
+        let mut slots = self.slots.write().expect("identities lock");
+        if !slots.contains_key(namespace) {
+            sweep(&mut slots, Instant::now());
+        }
+        slots
+            .entry(namespace.to_string())
+            .or_insert_with(|| Arc::new(Slot::new()))
+            .clone()
+    }
+
+    /// Forgets `namespace` (it was deleted): its client and self roles go.
+    pub fn forget(&self, namespace: &str) {
+        self.slots
+            .write()
+            .expect("identities lock")
+            .remove(namespace);
+    }
+
+    /// Forgets every namespace idle for [`FORGET_AFTER`] at `now` (done on its own whenever a
+    /// new namespace logs in); how many namespaces remain.
+    pub fn sweep(&self, now: Instant) -> usize {
+        let mut slots = self.slots.write().expect("identities lock");
+        sweep(&mut slots, now);
+        slots.len()
+    }
+
+    /// How many namespaces are held.
+    pub fn len(&self) -> usize {
+        self.slots.read().expect("identities lock").len()
+    }
+
+    /// Whether no namespace is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn entry(&self, namespace: &str) -> Option<Arc<Entry>> {
+        self.slot(namespace)?
+            .entry
+            .read()
+            .expect("identity slot lock")
+            .clone()
     }
 
     /// The self roles of `namespace`'s identity, once its client was built.
     pub fn cached_self_roles(&self, namespace: &str) -> Option<Vec<String>> {
-        self.entries
-            .read()
-            .expect("identities lock")
-            .get(namespace)
-            .map(|e| e.self_roles.clone())
+        self.entry(namespace).map(|e| e.self_roles.clone())
     }
 
     /// The client of `namespace` (cached; its PrivX token is cached with its expiry inside).
     pub async fn client(&self, namespace: &str) -> Result<PrivxClient, IdentityError> {
-        if let Some(entry) = self.fresh(namespace) {
-            return Ok(entry.client.clone());
+        self.login(namespace).await.map(|l| l.client)
+    }
+
+    /// The client of `namespace` and the PrivX user id it writes as (cached).
+    pub async fn login(&self, namespace: &str) -> Result<NamespaceLogin, IdentityError> {
+        let slot = self.slot_or_new(namespace);
+        if let Some(entry) = slot.fresh() {
+            return Ok(entry.login());
         }
-        let _gate = self.gate.lock().await;
-        if let Some(entry) = self.fresh(namespace) {
-            return Ok(entry.client.clone());
+        let _login = slot.login.lock().await;
+        if let Some(entry) = slot.fresh() {
+            return Ok(entry.login());
         }
         let source = TokenRequestSource {
             client: self.kube.clone(),
@@ -210,15 +307,14 @@ impl NamespaceIdentities {
         };
         // The ServiceAccount must exist (and be ours to use): ask once before anything else.
         source.request().await?;
-        let previous = self
-            .entries
-            .read()
-            .expect("identities lock")
-            .get(namespace)
-            .cloned();
-        let (client, self_roles) = match previous {
+        let previous = slot.entry.read().expect("identity slot lock").clone();
+        let (client, user_id, self_roles) = match previous {
             // Still there: keep the client (and its cached PrivX token).
-            Some(entry) => (entry.client.clone(), entry.self_roles.clone()),
+            Some(entry) => (
+                entry.client.clone(),
+                entry.user_id.clone(),
+                entry.self_roles.clone(),
+            ),
             None => {
                 let mut config = self.template.clone();
                 config.auth = AuthMethod::TokenExchange(TokenExchange::new(Arc::new(source)));
@@ -232,17 +328,31 @@ impl NamespaceIdentities {
                 }
                 let held = whoami(&client).await.map_err(privx_error)?;
                 let state = choose_self_roles(&self.self_roles, held.as_ref().map(|h| &h.1));
-                (client, state.names)
+                (client, held.map(|h| h.0), state.names)
             }
         };
-        self.entries.write().expect("identities lock").insert(
-            namespace.to_string(),
-            Arc::new(Entry {
-                client: client.clone(),
-                self_roles,
-                checked: Instant::now(),
-            }),
-        );
-        Ok(client)
+        let entry = Arc::new(Entry {
+            client,
+            user_id,
+            self_roles,
+            checked: Instant::now(),
+        });
+        *slot.entry.write().expect("identity slot lock") = Some(entry.clone());
+        *slot.used.write().expect("identity slot lock") = Instant::now();
+        Ok(entry.login())
     }
+}
+
+impl Entry {
+    fn login(&self) -> NamespaceLogin {
+        NamespaceLogin {
+            client: self.client.clone(),
+            user_id: self.user_id.clone(),
+        }
+    }
+}
+
+/// Drops the slots idle for [`FORGET_AFTER`] at `now` whose login is not under way.
+fn sweep(slots: &mut HashMap<String, Arc<Slot>>, now: Instant) {
+    slots.retain(|_, slot| slot.idle_since(now) < FORGET_AFTER || slot.login.try_lock().is_err());
 }

@@ -200,15 +200,21 @@ mod tests {
 
     #[test]
     fn a_paused_leader_is_refused_when_it_resumes() {
-        // Renewed just now with a lease of 120 ms; the process then "sleeps" past it, as a
-        // SIGSTOPped leader would, and the first write after resuming is refused.
+        // Valid right after a renewal (a whole lease of margin, however slow the machine).
         let gate = LeaseGate::closed();
-        let lease = Duration::from_millis(120);
-        gate.renewed(Instant::now(), lease, grace_for(lease));
+        gate.renewed(Instant::now(), LEASE, grace_for(LEASE));
         assert!(gate.privx_gate()(), "valid right after the renewal");
-        std::thread::sleep(Duration::from_millis(150));
-        assert!(!gate.privx_gate()(), "expired while paused");
-        assert_eq!(gate.refused(), 1);
+        assert_eq!(gate.refused(), 0);
+        // A SIGSTOPped leader resumes with its last renewal more than a lease in the past: the
+        // first write is refused. The renewal is dated back instead of sleeping past a short
+        // lease (no timing window for a loaded machine to miss).
+        let paused = LeaseGate::closed();
+        let before_pause = Instant::now()
+            .checked_sub(LEASE + Duration::from_secs(1))
+            .expect("the clock has run longer than a lease");
+        paused.renewed(before_pause, LEASE, grace_for(LEASE));
+        assert!(!paused.privx_gate()(), "expired while paused");
+        assert_eq!(paused.refused(), 1);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use privx_sim::{SeedIssuer, SeedSubject, demo, demo_seed};
+use privx_sim::{SeedIssuer, SeedSubject, SeedUser, demo_seed};
 use serde_json::{Value, json};
 
 /// The operator's ServiceAccount in the test's namespace.
@@ -63,10 +63,21 @@ pub async fn cluster_issuer(client: &Client) -> ClusterIssuer {
     ClusterIssuer { issuer, jwks }
 }
 
+/// The PrivX user the operator's ServiceAccount maps to: not the operator's API client, so
+/// that "did the operator create this?" must compare with the identity that logged in.
+pub const SA_USER_ID: &str = "20000000-0000-4000-8000-0000000000e2";
+pub const SA_USER_NAME: &str = "privx-operator-sa";
+
 /// The demo seed, trusting `issuer` for [`AUDIENCE`], its ServiceAccount token subject mapped
-/// to the operator's API client (so what the suite checks about "the operator's writes" holds).
+/// to the PrivX user [`SA_USER_NAME`] (holding the operator's role), not to the operator's API
+/// client.
 pub fn seed_trusting(issuer: &ClusterIssuer, namespace: &str) -> Value {
     let mut seed = demo_seed();
+    seed.users.push(SeedUser {
+        id: SA_USER_ID.into(),
+        username: SA_USER_NAME.into(),
+        roles: vec!["privx-operator".into()],
+    });
     seed.trusted_issuers = vec![SeedIssuer {
         issuer: issuer.issuer.clone(),
         audience: AUDIENCE.into(),
@@ -75,8 +86,8 @@ pub fn seed_trusting(issuer: &ClusterIssuer, namespace: &str) -> Value {
         ed_alg_name: None,
         subjects: vec![SeedSubject {
             subject: format!("system:serviceaccount:{namespace}:{SERVICE_ACCOUNT}"),
-            api_client: Some(demo::OPERATOR_CLIENT_NAME.into()),
-            user: None,
+            api_client: None,
+            user: Some(SA_USER_NAME.into()),
         }],
     }];
     serde_json::to_value(&seed).expect("a seed serialises")

@@ -93,11 +93,19 @@ impl Call {
         Ok(self)
     }
 
-    /// Keeps the strings of `data` out of any error message about this call.
+    /// Keeps the strings of `data` out of any error message about this call (as sent and
+    /// JSON-escaped, as PrivX may echo them), and the call's answer bodies out of the log.
     pub(crate) fn redacting(mut self, data: &SecretData) -> Self {
         fn collect(value: &Value, out: &mut Vec<String>) {
             match value {
-                Value::String(s) if s.chars().count() >= 3 => out.push(s.clone()),
+                Value::String(s) => {
+                    let escaped = serde_json::to_string(s).expect("a string serialises");
+                    let escaped = &escaped[1..escaped.len() - 1];
+                    if escaped != s {
+                        out.push(escaped.to_string());
+                    }
+                    out.push(s.clone());
+                }
                 Value::Array(items) => items.iter().for_each(|v| collect(v, out)),
                 Value::Object(map) => map.values().for_each(|v| collect(v, out)),
                 _ => {}

@@ -133,7 +133,8 @@ pub(crate) struct CallContext {
     pub what: String,
     /// The first segment of the request path: `auth`, `vault`, `secrets-manager`, `role-store`.
     pub service: &'static str,
-    /// Strings that must never appear in an error (the values of the secret being written).
+    /// Strings that must never appear in an error (the values of the secret being written,
+    /// credentials). A call with any never has its answer body logged.
     pub redact: Vec<String>,
 }
 
@@ -162,12 +163,25 @@ pub(crate) fn error_from_answer(
             .filter(|p| !p.is_empty())
             .or_else(|| b.details.iter().find_map(|d| d.property.clone()))
     });
-    tracing::debug!(
-        operation = %ctx.operation,
-        status,
-        body = %sanitize(&one_line(body), &ctx.redact),
-        "PrivX error answer"
-    );
+    if ctx.redact.is_empty() {
+        tracing::debug!(
+            operation = %ctx.operation,
+            status,
+            body = %sanitize(&one_line(body), &ctx.redact),
+            "PrivX error answer"
+        );
+    } else {
+        // The call carries values (a write of secret data, a login): PrivX may echo them in a
+        // form substring redaction misses (escaped, split, very short), so no body at all.
+        tracing::debug!(
+            operation = %ctx.operation,
+            status,
+            code = %code,
+            property = property.as_deref().unwrap_or_default(),
+            body_bytes = body.len(),
+            "PrivX error answer (body not logged: the call carries secret values)"
+        );
+    }
     let fixed = fixed_message(status, &code, ctx.service);
     match status {
         _ if is_outage(status, &code) => PrivxError::Unavailable {
@@ -414,10 +428,11 @@ pub(crate) fn refusal_error(ctx: &CallContext, refusal: &crate::breaker::Refusal
     }
 }
 
-/// Removes every `redact` value from `text` and truncates it.
+/// Removes every `redact` value of 3 characters or more from `text` and truncates it (shorter
+/// ones would take ordinary words apart; no body of a call carrying values is logged at all).
 pub(crate) fn sanitize(text: &str, redact: &[String]) -> String {
     let mut out = text.to_string();
-    for value in redact.iter().filter(|v| !v.is_empty()) {
+    for value in redact.iter().filter(|v| v.chars().count() >= 3) {
         out = out.replace(value.as_str(), "<redacted>");
     }
     truncate(&out, MAX_MESSAGE_CHARS)

@@ -53,6 +53,8 @@ pub struct Context {
     pub privx: PrivxClient,
     /// The operator's PrivX API client ID. PrivX records it as the author of what the operator
     /// creates; an unrecorded object whose author is someone else is never claimed without adopt.
+    /// With per-namespace identity, a namespace's VaultSecrets compare with that namespace's
+    /// PrivX user instead (it is the one that writes them).
     pub privx_identity: Option<String>,
     pub metrics: Arc<dyn ControllerMetrics>,
     pub recorder: Recorder,

@@ -48,7 +48,7 @@ impl Reconciler<'_> {
                 core::privx_stop(e, &format!("{verb} secret {}", target.describe()))
             })?;
             // Nobody may read the old data from a listing taken before this write.
-            ctx.list_pages.invalidate().await;
+            ctx.list_pages.invalidate();
             info!(privx_name = %target.name, "PrivX secret written");
         }
 

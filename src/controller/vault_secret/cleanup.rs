@@ -78,7 +78,11 @@ pub(super) async fn cleanup(
         Err(refusal) => return deleted.refuse(ctx, &refusal, PRIVX_SECRET).await,
     };
     // With per-namespace identity, the namespace reads and deletes as itself, as sync writes.
-    let privx = match super::fetch::privx_for(ctx, &namespace).await {
+    // ... and "did we create it?" compares PrivX's author with the identity that wrote it.
+    let super::fetch::PrivxAs {
+        client: privx,
+        identity,
+    } = match super::fetch::privx_for(ctx, &namespace).await {
         Ok(privx) => privx,
         Err((refusal, next)) => {
             deleted
@@ -111,12 +115,7 @@ pub(super) async fn cleanup(
             .await;
         }
     };
-    match cleanup_decision(
-        &candidate,
-        current.as_ref(),
-        ctx.privx_identity.as_deref(),
-        adopt,
-    ) {
+    match cleanup_decision(&candidate, current.as_ref(), identity.as_deref(), adopt) {
         CleanupDecision::Release => {}
         CleanupDecision::Refuse(refusal) => {
             return deleted.refuse(ctx, &refusal, PRIVX_SECRET).await;

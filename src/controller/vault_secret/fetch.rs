@@ -38,6 +38,8 @@ pub(super) struct KubeFetched {
 pub(super) struct PrivxFetched {
     /// The client this namespace writes PrivX with (its own identity, if that mode is on).
     pub privx: PrivxClient,
+    /// The PrivX identity that client writes as: the `author` PrivX records on what it creates.
+    pub identity: Option<String>,
     pub current: Option<Secret>,
     pub self_roles: Vec<String>,
     pub resolved_roles: BTreeMap<String, Option<String>>,
@@ -96,7 +98,8 @@ impl Reconciler<'_> {
 
     /// Roles, the PrivX secret (unless `read_current` is false: taken as absent) and the
     /// claimants. A routine refresh of a read-only shared
-    /// mirror reads the shared list pages, which are read as the operator: never with
+    /// mirror reads the shared list pages when a listing is cheaper than one GET per read-only
+    /// shared object (see `store::list_pages`); they are read as the operator: never with
     /// per-namespace identity, where each namespace must read as itself.
     pub(super) async fn fetch_privx(
         &self,
@@ -106,7 +109,10 @@ impl Reconciler<'_> {
         read_current: bool,
     ) -> Result<PrivxFetched, Stop> {
         let ctx = self.ctx;
-        let privx = privx_for(ctx, &self.namespace()).await?;
+        let PrivxAs {
+            client: privx,
+            identity,
+        } = privx_for(ctx, &self.namespace()).await?;
         let (self_roles, resolved_roles) = self.resolve_roles(source).await?;
         let from_listing = if decision.routine
             && ctx.settings.namespace_identity.is_none()
@@ -118,6 +124,8 @@ impl Reconciler<'_> {
                     &ctx.privx,
                     &target.name,
                     refresh::listing_max_age(self.refresh()),
+                    ctx.claims.read_only_shared(),
+                    |name| ctx.claims.claims_shared(name),
                 )
                 .await
                 .map_err(|e| core::privx_stop(e, "list shared secrets"))?
@@ -141,6 +149,7 @@ impl Reconciler<'_> {
         let (me, others) = self.claimants(target);
         Ok(PrivxFetched {
             privx,
+            identity,
             current,
             self_roles,
             resolved_roles,
@@ -372,12 +381,29 @@ pub fn self_roles_for(ctx: &Context, namespace: &str) -> Result<Vec<String>, Ref
     Ok(state.names)
 }
 
+/// The PrivX client a namespace's objects are reconciled with, and the identity it writes as.
+pub struct PrivxAs {
+    pub client: PrivxClient,
+    /// The PrivX id PrivX records as the `author` of what `client` creates (`None`: unknown).
+    /// "Did we create this?" compares with this identity, never another.
+    pub identity: Option<String>,
+}
+
 /// The PrivX client that reconciles objects of `namespace`: the operator's own, or, with
-/// per-namespace identity on, that namespace's.
-pub async fn privx_for(ctx: &Context, namespace: &str) -> Result<PrivxClient, Stop> {
+/// per-namespace identity on, that namespace's (with the user id it logged in as).
+pub async fn privx_for(ctx: &Context, namespace: &str) -> Result<PrivxAs, Stop> {
     match &ctx.settings.namespace_identity {
-        None => Ok(ctx.privx.clone()),
-        Some(ids) => ids.client(namespace).await.map_err(identity_stop),
+        None => Ok(PrivxAs {
+            client: ctx.privx.clone(),
+            identity: ctx.privx_identity.clone(),
+        }),
+        Some(ids) => {
+            let login = ids.login(namespace).await.map_err(identity_stop)?;
+            Ok(PrivxAs {
+                client: login.client,
+                identity: login.user_id,
+            })
+        }
     }
 }
 

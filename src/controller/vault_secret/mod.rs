@@ -229,7 +229,7 @@ impl Reconciler<'_> {
                 inputs_hash: kube.inputs_hash.clone(),
                 refresh: self.refresh(),
                 settings: &ctx.settings,
-                identity: ctx.privx_identity.as_deref(),
+                identity: fetched.identity.as_deref(),
                 now: &core::now_rfc3339(),
             })?;
             match self.apply(plan, &target, Some(&fetched.privx)).await {

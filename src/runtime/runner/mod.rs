@@ -191,6 +191,7 @@ pub async fn run(
 
     // --- PasswordPolicies (cluster-wide, shared) ---
     let policy_changes = Changes::default();
+    let policy_generations = Changes::default();
     let vs_queued = Queued::new(vault_secret::CONTROLLER, core.metrics.clone());
     let pp_queued = Queued::new(password_policy::CONTROLLER, core.metrics.clone());
     let policy_reflector = {
@@ -198,7 +199,8 @@ pub async fn run(
         let pp_queued = pp_queued.clone();
         let extra_tx = extra_tx.clone();
         let vs_store = vs_store.clone();
-        let changes = policy_changes.clone();
+        let changes = [policy_changes.clone(), policy_generations.clone()];
+        let policy_store = policy_store.clone();
         watch(
             Api::<DeserializeGuard<PasswordPolicy>>::all(client.clone()),
             watcher::Config::default().any_semantic(),
@@ -208,14 +210,21 @@ pub async fn run(
         .modify(|p| strip(p.meta_mut()))
         .reflect_shared(policy_writer)
         .for_each(move |event| {
-            if let Ok(watcher::Event::Delete(policy)) = &event {
-                let name = policy.name_any();
-                changes.forget(&name);
-                password_policy::forget(&ctx, &name);
-                pp_queued.started(&name);
-                for vs in referrers(&vs_store, |vs| vs.policy() == Some(name.as_str())) {
-                    let _ = extra_tx.unbounded_send(vs);
+            match &event {
+                Ok(watcher::Event::Delete(policy)) => {
+                    let name = policy.name_any();
+                    changes.iter().for_each(|c| c.forget(&name));
+                    password_policy::forget(&ctx, &name);
+                    pp_queued.started(&name);
+                    for vs in referrers(&vs_store, |vs| vs.policy() == Some(name.as_str())) {
+                        let _ = extra_tx.unbounded_send(vs);
+                    }
                 }
+                // A re-list: policies deleted meanwhile sent no delete event.
+                Ok(watcher::Event::InitDone) => changes.iter().for_each(|c| {
+                    c.retain(|name| policy_store.get(&ObjectRef::new(name)).is_some())
+                }),
+                _ => {}
             }
             futures::future::ready(())
         })
@@ -247,6 +256,7 @@ pub async fn run(
                 policies: policies.boxed(),
                 extra_tx: extra_tx.clone(),
                 extra_rx,
+                policy_generations,
             },
             controller_config,
             vs_queued,

@@ -75,6 +75,21 @@ impl Changes {
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
     }
+
+    /// Keeps only the keys `keep` says still exist (after a re-list: objects deleted while the
+    /// watch was down send no delete event, and would otherwise stay here for good).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| keep(key));
+    }
+
+    /// How many objects are remembered.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
 }
 
 use crate::controller::vault_secret::store::stored::VsRef;
@@ -260,6 +275,17 @@ mod tests {
         assert!(changes.changed("k", 1));
         assert!(!changes.changed("k", 1));
         assert!(changes.changed("k", 2));
+        // Deleted keys go: by a delete event, or by the sweep after a re-list.
+        assert!(changes.changed("gone", 1));
+        assert!(changes.changed("deleted-while-down", 1));
+        changes.forget("gone");
+        assert_eq!(changes.len(), 2);
+        changes.retain(|key| key == "k");
+        assert_eq!(changes.len(), 1);
+        assert!(
+            changes.changed("deleted-while-down", 1),
+            "forgotten: new again"
+        );
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub(super) struct Feeds {
     pub policies: BoxStream<'static, Arc<DeserializeGuard<PasswordPolicy>>>,
     pub extra_tx: mpsc::UnboundedSender<VsRef>,
     pub extra_rx: mpsc::UnboundedReceiver<VsRef>,
+    /// The generation of each policy last passed on (the policy reflector forgets deleted ones).
+    pub policy_generations: Changes,
 }
 
 /// The VaultSecret controller and its refresher, ready to run until `shutdown`.
@@ -52,6 +54,7 @@ pub(super) fn controller(
         policies: policies_for_vault_secrets,
         extra_tx,
         extra_rx,
+        policy_generations,
     } = feeds;
     let client = &ctx.client;
     let vs_store = ctx.vault_secrets.clone();
@@ -68,6 +71,24 @@ pub(super) fn controller(
         )
         .modify(|ns| strip_namespace(ns.meta_mut())),
     )
+    .inspect({
+        // A deleted namespace leaves the change map and the per-namespace identities (a
+        // re-list sweeps those deleted while the watch was down).
+        let changes = namespace_changes.clone();
+        let ctx = ctx.clone();
+        move |event| match event {
+            Ok(watcher::Event::Delete(ns)) => {
+                changes.forget(&ns.name_any());
+                if let Some(ids) = &ctx.settings.namespace_identity {
+                    ids.forget(&ns.name_any());
+                }
+            }
+            Ok(watcher::Event::InitDone) => {
+                changes.retain(|name| ctx.namespace(name).is_some());
+            }
+            _ => {}
+        }
+    })
     .touched_objects()
     .filter_map({
         let changes = namespace_changes.clone();
@@ -116,6 +137,13 @@ pub(super) fn controller(
                 index.set(&ObjectRef::from_obj(vs), source_of(&decoded));
                 ctx.claims.set(&decoded, &ctx.settings.name_template);
             }
+            Ok(watcher::Event::InitDone) => changes.retain(|key| {
+                key.split_once('/').is_some_and(|(namespace, name)| {
+                    ctx.vault_secrets
+                        .get(&ObjectRef::new(name).within(namespace))
+                        .is_some()
+                })
+            }),
             Ok(watcher::Event::Delete(vs)) => {
                 let key = vault_secret::key_of(vs);
                 changes.forget(&key);
@@ -219,7 +247,6 @@ pub(super) fn controller(
     // --- The VaultSecret controller ---
     let by_policy = vs_store.clone();
     let by_namespace = vs_store.clone();
-    let policy_generations = Changes::default();
     let vs_trigger = vs_trigger.inspect({
         let queued = queued.clone();
         move |vs| {

@@ -297,3 +297,77 @@ fn only_outage_answers_count_for_the_breaker() {
     assert_eq!(Some(message), outage(503, r#"{"error_code":"MAX_LOAD"}"#));
     assert_eq!((service, refused), (Some(Service::Vault), false));
 }
+
+/// Issue 23 §2: the answer to a call carrying secret values is never logged as a body (PrivX
+/// may echo a value JSON-escaped, or one too short to redact by substring), and its error
+/// message redacts the escaped form too.
+#[test]
+fn bodies_of_calls_carrying_values_are_not_logged_and_escaped_values_are_redacted() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("trace")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+
+    let data = crate::SecretData(
+        [
+            ("password".to_string(), serde_json::json!("hu\"nt\\er2")),
+            ("pin".to_string(), serde_json::json!("Qz")),
+        ]
+        .into(),
+    );
+    let call = crate::core::Call::new(
+        reqwest::Method::POST,
+        "POST /vault/api/v1/secrets",
+        "/vault/api/v1/secrets".into(),
+        "create shared secret \"db\"".into(),
+        "shared secret \"db\"".into(),
+    )
+    .redacting(&data);
+    let body = r#"{"error_code":"BAD_REQUEST","error_message":"bad value hu\"nt\\er2 and Qz"}"#;
+    let err = error_from_answer(&call.ctx, 400, None, body.as_bytes());
+    // A call without values still logs its (redacted) body.
+    let plain = CallContext {
+        redact: Vec::new(),
+        ..ctx()
+    };
+    error_from_answer(
+        &plain,
+        400,
+        None,
+        br#"{"error_message":"plain-answer-text"}"#,
+    );
+    drop(guard);
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("plain-answer-text"),
+        "the capture works: {logs}"
+    );
+    assert!(logs.contains("body not logged"), "{logs}");
+    for form in [r#"hu\"nt\\er2"#, "hu\"nt\\er2", "Qz"] {
+        assert!(!logs.contains(form), "{form} in the log: {logs}");
+    }
+    let message = err.to_string();
+    assert!(
+        !message.contains(r#"hu\"nt\\er2"#) && !message.contains("hu\"nt\\er2"),
+        "{message}"
+    );
+}

@@ -47,8 +47,9 @@ pub fn data_bytes(
     Ok(out)
 }
 
-/// What to do with the mirrored Secret.
-#[derive(Clone, Debug, PartialEq)]
+/// What to do with the mirrored Secret. `Debug` shows the Secret's data keys only (see
+/// `plan/mod.rs`).
+#[derive(Clone, PartialEq)]
 pub enum MirrorAction {
     /// No mirror declared.
     NotDeclared,

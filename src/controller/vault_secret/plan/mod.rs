@@ -108,7 +108,8 @@ pub struct Observed<'a> {
     pub now: &'a str,
 }
 
-/// Everything the apply step does, in its order.
+/// Everything the apply step does, in its order. Its `Debug` prints no secret value: PrivX data
+/// prints as keys (`SecretData`), the mirrored Secret as its name, type and data keys.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     /// Finalizer and cleanup-target annotation, one patch, before the PrivX write.
@@ -126,6 +127,39 @@ pub struct Plan {
     /// The status a failure of a later step is reported on (it names the target written to).
     pub failure_status: Option<VaultSecretStatus>,
     pub requeue: Option<Duration>,
+}
+
+/// The mirrored Secret without its data: name, type and the data keys (k8s `ByteString` would
+/// print the value's bytes).
+impl std::fmt::Debug for MirrorAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (variant, secret) = match self {
+            Self::NotDeclared => return f.write_str("NotDeclared"),
+            Self::InSync => return f.write_str("InSync"),
+            Self::Apply(secret) => ("Apply", secret),
+            Self::Replace(secret) => ("Replace", secret),
+            Self::Patch {
+                secret,
+                takeover: true,
+            } => ("Takeover", secret),
+            Self::Patch { secret, .. } => ("Patch", secret),
+        };
+        let keys: Vec<&str> = secret
+            .data
+            .iter()
+            .flat_map(|d| d.keys())
+            .chain(secret.string_data.iter().flat_map(|d| d.keys()))
+            .map(String::as_str)
+            .collect();
+        f.debug_struct(variant)
+            .field("namespace", &secret.metadata.namespace)
+            .field("name", &secret.metadata.name)
+            .field("type", &secret.type_)
+            .field("labels", &secret.metadata.labels)
+            .field("annotations", &secret.metadata.annotations)
+            .field("data_keys", &keys)
+            .finish()
+    }
 }
 
 impl Plan {

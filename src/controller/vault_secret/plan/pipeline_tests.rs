@@ -310,3 +310,30 @@ fn not_read_keeps_the_record_and_the_restart_condition() {
         (false, "TargetNotFound")
     );
 }
+
+/// Issue 23 §2: a plan that mirrors a value prints no form of it — not as text, not as the
+/// byte array k8s `ByteString` prints, not JSON-escaped, not base64 — only the data keys.
+#[test]
+fn debug_of_a_plan_shows_mirror_keys_never_the_value() {
+    let value = "s3\"cr\\et";
+    let mut r = row(push_spec());
+    r.source = SourceInput::Secret(data(&[("password", value)]));
+    let p = r.plan().unwrap();
+    assert!(matches!(p.mirror, MirrorAction::Apply(_)));
+    let printed = format!("{p:?}");
+    assert!(printed.contains("password"), "{printed}");
+    let bytes = format!("{:?}", value.as_bytes());
+    let escaped = serde_json::to_string(value).unwrap();
+    let base64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(value)
+    };
+    for form in [
+        value,
+        bytes.trim_matches(|c| c == '[' || c == ']'),
+        escaped.trim_matches('"'),
+        &base64,
+    ] {
+        assert!(!printed.contains(form), "{form:?} in {printed}");
+    }
+}

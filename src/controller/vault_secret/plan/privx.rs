@@ -27,7 +27,8 @@ pub struct PrivxInput<'a> {
     pub regenerate_request: Option<&'a str>,
     /// The key of the data hash (to tell whether the source changed since the last sync).
     pub hash_key: &'a HmacKey,
-    /// The operator's PrivX identity, if known (see `Settings::privx_identity`).
+    /// The PrivX identity this object writes with, if known: the operator's, or with
+    /// per-namespace identity the namespace's user (see `fetch::PrivxAs`).
     pub identity: Option<&'a str>,
 }
 

@@ -103,6 +103,12 @@ pub fn unavailable_reason(error: &kube::Error) -> (&'static str, &'static str) {
     }
 }
 
+/// "Now" on tokio's clock (as a std `Instant` for the pure debouncer): a paused test clock
+/// drives the queue as it drives the timer that wakes it.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// The shared restart queue: the debouncer behind a lock, and the task that makes the
 /// restarts when they are due (started by the first request).
 pub struct RestartQueue {
@@ -133,7 +139,7 @@ impl RestartQueue {
         token: &str,
         by: Requester,
     ) {
-        let now = Instant::now();
+        let now = now();
         let due = {
             let mut d = self.debouncer.lock().expect("restart queue lock");
             d.set_window(window);
@@ -163,7 +169,7 @@ impl RestartQueue {
             match next {
                 Some(at) => {
                     tokio::select! {
-                        _ = tokio::time::sleep_until(at.into()) => {}
+                        _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
                         _ = self.wake.notified() => continue,
                     }
                 }
@@ -179,7 +185,7 @@ impl RestartQueue {
     async fn run_due(&self, client: &kube::Client, recorder: &Recorder) {
         let due = {
             let mut d = self.debouncer.lock().expect("restart queue lock");
-            let now = Instant::now();
+            let now = now();
             d.prune(now);
             d.take_due(now)
         };

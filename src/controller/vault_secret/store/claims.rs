@@ -33,6 +33,8 @@ struct Inner {
     /// Sorted keys (almost always one: a second claimant is a conflict).
     by_target: HashMap<u64, Box<[Box<str>]>>,
     by_key: HashMap<Box<str>, u64>,
+    /// The read-only objects of the shared vault (what the shared listing would serve).
+    read_only_shared: std::collections::HashSet<Box<str>>,
 }
 
 impl Inner {
@@ -41,6 +43,7 @@ impl Inner {
     }
 
     fn remove(&mut self, key: &str) {
+        self.read_only_shared.remove(key);
         let Some(old) = self.by_key.remove(key) else {
             return;
         };
@@ -64,10 +67,22 @@ impl ClaimIndex {
             .as_ref()
             .ok()
             .map(|vs| inner.digest(&target_of(vs, template)));
+        let read_only_shared = guard
+            .0
+            .as_ref()
+            .is_ok_and(|vs| vs.spec.source.is_none() && vs.spec.owner.is_none());
         if inner.by_key.get(key.as_str()) == digest.as_ref() {
+            if read_only_shared {
+                inner.read_only_shared.insert(key.as_str().into());
+            } else {
+                inner.read_only_shared.remove(key.as_str());
+            }
             return;
         }
         inner.remove(&key);
+        if read_only_shared && digest.is_some() {
+            inner.read_only_shared.insert(key.as_str().into());
+        }
         if let Some(digest) = digest {
             let keys = inner.by_target.entry(digest).or_default();
             if let Err(at) = keys.binary_search_by(|k| (**k).cmp(key.as_str())) {
@@ -81,6 +96,26 @@ impl ClaimIndex {
 
     pub fn remove(&self, key: &str) {
         self.inner.lock().expect("claim index lock").remove(key);
+    }
+
+    /// How many valid read-only objects name a shared secret.
+    pub fn read_only_shared(&self) -> usize {
+        self.inner
+            .lock()
+            .expect("claim index lock")
+            .read_only_shared
+            .len()
+    }
+
+    /// Whether some object may name the shared secret `name` (a digest shared with another
+    /// target may say yes; never no for a claimed one).
+    pub fn claims_shared(&self, name: &str) -> bool {
+        let inner = self.inner.lock().expect("claim index lock");
+        let target = Target {
+            location: privx_client::SecretLocation::Shared,
+            name: name.to_string(),
+        };
+        inner.by_target.contains_key(&inner.digest(&target))
     }
 
     /// The keys of the objects that may name `target` (check each object's target).
@@ -136,10 +171,27 @@ mod tests {
         );
         assert!(index.naming(&shared("x")).is_empty());
 
+        // All three read only (no source) and, but for the personal one, shared.
+        assert_eq!(index.read_only_shared(), 2);
+        assert!(index.claims_shared("y") && !index.claims_shared("x"));
+
         index.remove("a/three");
         index.remove("b/two");
         assert!(index.naming(&shared("y")).is_empty());
         assert_eq!(index.inner.lock().unwrap().by_key.len(), 1);
+        assert_eq!(index.read_only_shared(), 0);
+        // A source makes an object a writer, not a reader of the listing.
+        index.set(&vs("a", "four", json!({"name": "z"})), &template);
+        assert_eq!(index.read_only_shared(), 1);
+        index.set(
+            &vs(
+                "a",
+                "four",
+                json!({"name": "z", "source": {"secretRef": {"name": "s"}}}),
+            ),
+            &template,
+        );
+        assert_eq!(index.read_only_shared(), 0);
     }
 
     #[test]

@@ -7,14 +7,18 @@
 //! store at all: the watch decodes each event into a [`WatchedMirror`] (the whole Secret exists
 //! only while one event is decoded), whose [`StoredMirror`] — type, the VaultSecret owners,
 //! labels and annotations as boxed pairs (with whether the operator's field manager applied
-//! them), and each data key with the SHA-256 digest of its value — goes into the
+//! them), and each data key with a keyed digest of its value (HMAC-SHA-256 under a random key of
+//! this process, never written anywhere: a digest cannot be checked against guessed values
+//! without the key, so a heap dump or a stray print of one gives nothing away) — goes into the
 //! [`MirrorStore`], keyed by namespace and name. The plan can tell from it whether the mirror is
-//! what it would write without keeping the data (nor a secret value) in memory.
+//! what it would write without keeping the data (nor a secret value) in memory. Its `Debug`
+//! shows the data keys only.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
+use hmac::{Hmac, Mac};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     ManagedFieldsEntry, ObjectMeta, OwnerReference,
@@ -23,18 +27,28 @@ use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Event;
 use serde::{Deserialize, Deserializer};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::stored::VsRef;
 use crate::controller::core::FIELD_MANAGER;
 use crate::controller::vault_secret::VAULT_SECRET_LABEL;
 use crate::crd::VaultSecret;
 
-/// The SHA-256 digest of one data value.
+/// The keyed digest of one data value (HMAC-SHA-256 under [`DIGEST_KEY`]).
 pub type ValueDigest = [u8; 32];
 
+/// The key of the value digests: random per process, only ever compared in memory.
+static DIGEST_KEY: std::sync::LazyLock<[u8; 32]> = std::sync::LazyLock::new(|| {
+    use rand::RngCore;
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    key
+});
+
 fn digest(value: &[u8]) -> ValueDigest {
-    Sha256::digest(value).into()
+    let mut mac = Hmac::<Sha256>::new_from_slice(&*DIGEST_KEY).expect("HMAC takes any key length");
+    mac.update(value);
+    mac.finalize().into_bytes().into()
 }
 
 /// A label or annotation, and whether the operator's field manager applied it.
@@ -46,7 +60,7 @@ struct Pair {
 }
 
 /// See the module documentation.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct StoredMirror {
     type_: Option<Box<str>>,
     /// The VaultSecrets among the owners: name and uid.
@@ -61,6 +75,20 @@ pub struct StoredMirror {
     /// kept whole: a takeover replaces the controller among them and keeps the rest. Mirrors
     /// have none, so this costs an empty slice.
     other_owners: Box<[OwnerReference]>,
+}
+
+/// Keys only: no value digest is printed.
+impl std::fmt::Debug for StoredMirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredMirror")
+            .field("type_", &self.type_)
+            .field("owners", &self.owners)
+            .field("labels", &self.labels)
+            .field("annotations", &self.annotations)
+            .field("data_keys", &self.keys().collect::<Vec<_>>())
+            .field("has_string_data", &self.has_string_data)
+            .finish()
+    }
 }
 
 fn find<'a>(pairs: &'a [Pair], key: &str) -> Option<&'a str> {
@@ -491,6 +519,26 @@ mod tests {
             !format!("{watched:?}").contains("s3cret"),
             "no value in the stored form"
         );
+    }
+
+    /// Issue 23 §2: the value digests are keyed (not the SHA-256 anyone can compute from a
+    /// guessed value), and `Debug` prints the data keys only, never a digest.
+    #[test]
+    fn value_digests_are_keyed_and_never_printed() {
+        use sha2::Digest;
+        let stored = WatchedMirror::from(secret()).mirror;
+        let (key, stored_digest) = &stored.data[0];
+        assert_eq!(&**key, "password");
+        let unkeyed: [u8; 32] = Sha256::digest(b"s3cret").into();
+        assert_ne!(stored_digest, &unkeyed, "an unkeyed SHA-256 of the value");
+        let printed = format!("{stored:?}");
+        assert!(printed.contains("password"), "{printed}");
+        for digest in [stored_digest, &unkeyed] {
+            let bytes = format!("{:?}", &digest[..4]);
+            let bytes = bytes.trim_matches(|c| c == '[' || c == ']');
+            assert!(!printed.contains(bytes), "a digest printed: {printed}");
+        }
+        assert!(!printed.contains("s3cret") && !printed.contains("czNjcmV0"));
     }
 
     fn watched(ns: &str, name: &str, key: &str) -> WatchedMirror {

@@ -11,6 +11,8 @@ mod harness;
 #[path = "e2e/migration.rs"]
 mod migration;
 
+#[path = "support/examples.rs"]
+mod example_list;
 #[path = "e2e/examples.rs"]
 mod examples;
 

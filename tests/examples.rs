@@ -10,19 +10,8 @@ use std::path::Path;
 
 use privx_sim::demo;
 use serde_json::{Value, json};
+use support::examples::example_files;
 use support::{Harness, NS};
-
-/// Every file in `examples/`, PasswordPolicies first (VaultSecrets generate passwords to them).
-fn example_files() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .expect("examples/")
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|f| f.ends_with(".yaml"))
-        .collect();
-    files.sort_by_key(|f| (!f.starts_with("passwordpolicy"), f.clone()));
-    files
-}
 
 fn documents(file: &str) -> Vec<Value> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -17,6 +17,15 @@ use serde_json::json;
 use support::{FakeKube, NS, policy_path, privx_client_for, secret_path, vs_path};
 use tokio_util::sync::CancellationToken;
 
+/// Signals the runner to stop and waits until it has (in-flight reconciles drained).
+async fn stop_and_join(stop: &CancellationToken, run: tokio::task::JoinHandle<()>) {
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("the runner stops on the signal")
+        .unwrap();
+}
+
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     for _ in 0..200 {
         if check() {
@@ -155,11 +164,7 @@ async fn runner_lists_reconciles_both_kinds_reports_synced_and_stops_on_signal()
         "{secret_lists:?}"
     );
 
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(20), run)
-        .await
-        .expect("the runner stops on the signal")
-        .unwrap();
+    stop_and_join(&stop, run).await;
 }
 
 #[tokio::test]
@@ -230,11 +235,7 @@ async fn two_objects_naming_one_target_are_ordered_through_the_runners_index() {
     eventually("the moved object Synced", || reason("newer") == "Synced").await;
     assert_eq!(reason("older"), "Synced");
 
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(20), run)
-        .await
-        .expect("the runner stops on the signal")
-        .unwrap();
+    stop_and_join(&stop, run).await;
 }
 
 /// `--selector` and `--controllers`: a release reconciles only the VaultSecrets its selector
@@ -282,11 +283,7 @@ async fn a_release_reconciles_only_the_objects_its_selector_and_controllers_name
             .is_some_and(|o| o["status"]["conditions"][0]["reason"] == "Synced")
     })
     .await;
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(20), run)
-        .await
-        .expect("the runner stops on the signal")
-        .unwrap();
+    stop_and_join(&stop, run).await;
 
     let vs_lists: Vec<String> = kube
         .requests()
@@ -354,11 +351,7 @@ async fn the_policy_controller_alone_reconciles_only_selected_policies() {
     })
     .await;
     eventually("watches synced", || synced.load(Ordering::SeqCst)).await;
-    stop.cancel();
-    tokio::time::timeout(Duration::from_secs(20), run)
-        .await
-        .expect("the runner stops on the signal")
-        .unwrap();
+    stop_and_join(&stop, run).await;
     assert!(kube.get(&policy_path("other")).unwrap()["status"].is_null());
     assert!(
         !kube

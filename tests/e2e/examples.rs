@@ -9,12 +9,12 @@
 //! `Ready`.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use privx_client::{RoleHandle, SecretData, SecretLocation, SecretWrite};
 use privx_sim::{demo, demo_seed};
 use serde_json::{Value, json};
 
+use super::example_list::example_files;
 use super::harness::{E2e, example_docs};
 
 /// The kinds `E2e::apply` knows; an example of another kind could not be tested.
@@ -25,19 +25,6 @@ const APPLIABLE: [&str; 5] = [
     "Deployment",
     "StatefulSet",
 ];
-
-/// Every file in `examples/`, PasswordPolicies first (VaultSecrets generate passwords to them).
-fn example_files() -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .expect("examples/")
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|f| f.ends_with(".yaml"))
-        .collect();
-    files.sort_by_key(|f| (!f.starts_with("passwordpolicy"), f.clone()));
-    assert!(files.len() >= 7, "examples: {files:?}");
-    files
-}
 
 /// The field names a VaultSecret's mirror reads from its PrivX data (template variables and
 /// key-mapping sources).

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod examples;
 pub mod fake_kube;
 pub mod running;
 

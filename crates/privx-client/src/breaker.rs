@@ -142,7 +142,10 @@ pub struct BreakerSettings {
 
 pub const DEFAULT_FAILURE_THRESHOLD: u32 = 5;
 pub const DEFAULT_FIRST_PROBE_INTERVAL: Duration = Duration::from_secs(1);
-pub const DEFAULT_MAX_PROBE_INTERVAL: Duration = Duration::from_secs(30);
+/// 10 s, not more: the probe interval bounds how long objects wait after PrivX is back (the
+/// breaker closes at the next probe, up to 12 s with the jitter), and one probe every 10 s is
+/// still only 0.1 requests per second for a PrivX that is down.
+pub const DEFAULT_MAX_PROBE_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_PAUSE: Duration = Duration::from_secs(300);
 
 /// Probe waits are the interval times a factor in this range.

@@ -75,7 +75,7 @@ async fn probes_once_per_growing_jittered_interval_then_stays_at_the_maximum() {
     let expected: Vec<Duration> = settings.probe_intervals().take(8).collect();
     assert_eq!(
         expected.iter().map(|d| d.as_secs()).collect::<Vec<_>>(),
-        [1, 2, 4, 8, 16, 30, 30, 30]
+        [1, 2, 4, 8, 10, 10, 10, 10]
     );
     for interval in expected {
         let wait = b.until_probe(VAULT, 0, Instant::now()).unwrap();
@@ -204,11 +204,12 @@ async fn reopening_soon_after_closing_continues_the_longer_interval() {
     for _ in 0..3 {
         probe(&b).await.report(&failed("HTTP 503 from vault"));
     }
-    // Interval now 8 s; the probe succeeds but the real endpoints fail again at once.
+    // Interval now 8 s; the probe succeeds but the real endpoints fail again at once: the
+    // next interval (16 s, capped at the 10 s maximum), not the first.
     probe(&b).await.report(&Outcome::Served);
     open(&b);
     let wait = b.until_probe(VAULT, 0, Instant::now()).unwrap();
-    assert!(wait >= Duration::from_secs(16).mul_f64(0.8), "{wait:?}");
+    assert!(wait >= Duration::from_secs(10).mul_f64(0.8), "{wait:?}");
     probe(&b).await.report(&Outcome::Served);
     // After a quiet while, an outage starts over at the first interval.
     tokio::time::advance(DEFAULT_MAX_PROBE_INTERVAL).await;
@@ -282,10 +283,11 @@ fn bad_settings_are_refused_with_the_setting_named() {
 #[test]
 fn the_probe_bound_follows_the_schedule() {
     let settings = BreakerSettings::default();
-    // Shortest waits 0.8, 1.6, 3.2, 6.4, 12.8, 24 (then 24 each): 48.8 s for six probes.
-    assert_eq!(settings.max_probes_within(Duration::from_secs(48)), 5);
-    assert_eq!(settings.max_probes_within(Duration::from_secs(60)), 6);
-    assert_eq!(settings.max_probes_within(Duration::from_secs(600)), 28);
+    // Shortest waits 0.8, 1.6, 3.2, 6.4, then 8 each: probes at 0.8, 2.4, 5.6, 12, 20, 28, ...
+    assert_eq!(settings.max_probes_within(Duration::from_secs(11)), 3);
+    assert_eq!(settings.max_probes_within(Duration::from_secs(47)), 8);
+    assert_eq!(settings.max_probes_within(Duration::from_secs(59)), 9);
+    assert_eq!(settings.max_probes_within(Duration::from_secs(600)), 77);
 }
 
 #[test]

@@ -18,7 +18,7 @@ use crate::crd::{PasswordPolicy, VaultSecret};
 /// `privx-operator probe`: one GET, success on a 2xx answer.
 #[derive(clap::Args, Debug)]
 pub struct ProbeArgs {
-    /// The URL to ask, e.g. http://privx-operator-metrics.privx-operator.svc:8080/readyz.
+    /// The URL to ask, e.g. `http://privx-operator-metrics.privx-operator.svc:8080/readyz`.
     #[arg(value_name = "URL")]
     pub url: String,
     /// How long to wait for the answer (e.g. 10s).

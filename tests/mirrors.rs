@@ -1014,10 +1014,20 @@ mod ownership {
                     ),
                 ),
             );
+            let read_at =
+                kube.get(&secret_path(NS, "app")).unwrap()["metadata"]["resourceVersion"].clone();
             kube.clear_requests();
             let running = start(&kube, &sim).await;
             eventually("Synced", SECS, || ready_reason(&kube, NS, "db") == "Synced").await;
             assert_eq!(restarts(&kube), restarts_wanted, "{existing}: restarts");
+            // The takeover is a compare-and-set on the version it was read at: a change
+            // someone makes in between is not overwritten (409, read again next time).
+            let takeover = &kube.writes_to(&secret_path(NS, "app"))[0];
+            assert_eq!(
+                takeover.body.as_ref().unwrap()["metadata"]["resourceVersion"],
+                read_at,
+                "{existing}: the takeover patch carries the version read"
+            );
             let m = mirror(&kube).unwrap();
             assert_eq!(m["metadata"]["uid"], uid, "{existing}: the same Secret");
             assert_eq!(m["data"]["password"], b64("pw-1"));

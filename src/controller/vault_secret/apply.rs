@@ -161,6 +161,10 @@ impl Reconciler<'_> {
         if secret.immutable == Some(true) {
             body["immutable"] = json!(true);
         }
+        // The version the Secret was read at: a compare-and-set (see `expect_version`).
+        if let Some(version) = &secret.metadata.resource_version {
+            body["metadata"]["resourceVersion"] = json!(version);
+        }
         let namespace = self.namespace();
         self.ctx.own_writes.begin("Secret", Some(&namespace), &name);
         let patched = self

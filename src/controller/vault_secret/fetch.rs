@@ -31,6 +31,9 @@ pub(super) struct KubeFetched {
     pub source: SourceInput,
     pub templates: Vec<Template>,
     pub existing_mirror: Option<Arc<StoredMirror>>,
+    /// The resourceVersion of the existing Secret when it was read from the API (one this
+    /// operator does not manage yet): the precondition of a patch that takes it over.
+    pub existing_mirror_version: Option<String>,
     pub inputs_hash: String,
 }
 
@@ -59,15 +62,16 @@ impl Reconciler<'_> {
             None => Vec::new(),
         };
         let vs_name = self.vs.name_any();
-        let existing_mirror = match mirror_spec {
+        let (existing_mirror, existing_mirror_version) = match mirror_spec {
             Some(m) => self.existing_mirror(plan::mirror_name(m, &vs_name)).await?,
-            None => None,
+            None => (None, None),
         };
         let inputs_hash = self.inputs_hash(&source, &texts);
         Ok(KubeFetched {
             source,
             templates,
             existing_mirror,
+            existing_mirror_version,
             inputs_hash,
         })
     }
@@ -347,16 +351,26 @@ impl Reconciler<'_> {
     /// The mirrored Secret as the store holds it; a Secret not in the store (not labelled as
     /// ours, or not seen yet) is read, so that a foreign Secret of that name is refused, never
     /// overwritten.
-    async fn existing_mirror(&self, name: &str) -> Result<Option<Arc<StoredMirror>>, Stop> {
+    /// The mirror as the store holds it, else as the API does (with its resourceVersion).
+    async fn existing_mirror(
+        &self,
+        name: &str,
+    ) -> Result<(Option<Arc<StoredMirror>>, Option<String>), Stop> {
         if let Some(mirror) = self.ctx.mirror(&self.namespace(), name) {
-            return Ok(Some(mirror));
+            return Ok((Some(mirror), None));
         }
         let read = self
             .secrets()
             .get_opt(name)
             .await
             .map_err(|e| core::kube_stop("read mirrored Secret", e))?;
-        Ok(read.map(|secret| Arc::new(StoredMirror::from(secret))))
+        let version = read
+            .as_ref()
+            .and_then(|secret| secret.metadata.resource_version.clone());
+        Ok((
+            read.map(|secret| Arc::new(StoredMirror::from(secret))),
+            version,
+        ))
     }
 }
 

@@ -213,7 +213,7 @@ impl Reconciler<'_> {
             let fetched = self
                 .fetch_privx(&target, &kube.source, &decision, read_current)
                 .await?;
-            let plan = plan::plan(&plan::Observed {
+            let mut plan = plan::plan(&plan::Observed {
                 vs: self.vs,
                 target: &target,
                 source: kube.source.clone(),
@@ -232,6 +232,8 @@ impl Reconciler<'_> {
                 identity: fetched.identity.as_deref(),
                 now: &core::now_rfc3339(),
             })?;
+            plan.mirror
+                .expect_version(kube.existing_mirror_version.as_deref());
             match self.apply(plan, &target, Some(&fetched.privx)).await {
                 Err(stop) if !read_current && core::is_already_exists(&stop) => {
                     read_current = true;

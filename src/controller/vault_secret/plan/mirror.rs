@@ -70,6 +70,16 @@ pub enum MirrorAction {
 }
 
 impl MirrorAction {
+    /// Makes a patch conditional on the Secret still being at `version` (the one it was read
+    /// at): a takeover or an owner-reference change must not overwrite a change someone made
+    /// in between (the API answers 409, and the next reconcile reads again). Other actions
+    /// are server-side applies of our own fields and need none.
+    pub fn expect_version(&mut self, version: Option<&str>) {
+        if let (Self::Patch { secret, .. }, Some(version)) = (self, version) {
+            secret.metadata.resource_version = Some(version.to_string());
+        }
+    }
+
     /// Whether this takes over a Secret this object did not manage before.
     pub fn is_takeover(&self) -> bool {
         matches!(self, Self::Patch { takeover: true, .. })

@@ -45,7 +45,10 @@ impl Capture {
             .with_writer(move || writer.clone())
             .with_ansi(false)
             .finish();
-        (capture, tracing::subscriber::set_default(subscriber))
+        let guard = tracing::subscriber::set_default(subscriber);
+        // A callsite another thread reached first may have cached "never enabled": ask again.
+        tracing::callsite::rebuild_interest_cache();
+        (capture, guard)
     }
 }
 

@@ -105,6 +105,8 @@ async fn no_credential_in_any_log_line() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // A callsite another thread reached first may have cached "never enabled": ask again.
+    tracing::callsite::rebuild_interest_cache();
 
     let sim = start().await;
     let dir = std::env::temp_dir().join(format!("privx-identity-logs-{}", std::process::id()));

@@ -325,6 +325,9 @@ fn bodies_of_calls_carrying_values_are_not_logged_and_escaped_values_are_redacte
         .with_ansi(false)
         .finish();
     let guard = tracing::subscriber::set_default(subscriber);
+    // Tests run in parallel threads without a subscriber: a callsite one of them reached
+    // first may have cached "never enabled"; ask every callsite again with ours in place.
+    tracing::callsite::rebuild_interest_cache();
 
     let data = crate::SecretData(
         [
